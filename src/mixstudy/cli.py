@@ -1,0 +1,188 @@
+"""Command line: ``mixstudy <command>``; parameters come from params.yaml plus overrides.
+
+Every command reads the same parameter files (``--params``, repeatable, later files win)
+and ``--set dotted.key=value`` overrides, validated before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from mixstudy.errors import MixstudyError
+
+log = logging.getLogger("mixstudy")
+
+DEFAULT_RUNS_ROOT = "results/runs"
+DEFAULT_SELECTION = "results/tuning/selection.yaml"
+
+
+def _add_params(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--params", action="append", metavar="FILE",
+        help="parameter file; repeat to layer overrides (default: params.yaml)",
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one parameter, e.g. --set train.epochs=5 --set mixing.layers=[0,2]",
+    )
+
+
+def _params(args) -> dict:
+    from mixstudy.config import load_params
+
+    return load_params(args.params or ["params.yaml"], args.overrides)
+
+
+def cmd_data(args) -> None:
+    from mixstudy.data import prepare_data
+
+    params = _params(args)
+    manifest = prepare_data(params["data"])
+    print(f"wrote {params['data']['out']} from {manifest['source']}")
+
+
+def cmd_subset(args) -> None:
+    from mixstudy.data import make_subset, subset_file
+
+    params = _params(args)
+    out = args.out or subset_file(params["subset"])
+    record = make_subset(params["data"]["out"], params["subset"], out)
+    print(f"wrote {out}: {len(record['train_indices'])} train, {len(record['val_indices'])} validation images")
+
+
+def cmd_train(args) -> None:
+    from mixstudy import study
+    from mixstudy.data import load_study_data, subset_file
+    from mixstudy.training import run_training
+
+    params = _params(args)
+    if args.run:
+        spec = study.find_run(params, args.run)
+        selection = study.read_selection(args.selection) if spec.stage == "sweep" else None
+        config = study.spec_config(params, spec, selection)
+        out = Path(args.out) if args.out else spec.folder(args.runs_root)
+    else:
+        if not args.out:
+            raise MixstudyError("give --run RUN_ID (a run of the study's grids) or --out DIR for a single run")
+        selection = study.read_selection(args.selection) if args.use_selection else None
+        config = study.run_config(params, args.seed, selection=selection)
+        out = Path(args.out)
+    data = load_study_data(params["data"]["out"], args.subset or subset_file(params["subset"]))
+    record = run_training(config, data, out, progress=args.progress, on_diverge=args.on_diverge)
+    if record["status"] == "ok":
+        test = record["metrics"]["test"]
+        print(f"{out}: test acc {test['acc']:.4f}, nll {test['nll']:.4f}, ece {test['ece']:.4f} ({record['wall_time_s']:.0f} s)")
+
+
+def cmd_evaluate(args) -> None:
+    from mixstudy import engine
+    from mixstudy.data import load_study_data, subset_file
+    from mixstudy.fileio import write_json
+    from mixstudy.training import evaluate_all, load_checkpoint
+
+    params = _params(args)
+    device = engine.resolve_device(params["compute"]["device"])
+    model, config = load_checkpoint(args.checkpoint, device)
+    model.to(device)
+    config["evaluation"] = params["evaluation"]
+    data = load_study_data(params["data"]["out"], args.subset or subset_file(params["subset"]))
+    metrics, _ = evaluate_all(model, data, engine.Normalise().to(device), config, device)
+    if args.out:
+        write_json(args.out, metrics)
+    print(json.dumps(metrics, indent=2))
+
+
+def cmd_select(args) -> None:
+    from mixstudy import study
+    from mixstudy.selection import select_best, write_selection
+
+    params = _params(args)
+    selection = select_best(study.tuning_runs(params), args.runs_root)
+    write_selection(selection, args.out)
+    print(
+        f"wrote {args.out}: {selection['scheduler']}, momentum {selection['momentum']}, "
+        f"weight decay {selection['weight_decay']} ({selection['selected_by']}: {selection['mean_acc']:.4f})"
+    )
+
+
+def cmd_runs(args) -> None:
+    from mixstudy import study
+
+    params = _params(args)
+    specs = study.tuning_runs(params) if args.stage == "tuning" else study.sweep_runs(params) if args.stage == "sweep" else study.all_runs(params)
+    for spec in specs:
+        print(spec.run_id)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mixstudy", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("data", help="fetch, verify and normalise CIFAR-10 (data.* parameters)")
+    _add_params(p)
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("subset", help="draw the seeded stratified subset (subset.* parameters)")
+    _add_params(p)
+    p.add_argument("--out", help="subset file (default: data/subsets/<named by the parameters>.json)")
+    p.set_defaults(func=cmd_subset)
+
+    p = sub.add_parser("train", help="train one run and write its folder (metrics.json, history.tsv, model.pt)")
+    _add_params(p)
+    p.add_argument("--run", metavar="RUN_ID", help="a run of the study's grids, e.g. sweep/manifold_S0-2_alpha4/seed0 (see `mixstudy runs`)")
+    p.add_argument("--out", help="run folder (default for --run: RUNS_ROOT/RUN_ID)")
+    p.add_argument("--seed", type=int, default=0, help="run seed when not using --run (default 0)")
+    p.add_argument("--runs-root", default=DEFAULT_RUNS_ROOT, help=f"root of run folders (default {DEFAULT_RUNS_ROOT})")
+    p.add_argument("--selection", default=DEFAULT_SELECTION, help=f"tuning choice for sweep runs (default {DEFAULT_SELECTION})")
+    p.add_argument("--use-selection", action="store_true", help="apply the tuning choice to a single --out run too")
+    p.add_argument("--subset", help="subset file (default: the one named by the subset.* parameters)")
+    p.add_argument("--progress", choices=["auto", "bar", "lines"], default="auto", help="progress bar at a terminal, log lines otherwise (default auto)")
+    p.add_argument(
+        "--on-diverge", choices=["error", "record"], default="error",
+        help="non-finite loss: exit with an error (default), or record a failed run in metrics.json and exit 0 (pipelines)",
+    )
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a saved model.pt on the test (and validation) set")
+    _add_params(p)
+    p.add_argument("checkpoint", help="path to a run's model.pt")
+    p.add_argument("--subset", help="subset file (for its validation split)")
+    p.add_argument("--out", help="also write the metrics to this JSON file")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("select", help="choose the best baseline configuration from the tuning runs")
+    _add_params(p)
+    p.add_argument("--runs-root", default=DEFAULT_RUNS_ROOT, help=f"root of run folders (default {DEFAULT_RUNS_ROOT})")
+    p.add_argument("--out", default=DEFAULT_SELECTION, help=f"selection file (default {DEFAULT_SELECTION})")
+    p.set_defaults(func=cmd_select)
+
+    p = sub.add_parser("runs", help="list the run ids of the study's grids")
+    _add_params(p)
+    p.add_argument("--stage", choices=["all", "tuning", "sweep"], default="all", help="which grid (default all)")
+    p.set_defaults(func=cmd_runs)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        args.func(args)
+    except MixstudyError as err:
+        print(f"mixstudy {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Parameters: load params.yaml plus override files, apply --set overrides, validate.
+
+The merged parameters are validated against ``schemas/params.schema.yaml`` (types, ranges,
+names) and then by a few checks a schema cannot express (mixing points a network has).
+Every failure is a :class:`ConfigError` whose message names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+import yaml
+
+from mixstudy.errors import ConfigError
+
+SCHEMA_PATH = Path(str(resources.files("mixstudy") / "schemas" / "params.schema.yaml"))
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Return ``base`` with ``override`` merged in; nested dicts merge, everything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"parameter file {path} does not exist")
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path} must hold a mapping of parameters, not {type(content).__name__}")
+    return content
+
+
+def apply_override(params: dict, assignment: str) -> dict:
+    """Apply one ``dotted.key=value`` override; the value is parsed as YAML (``[0, 2]``, ``4.0``, ``true``)."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} must look like key.subkey=value")
+    dotted, raw_value = assignment.split("=", 1)
+    keys = dotted.strip().split(".")
+    try:
+        value = yaml.safe_load(raw_value)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {assignment!r}: value is not valid YAML ({err})") from err
+    nested: Any = value
+    for key in reversed(keys):
+        nested = {key: nested}
+    return deep_merge(params, nested)
+
+
+def load_params(files: Iterable[str | Path], overrides: Iterable[str] = ()) -> dict:
+    """Merge parameter files in order, apply overrides, validate, and return the result."""
+    params: dict = {}
+    for path in files:
+        params = deep_merge(params, read_yaml(path))
+    for assignment in overrides:
+        params = apply_override(params, assignment)
+    validate_params(params)
+    return params
+
+
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "enum":
+        allowed = ", ".join(map(str, error.validator_value))
+        return f"{key}: {error.instance!r} is not allowed; choose one of: {allowed}"
+    if error.validator == "additionalProperties":
+        known = ", ".join(sorted(schema.get("properties", {})))
+        return f"{key}: {error.message}; known keys here: {known}"
+    if error.validator == "required":
+        return f"{key}: {error.message}"
+    if error.validator == "uniqueItems":
+        return f"{key}: has duplicate values {error.instance!r}; list each value once"
+    if error.validator == "minItems":
+        return f"{key}: must not be empty (at least {error.validator_value} item(s))"
+    return f"{key}: {error.message}"
+
+
+def validate_params(params: dict) -> None:
+    """Validate merged parameters against the schema and the cross-key rules."""
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n  ".join(_describe(e) for e in errors)
+        raise ConfigError(f"invalid parameters:\n  {lines}")
+    check_mixing_points(params)
+
+
+def check_mixing_points(params: dict) -> None:
+    """Every mixing point named in ``mixing.layers`` and ``sweep.layer_sets`` must exist in the network."""
+    from mixstudy.models import mixing_points  # models imports torch; keep config import light
+
+    valid = mixing_points(params["model"]["name"])
+    named = {("mixing.layers", tuple(params["mixing"].get("layers", [0])))}
+    named |= {("sweep.layer_sets", tuple(s)) for s in params["sweep"]["layer_sets"]}
+    for key, layer_set in sorted(named):
+        bad = sorted(set(layer_set) - set(valid))
+        if bad:
+            raise ConfigError(
+                f"{key}: mixing point(s) {bad} do not exist in {params['model']['name']}; "
+                f"valid points are {list(valid)} (0 = input)"
+            )
+
+
+def config_hash(config: dict) -> str:
+    """A short stable hash of a configuration (key order does not matter)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

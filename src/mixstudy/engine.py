@@ -1,0 +1,81 @@
+"""Device-resident data and batched augmentation (no PIL, no DataLoader).
+
+The whole subset lives on the training device as one float tensor in [0, 1]; random crops
+(zero padding, as torchvision's ``RandomCrop(32, padding=4)`` before ``Normalize``) and
+horizontal flips are done for a whole batch with tensor indexing, driven by a torch
+Generator on the same device so no random state crosses between host and device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mixstudy.data import MEAN, STD
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from mixstudy.errors import ConfigError
+
+        raise ConfigError("compute.device: cuda was asked for but torch sees no CUDA device; use auto or cpu")
+    return torch.device(name)
+
+
+def to_device_images(images_nhwc: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """uint8 NHWC numpy -> float NCHW tensor in [0, 1] on the device."""
+    x = torch.from_numpy(np.ascontiguousarray(images_nhwc)).to(device).permute(0, 3, 1, 2).float().div_(255)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return x.contiguous(memory_format=memory_format)
+
+
+class Normalise(torch.nn.Module):
+    """Per-channel standardisation with the CIFAR-10 training statistics."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero-pad by ``padding`` and take one random ``H x W`` window per image."""
+    if padding == 0:
+        return x
+    batch, _, height, width = x.shape
+    padded = F.pad(x, (padding,) * 4)
+    dy = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=x.device)
+    dx = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=x.device)
+    rows = (dy[:, None] + torch.arange(height, device=x.device))[:, :, None]  # (B, H, 1)
+    cols = (dx[:, None] + torch.arange(width, device=x.device))[:, None, :]  # (B, 1, W)
+    batch_index = torch.arange(batch, device=x.device)[:, None, None]
+    windows = padded.permute(0, 2, 3, 1)[batch_index, rows, cols]  # (B, H, W, C)
+    return windows.permute(0, 3, 1, 2).contiguous(memory_format=_format_of(x))
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    x = random_crop(x, padding, generator)
+    return random_flip(x, generator) if flip else x
+
+
+def _format_of(x: torch.Tensor):
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format
+
+
+def batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Split a permutation into batches; a trailing batch of one (BatchNorm cannot train on it) is dropped."""
+    chunks = list(order.split(batch_size))
+    if len(chunks) > 1 and len(chunks[-1]) == 1:
+        chunks.pop()
+    return chunks

@@ -1,0 +1,136 @@
+"""Networks with declared mixing points.
+
+A network is a sequence of ``stages`` followed by a ``head``. Mixing point ``k`` is the input
+of ``stages[k]``, so point 0 is always the image itself (plain input mixup). Each network
+declares its points once, through the number of its stages.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from mixstudy.errors import ConfigError
+
+NUM_CLASSES = 10
+
+
+class StagedNet(nn.Module):
+    """Stages with a mixing point before each, then a classifier head."""
+
+    def __init__(self, stages: list[nn.Module], head: nn.Module):
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.head = head
+
+    @property
+    def mixing_points(self) -> tuple[int, ...]:
+        return tuple(range(len(self.stages)))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mix_at: int | None = None,
+        mix: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        for point, stage in enumerate(self.stages):
+            if point == mix_at:
+                x = mix(x)
+            x = stage(x)
+        return self.head(x)
+
+
+# --- the study's convnet -------------------------------------------------------------------
+
+
+def conv_block(c_in: int, c_out: int, slope: float, dropout: float) -> nn.Sequential:
+    """Three (conv 3x3, BatchNorm, LeakyReLU), then 2x2 max-pool and dropout."""
+    layers: list[nn.Module] = []
+    for i in range(3):
+        layers += [
+            nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.LeakyReLU(slope),
+        ]
+    layers += [nn.MaxPool2d(2), nn.Dropout(dropout)]
+    return nn.Sequential(*layers)
+
+
+def convnet(widths=(32, 64, 128), dropout: float = 0.25, leaky_slope: float = 0.1) -> StagedNet:
+    """The study's network: three blocks of three conv layers, global pooling, linear layer.
+
+    Defaults: widths 32/64/128 keep a 400-epoch run on 500 images CPU-affordable (the study
+    does not publish its widths); dropout 0.25 and slope 0.1 are the common choices for this
+    VGG-style block (Keras CIFAR example, manifold mixup code's LeakyReLU).
+    """
+    channels = [3, *widths]
+    stages = [conv_block(channels[i], channels[i + 1], leaky_slope, dropout) for i in range(3)]
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], NUM_CLASSES))
+    return StagedNet(stages, head)
+
+
+# --- PreActResNet18 (manifold mixup paper) -------------------------------------------------
+
+
+class PreActBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, stride=1, padding=1, bias=False)
+        self.shortcut = None
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+def _resnet_layer(c_in: int, c_out: int, blocks: int, stride: int) -> nn.Sequential:
+    layers = [PreActBlock(c_in, c_out, stride)]
+    layers += [PreActBlock(c_out, c_out, 1) for _ in range(blocks - 1)]
+    return nn.Sequential(*layers)
+
+
+def preactresnet18(base_width: int = 64) -> StagedNet:
+    """PreActResNet18; mixing points: input, after stage 1, after stage 2 (as in the paper's code)."""
+    w = base_width
+    stem_and_layer1 = nn.Sequential(nn.Conv2d(3, w, 3, padding=1, bias=False), _resnet_layer(w, w, 2, 1))
+    layer2 = _resnet_layer(w, 2 * w, 2, 2)
+    layer3_and_4 = nn.Sequential(_resnet_layer(2 * w, 4 * w, 2, 2), _resnet_layer(4 * w, 8 * w, 2, 2))
+    head = nn.Sequential(
+        nn.BatchNorm2d(8 * w), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8 * w, NUM_CLASSES)
+    )
+    return StagedNet([stem_and_layer1, layer2, layer3_and_4], head)
+
+
+# Each network's mixing points, declared once (the input of each stage).
+MIXING_POINTS = {"convnet": (0, 1, 2), "preactresnet18": (0, 1, 2)}
+
+
+def mixing_points(name: str) -> tuple[int, ...]:
+    if name not in MIXING_POINTS:
+        raise ConfigError(f"model.name: unknown network {name!r}; choose one of: {', '.join(MIXING_POINTS)}")
+    return MIXING_POINTS[name]
+
+
+def build_model(model_params: dict) -> StagedNet:
+    name = model_params["name"]
+    mixing_points(name)
+    if name == "convnet":
+        return convnet(
+            widths=tuple(model_params.get("widths", (32, 64, 128))),
+            dropout=model_params.get("dropout", 0.25),
+            leaky_slope=model_params.get("leaky_slope", 0.1),
+        )
+    return preactresnet18()

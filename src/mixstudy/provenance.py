@@ -1,0 +1,52 @@
+"""What produced a result: package versions, device, code revision, data hashes."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def code_revision() -> str | None:
+    """The git commit of the source tree (with ``-dirty`` if it has uncommitted changes)."""
+    source_dir = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source_dir, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+            cwd=source_dir, capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{rev}-dirty" if dirty else rev
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def provenance(device: torch.device, subset_sha256: str, data_provenance: dict | None = None) -> dict:
+    return {
+        "packages": {p: _version(p) for p in ("mixstudy", "torch", "torchvision", "numpy")},
+        "python": platform.python_version(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "code_revision": code_revision(),
+        "subset_sha256": subset_sha256,
+        "data": data_provenance or {},
+    }

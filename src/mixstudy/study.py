@@ -1,0 +1,133 @@
+"""The study's runs: the grids of params.yaml expanded once, each run named by its configuration.
+
+A run id reads ``<stage>/<name>/seed<seed>`` and is also its folder under ``results/runs``:
+
+  tuning/warm_restarts_mom0.9_wd0.001/seed0    baseline tuning (Table 1)
+  sweep/baseline/seed0                         final baseline (Table 2)
+  sweep/manifold_S0-2_alpha4/seed0             manifold mixup, S={0,2}, alpha=4 (Table 3; S0 is input mixup)
+  sweep/cutmix_alpha1/seed0                    CutMix comparison
+
+Everything (Snakemake, DVC, the CLI, aggregation) gets the list of runs from here.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from mixstudy.config import deep_merge
+from mixstudy.errors import ConfigError
+
+RUN_SECTIONS = ("model", "train", "mixing", "evaluation", "compute")
+
+
+def fmt(value: float) -> str:
+    """Numbers in run names: shortest form (4.0 -> 4, 0.0001 -> 0.0001)."""
+    return f"{value:g}"
+
+
+def layers_label(layers) -> str:
+    return "-".join(str(k) for k in layers)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    stage: str  # tuning | sweep
+    name: str
+    seed: int
+    overrides: dict = field(compare=False, hash=False)  # nested params overrides that define this run
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.stage}/{self.name}/seed{self.seed}"
+
+    def folder(self, root: str | Path = "results/runs") -> Path:
+        return Path(root) / self.run_id
+
+
+def tuning_runs(params: dict) -> list[RunSpec]:
+    tuning = params["tuning"]
+    grid = tuning["grid"]
+    runs = []
+    for sched, momentum, wd in itertools.product(grid["scheduler"], grid["momentum"], grid["weight_decay"]):
+        overrides = {
+            "train": {
+                "epochs": tuning["epochs"],
+                "lr": float(tuning["lr"]),
+                "momentum": float(momentum),
+                "weight_decay": float(wd),
+                "scheduler": {"name": sched},
+            },
+            "mixing": {"method": "none", "alpha": 0.0},
+        }
+        name = f"{sched}_mom{fmt(momentum)}_wd{fmt(wd)}"
+        runs += [RunSpec("tuning", name, seed, overrides) for seed in tuning["seeds"]]
+    return runs
+
+
+def sweep_runs(params: dict) -> list[RunSpec]:
+    """Baseline runs, then alpha x S manifold mixup runs, then CutMix runs, each over the seeds."""
+    sweep = params["sweep"]
+    configs = [("baseline", {"method": "none", "alpha": 0.0})]
+    for layers, alpha in itertools.product(sweep["layer_sets"], sweep["alphas"]):
+        configs.append(
+            (f"manifold_S{layers_label(layers)}_alpha{fmt(alpha)}", {"method": "manifold", "alpha": float(alpha), "layers": list(layers)})
+        )
+    for alpha in sweep.get("cutmix_alphas", []):
+        configs.append((f"cutmix_alpha{fmt(alpha)}", {"method": "cutmix", "alpha": float(alpha)}))
+    return [RunSpec("sweep", name, seed, {"mixing": mixing}) for name, mixing in configs for seed in sweep["seeds"]]
+
+
+def all_runs(params: dict) -> list[RunSpec]:
+    return tuning_runs(params) + sweep_runs(params)
+
+
+def find_run(params: dict, run_id: str) -> RunSpec:
+    runs = {spec.run_id: spec for spec in all_runs(params)}
+    if run_id not in runs:
+        examples = ", ".join(list(runs)[:3])
+        raise ConfigError(f"run {run_id!r} is not in the grids of these parameters (e.g. {examples})")
+    return runs[run_id]
+
+
+def read_selection(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist; run `mixstudy select` on the tuning runs first")
+    selection = yaml.safe_load(path.read_text())
+    missing = {"scheduler", "momentum", "weight_decay"} - set(selection or {})
+    if missing:
+        raise ConfigError(f"{path} lacks {sorted(missing)}; run `mixstudy select` again")
+    return selection
+
+
+def selection_overrides(selection: dict) -> dict:
+    return {
+        "train": {
+            "scheduler": {"name": selection["scheduler"]},
+            "momentum": float(selection["momentum"]),
+            "weight_decay": float(selection["weight_decay"]),
+        }
+    }
+
+
+def run_config(params: dict, seed: int, overrides: dict | None = None, selection: dict | None = None) -> dict:
+    """The full configuration of one run: params' run sections, the tuning choice, the run's own settings."""
+    config = {key: copy.deepcopy(params[key]) for key in RUN_SECTIONS}
+    if selection is not None:
+        config = deep_merge(config, selection_overrides(selection))
+    config = deep_merge(config, overrides or {})
+    config["mixing"]["alpha"] = float(config["mixing"]["alpha"])
+    config["train"]["lr"] = float(config["train"]["lr"])
+    config["seed"] = int(seed)
+    return config
+
+
+def spec_config(params: dict, spec: RunSpec, selection: dict | None) -> dict:
+    if spec.stage == "sweep" and selection is None:
+        raise ConfigError(f"{spec.run_id} needs the tuning selection (--selection results/tuning/selection.yaml)")
+    return run_config(params, spec.seed, spec.overrides, selection if spec.stage == "sweep" else None)
