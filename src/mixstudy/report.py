@@ -1,0 +1,283 @@
+"""results/report.md and its offline HTML rendering: the study's tables and figures in one place,
+our numbers beside the published ones (params ``report.published``), what ran and what did not,
+and the configuration used.
+
+The tables are computed afresh from the run folders (the same functions ``mixstudy aggregate``
+uses); the figures are linked by relative path from the figures folder ``mixstudy figures`` wrote.
+The report holds no timestamp, so the same runs always give the same file.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from mixstudy import study
+from mixstudy.fileio import write_text
+from mixstudy.tables import (
+    CONFIDENCE, Analysis, analyse, best_mixing, best_tuning, cell_label, format_interval, format_p, format_signed,
+    mixing_differences, study_tables,
+)
+
+FIGURE_CAPTIONS = {
+    "fig1_mixing_examples": "Figure 1: pairs from the training subset, their input mixup at λ = 0.5 and CutMix.",
+    "tuning_bars": "Table 1 as bars: mean test accuracy over seeds, error bars one standard deviation.",
+    "sweep_acc_heatmap": "Table 3 test accuracy, mean over seeds.",
+    "sweep_delta_heatmap": "Table 3 minus the final baseline, in percentage points.",
+    "acc_vs_alpha": "Test accuracy against α, one line per mixing set S; bands one standard deviation over seeds.",
+    "acc_vs_alpha_panels": "The same, one panel per S, with the baseline's mean and band in each.",
+    "training_curves": "Training loss, training accuracy and learning rate per epoch: baseline and best mixup.",
+    "reliability": "Reliability diagrams of the baseline and the best mixup configuration, bins pooled over seeds.",
+}
+PUBLISHED_CONFIG = re.compile(r"S\s*=\s*\{([\d,\s]+)\}\s*,\s*alpha\s*=\s*([\d.]+)")
+HTML_STYLE = """
+body { font-family: sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.45; color: #222; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
+th, td { border: 1px solid #bbb; padding: 0.25rem 0.6rem; text-align: left; }
+th { background: #f0f0f0; }
+img { max-width: 100%; height: auto; }
+pre { background: #f6f6f6; padding: 0.8rem; overflow-x: auto; }
+code { font-size: 0.9em; }
+"""
+
+
+# --- comparison with the published numbers --------------------------------------------------
+
+
+def compare_in_words(what: str, ours: float | None, published: float | None) -> str:
+    if published is None:
+        return f"{what}: the study publishes no number for this." if ours is None else f"{what}: ours {ours:.2f} %; the study publishes no number."
+    if ours is None:
+        return f"{what}: no finished runs yet, so nothing stands beside the published {published:.2f} %."
+    diff = ours - published
+    if abs(diff) < 0.005:
+        return f"{what}: ours, {ours:.2f} %, equals the published {published:.2f} %."
+    direction = "higher" if diff > 0 else "lower"
+    return f"{what}: ours, {ours:.2f} %, is {abs(diff):.2f} percentage points {direction} than the published {published:.2f} %."
+
+
+def published_cell(analysis: Analysis, config_text: str | None) -> pd.Series | None:
+    """Our configuration named by the published ``S={0,2}, alpha=4`` text, if the sweep has it."""
+    match = PUBLISHED_CONFIG.search(config_text or "")
+    if not match:
+        return None
+    layers = study.layers_label(int(k) for k in match.group(1).split(","))
+    name = f"manifold_S{layers}_alpha{study.fmt(float(match.group(2)))}"
+    cells = analysis.stage("sweep", "manifold")
+    cells = cells[cells["name"] == name]
+    return None if cells.empty else cells.iloc[0]
+
+
+def seeds_text(cell: pd.Series | None) -> str:
+    if cell is None:
+        return "—"
+    return f"{cell['n']}/{cell['asked']} seeds"
+
+
+def mean_of(cell: pd.Series | None) -> float | None:
+    return None if cell is None or cell["n"] == 0 else float(cell["acc_mean"])
+
+
+def comparison_rows(analysis: Analysis) -> list[tuple[str, float | None, pd.Series | None, str]]:
+    """(what, published, our cell, how we name our cell) for each published number."""
+    published = analysis.params.get("report", {}).get("published", {})
+    tuning, best = best_tuning(analysis), best_mixing(analysis)
+    at_published = published_cell(analysis, published.get("best_mixup_config"))
+    rows = [
+        ("Best tuning configuration (Table 1)", published.get("tuning_best"), tuning, tuning["name"] if tuning is not None else "—"),
+        ("Final baseline", published.get("baseline"), analysis.baseline(), "sweep/baseline"),
+        ("Best manifold mixup", published.get("best_mixup"), best, cell_label(best) if best is not None else "—"),
+    ]
+    if at_published is not None:
+        rows.append((f"Mixup at the published best ({cell_label(at_published)})", published.get("best_mixup"),
+                     at_published, cell_label(at_published)))
+    return rows
+
+
+def comparison_section(analysis: Analysis, differences: pd.DataFrame) -> str:
+    rows = comparison_rows(analysis)
+    table = pd.DataFrame({
+        "": [what for what, *_ in rows],
+        "published (%)": ["—" if p is None else f"{p:.2f}" for _, p, _, _ in rows],
+        "ours (%)": ["—" if mean_of(c) is None else f"{mean_of(c):.2f}" for _, _, c, _ in rows],
+        "ours − published (points)": [
+            "—" if p is None or mean_of(c) is None else format_signed(mean_of(c) - p) for _, p, c, _ in rows
+        ],
+        "our configuration": [f"{label} ({seeds_text(c)})" for _, _, c, label in rows],
+    })
+    words = [compare_in_words(what, mean_of(cell), published) for what, published, cell, _ in rows]
+    words.append(gain_in_words(analysis, differences))
+    published = analysis.params.get("report", {}).get("published", {})
+    intro = (f"The study reports its best mixup at {published['best_mixup_config']}. " if published.get("best_mixup_config") else "")
+    return (
+        "## Our numbers beside the published ones\n\n"
+        f"{intro}All numbers are mean test accuracy over seeds, in percent.\n\n"
+        + table.to_markdown(index=False, disable_numparse=True)
+        + "\n\n" + "\n".join(f"- {sentence}" for sentence in words) + "\n"
+    )
+
+
+def gain_in_words(analysis: Analysis, differences: pd.DataFrame) -> str:
+    published = analysis.params.get("report", {}).get("published", {})
+    best = best_mixing(analysis)
+    claimed = ""
+    if published.get("best_mixup") is not None and published.get("baseline") is not None:
+        claimed = f"The published gain of mixup over the baseline is {format_signed(published['best_mixup'] - published['baseline'])} points. "
+    if best is None or analysis.baseline()["n"] == 0:
+        return claimed + "Ours cannot be computed yet (the baseline or every mixup configuration lacks finished runs)."
+    row = differences.set_index("name").loc[best["name"]]
+    return (
+        f"{claimed}Ours, best manifold mixup ({cell_label(best)}) minus the baseline, is {format_signed(row['diff'])} points "
+        f"({CONFIDENCE:.0%} Welch interval {format_interval(row['ci_low'], row['ci_high'])}, p = {format_p(row['p'])}); "
+        "picking the best of many configurations on the test set favours it, so read this gain as optimistic."
+    )
+
+
+# --- runs, tables, figures ------------------------------------------------------------------
+
+
+def runs_section(analysis: Analysis, max_problems: int = 20) -> str:
+    counts = analysis.counts()
+    text = (
+        "## Runs\n\n"
+        f"{counts['expected']} runs are in the grids: {counts['finished']} finished, {counts['failed']} failed, "
+        f"{counts['missing']} missing, {counts['mismatched']} with a configuration other than their run id asks for. "
+        f"Only finished runs enter the tables. Compute time of the runs with results: {analysis.compute_hours():.1f} hours "
+        f"(tuning {analysis.compute_hours('tuning'):.1f}, sweep {analysis.compute_hours('sweep'):.1f}).\n"
+    )
+    problems = analysis.problems
+    if not problems.empty:
+        shown = problems.head(max_problems)[["run_id", "problem", "reason"]]
+        more = len(problems) - len(shown)
+        text += "\n" + shown.to_markdown(index=False, disable_numparse=True) + "\n"
+        if more:
+            text += f"\n… and {more} more, all listed in `problems.csv` (written by `mixstudy aggregate`).\n"
+    return text
+
+
+def figure_markdown(name: str, figures_dir: Path, report_dir: Path) -> str:
+    path = figures_dir / f"{name}.png"
+    if not path.is_file():
+        return f"*Figure `{name}` is not available: `mixstudy figures` has not drawn it (its log says why).*\n"
+    relative = Path(os.path.relpath(path, report_dir)).as_posix()
+    return f"![{FIGURE_CAPTIONS.get(name, name)}]({relative})\n\n*{FIGURE_CAPTIONS.get(name, name)}*\n"
+
+
+def table_markdown(table) -> str:
+    return f"**{table.title}**\n\n{table.markdown()}"
+
+
+def selection_text(selection: dict | None) -> str:
+    if selection is None:
+        return "No tuning selection file was found; the sweep's scheduler, momentum and weight decay are not recorded here.\n"
+    chosen = f"{selection['scheduler']}, momentum {selection['momentum']}, weight decay {selection['weight_decay']}"
+    how = f" ({selection['selected_by']}: {selection['mean_acc']:.4f})" if "selected_by" in selection else ""
+    return f"The sweep trains with the tuning's choice: {chosen}{how}.\n"
+
+
+STATISTICS_NOTE = (
+    "Statistics: mean and sample standard deviation (ddof=1) over seeds; a cell marked † has fewer finished seeds "
+    f"than asked. Differences are configuration minus baseline in percentage points, with a {CONFIDENCE:.0%} Welch "
+    "t-interval and Welch's two-sided t-test (unequal variances, unpaired, so a missing seed on one side does not "
+    "break the pairing). No correction for multiple comparisons is applied: among this many cells, about one in "
+    "twenty crosses p < 0.05 by chance alone.\n"
+)
+
+
+def results_sections(analysis: Analysis, figures_dir: Path, report_dir: Path, selection: dict | None) -> str:
+    tables = {table.name: table for table in study_tables(analysis)}
+
+    def figure(name):
+        return figure_markdown(name, figures_dir, report_dir)
+
+    parts = [
+        "## Baseline tuning (Table 1)\n", table_markdown(tables["table1_tuning"]), figure("tuning_bars"), selection_text(selection),
+        "## Final baseline\n", table_markdown(tables["table2_baseline"]),
+        "## Manifold mixup sweep (Table 3)\n", STATISTICS_NOTE, table_markdown(tables["table3_acc"]),
+        figure("sweep_acc_heatmap"), figure("acc_vs_alpha"), figure("acc_vs_alpha_panels"),
+        table_markdown(tables["table3_nll"]), table_markdown(tables["table3_ece"]),
+        "## Differences to the baseline\n", table_markdown(tables["table3_delta_acc"]), figure("sweep_delta_heatmap"),
+    ]
+    if "table4_cutmix" in tables:
+        parts += ["## CutMix\n", table_markdown(tables["table4_cutmix"])]
+    parts += [
+        "## Training and calibration: baseline vs best mixup\n", figure("training_curves"), figure("reliability"),
+        "## Figure 1\n", figure("fig1_mixing_examples"),
+    ]
+    return "\n".join(parts)
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+def yaml_block(data: dict) -> str:
+    return "```yaml\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=None).rstrip() + "\n```\n"
+
+
+def configuration_section(params: dict, selection: dict | None) -> str:
+    sweep_train = study.run_config(params, 0, selection=selection)["train"] if selection else params["train"]
+    chosen = {key: selection[key] for key in ("scheduler", "momentum", "weight_decay")} if selection else None
+    grids = {"tuning": params["tuning"], "sweep": params["sweep"]}
+    return (
+        "## Configuration used\n\n"
+        f"Data subset and network:\n\n{yaml_block({'subset': params['subset'], 'model': params['model']})}\n"
+        "Training of the final baseline and every sweep run"
+        f"{' (params.yaml with the tuning selection applied)' if selection else ''}:\n\n{yaml_block({'train': sweep_train})}\n"
+        f"Tuning selection: {'none found' if chosen is None else ''}\n\n{yaml_block(chosen) if chosen else ''}\n"
+        f"Mixing defaults and evaluation:\n\n{yaml_block({'mixing': params['mixing'], 'evaluation': params['evaluation']})}\n"
+        f"Grids:\n\n{yaml_block(grids)}"
+    )
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def render_report(analysis: Analysis, figures_dir: Path, report_dir: Path, selection: dict | None) -> str:
+    differences = mixing_differences(analysis)
+    subset = analysis.params["subset"]
+    header = (
+        "# Mixing regularisers on small-data CIFAR-10: results\n\n"
+        f"{subset['per_class']} training images per class ({10 * subset['per_class']} in all), "
+        f"{analysis.params['model']['name']} network. Generated by `mixstudy report` from the run folders.\n"
+    )
+    sections = [
+        header,
+        comparison_section(analysis, differences),
+        runs_section(analysis),
+        results_sections(analysis, figures_dir, report_dir, selection),
+        configuration_section(analysis.params, selection),
+    ]
+    return "\n".join(sections)
+
+
+def markdown_to_html(text: str, title: str) -> str:
+    """A self-contained page: inline style, no external CSS or scripts, images by relative path."""
+    import markdown
+
+    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{html.escape(title)}</title>\n<style>{HTML_STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def write_report(
+    params: dict,
+    runs_root: str | Path,
+    out: str | Path,
+    figures_dir: str | Path,
+    selection_path: str | Path | None = None,
+) -> tuple[Path, Path]:
+    """Write the Markdown report and its HTML rendering beside it (same name, .html)."""
+    out = Path(out)
+    selection = study.read_selection(selection_path) if selection_path and Path(selection_path).is_file() else None
+    text = render_report(analyse(params, runs_root), Path(figures_dir), out.parent, selection)
+    html_path = out.with_suffix(".html")
+    write_text(out, text)
+    write_text(html_path, markdown_to_html(text, "Mixing regularisers on small-data CIFAR-10: results"))
+    return out, html_path

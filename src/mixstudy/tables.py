@@ -1,0 +1,582 @@
+"""The study's tables from its run folders, and a flat summary of them for DVC.
+
+Tables: Table 1 (baseline tuning), the final baseline, Table 3 (layer set S x alpha) for
+accuracy, NLL and ECE, each mixing configuration's difference to the baseline, and CutMix.
+
+Units: ``runs.csv`` keeps every number exactly as ``metrics.json`` has it (accuracies as
+fractions). Tables, figures and ``summary.json`` show accuracies (every metric whose name
+contains ``acc``) in percent, and NLL, ECE and Brier score as they are.
+
+Statistics over seeds: the mean; the sample standard deviation (ddof=1), undefined below two
+seeds; and the difference of a configuration to the baseline with a Welch t-interval and
+Welch's t-test (unequal variances, unpaired). Welch rather than a paired test because it stays
+valid when a seed is missing on one side. Only runs with status ``ok`` enter any statistic;
+every expected run that is missing, failed or mismatched is listed in ``problems.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mixstudy import study
+from mixstudy.fileio import write_json, write_text
+
+log = logging.getLogger(__name__)
+
+CONFIDENCE = 0.95
+INCOMPLETE = "†"  # marks a cell with fewer finished seeds than asked
+TABLE_METRICS = ("acc", "nll", "ece")
+DIGITS = {"acc": 2, "nll": 3, "ece": 3, "brier": 3}
+METRIC_LABELS = {"acc": "test accuracy (%)", "nll": "test NLL", "ece": "test ECE", "brier": "test Brier score"}
+SPEC_COLUMNS = ["stage", "name", "seed", "run_id", "method", "alpha", "layers", "scheduler", "momentum", "weight_decay"]
+RECORD_COLUMNS = ["epochs", "lr", "status", "wall_time_s", "epochs_completed"]
+BASE_METRICS = ["acc", "nll", "ece", "brier"]
+PROBLEM_COLUMNS = ["run_id", "stage", "name", "seed", "problem", "reason"]
+# LaTeX for the few non-ASCII characters the display tables use (applied after pandas escaping).
+LATEX_SYMBOLS = {"±": r"$\pm$", INCOMPLETE: r"$^{\dagger}$", "—": "--", "α": r"$\alpha$", "Δ": r"$\Delta$"}
+
+
+def is_percent(metric: str) -> bool:
+    return "acc" in metric
+
+
+def set_notation(layers: str) -> str:
+    """A run name's layer label as the study writes the set: ``0-2`` -> ``{0,2}``."""
+    return "{" + layers.replace("-", ",") + "}"
+
+
+# --- collecting run folders -----------------------------------------------------------------
+
+
+def describe_spec(spec: study.RunSpec) -> dict:
+    """What a run id asks for: its stage, configuration name, seed and the settings that name it."""
+    mixing = spec.overrides.get("mixing", {})
+    train = spec.overrides.get("train", {})
+    method = mixing.get("method", "none")
+    return {
+        "stage": spec.stage,
+        "name": spec.name,
+        "seed": spec.seed,
+        "run_id": spec.run_id,
+        "method": method,
+        "alpha": float(mixing.get("alpha", 0.0)),
+        "layers": study.layers_label(mixing["layers"]) if method == "manifold" else "",
+        "scheduler": train.get("scheduler", {}).get("name"),
+        "momentum": train.get("momentum"),
+        "weight_decay": train.get("weight_decay"),
+    }
+
+
+def expected_runs(params: dict) -> pd.DataFrame:
+    """One row per run of the study's grids (from :func:`mixstudy.study.all_runs`), in grid order."""
+    return pd.DataFrame([describe_spec(spec) for spec in study.all_runs(params)], columns=SPEC_COLUMNS)
+
+
+def read_record(folder: Path) -> dict:
+    return json.loads((Path(folder) / "metrics.json").read_text())
+
+
+def record_columns(record: dict) -> dict:
+    """The columns a finished run adds: its actual training settings, status, metrics and time."""
+    train = (record.get("config") or {}).get("train", {})
+    row = {
+        "scheduler": train.get("scheduler", {}).get("name"),
+        "momentum": train.get("momentum"),
+        "weight_decay": train.get("weight_decay"),
+        "epochs": train.get("epochs"),
+        "lr": train.get("lr"),
+        "status": record.get("status"),
+        "wall_time_s": record.get("wall_time_s"),
+        "epochs_completed": record.get("epochs_completed"),
+    }
+    metrics = record.get("metrics") or {}
+    row.update(metrics.get("test", {}))
+    row.update({f"val_{key}": value for key, value in metrics.get("val", {}).items()})
+    return row
+
+
+def _same(expected, actual) -> bool:
+    if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
+        return math.isclose(expected, actual, rel_tol=1e-9, abs_tol=1e-12)
+    return expected == actual
+
+
+def config_mismatches(expected: dict, actual: dict, prefix: str = "") -> list[str]:
+    """Keys where a recorded configuration differs from what the run id asks for.
+
+    Run names do not encode everything (e.g. tuning.epochs), so a folder left from an earlier
+    version of params.yaml would otherwise be aggregated as if it were current.
+    """
+    differences = []
+    for key, want in expected.items():
+        have = actual.get(key) if isinstance(actual, dict) else None
+        if isinstance(want, dict):
+            differences += config_mismatches(want, have if isinstance(have, dict) else {}, f"{prefix}{key}.")
+        elif not _same(want, have):
+            differences.append(f"{prefix}{key} is {have!r}, expected {want!r}")
+    return differences
+
+
+def missing_reason(folder: Path) -> str:
+    failure = folder / "failure.json"
+    if failure.is_file():
+        try:
+            error = json.loads(failure.read_text()).get("error")
+        except (json.JSONDecodeError, OSError):
+            error = "(unreadable)"
+        return f"no metrics.json; failure.json: {error}"
+    from mixstudy.training import RESUME_FILE  # imports torch; only needed for this message
+
+    if (folder / RESUME_FILE).is_file():
+        return f"no metrics.json; {RESUME_FILE} present (running or interrupted)"
+    if folder.is_dir():
+        return "no metrics.json (run folder exists)"
+    return "no run folder"
+
+
+def inspect_run(spec: study.RunSpec, runs_root: str | Path) -> tuple[dict | None, dict | None]:
+    """The run's row (None when it has no readable metrics.json) and its problem (None when ok)."""
+    described = describe_spec(spec)
+    problem = {key: described[key] for key in ("run_id", "stage", "name", "seed")}
+    folder = spec.folder(runs_root)
+    if not (folder / "metrics.json").is_file():
+        return None, {**problem, "problem": "missing", "reason": missing_reason(folder)}
+    try:
+        record = read_record(folder)
+    except (json.JSONDecodeError, OSError) as err:
+        return None, {**problem, "problem": "missing", "reason": f"metrics.json cannot be read ({err})"}
+    row = {**described, **record_columns(record)}
+    differences = config_mismatches({**spec.overrides, "seed": spec.seed}, record.get("config") or {})
+    if differences:
+        row["status"] = "mismatched"
+        return row, {**problem, "problem": "mismatched", "reason": "; ".join(differences)}
+    if row["status"] != "ok":
+        return row, {**problem, "problem": "failed", "reason": record.get("error") or f"status {row['status']!r}"}
+    return row, None
+
+
+def collect_runs(params: dict, runs_root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The tidy table of expected runs that have a metrics.json, and the list of problems.
+
+    ``runs`` has one row per expected run with a readable metrics.json; ``status`` is ``ok``,
+    ``failed`` or ``mismatched`` (its configuration is not the one its run id asks for).
+    ``problems`` lists every expected run that is missing, failed or mismatched, with the reason.
+    """
+    rows, problems = [], []
+    for spec in study.all_runs(params):
+        row, problem = inspect_run(spec, runs_root)
+        if row is not None:
+            rows.append(row)
+        if problem is not None:
+            problems.append(problem)
+    runs = pd.DataFrame(rows)
+    extra = [column for column in runs.columns if column not in SPEC_COLUMNS + RECORD_COLUMNS + BASE_METRICS]
+    runs = runs.reindex(columns=SPEC_COLUMNS + RECORD_COLUMNS + BASE_METRICS + extra)
+    return runs, pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
+
+
+# --- statistics over seeds ------------------------------------------------------------------
+
+
+def metric_columns(runs: pd.DataFrame) -> list[str]:
+    return [column for column in runs.columns if column not in SPEC_COLUMNS + RECORD_COLUMNS]
+
+
+def finished_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs with status ok, accuracies in percent: the only rows any statistic uses."""
+    done = runs[runs["status"] == "ok"].copy()
+    for column in metric_columns(runs):
+        done[column] = pd.to_numeric(done[column], errors="coerce")
+        if is_percent(column):
+            done[column] = done[column] * 100.0
+    return done
+
+
+def config_stats(expected: pd.DataFrame, done: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """One row per configuration (stage, name): what it asks for, seeds asked and finished, mean and std."""
+    keys = ["stage", "name"]
+    descriptors = ["method", "alpha", "layers", "scheduler", "momentum", "weight_decay"]
+    configs = expected.groupby(keys, sort=False).agg(
+        **{column: (column, "first") for column in descriptors}, asked=("seed", "size")
+    )
+    aggregations = {"n": ("seed", "size")}
+    for metric in metrics:
+        aggregations[f"{metric}_mean"] = (metric, "mean")
+        aggregations[f"{metric}_std"] = (metric, "std")  # pandas std: ddof=1, NaN for one seed
+    seeds = done.groupby(keys).agg(**aggregations)
+    table = configs.join(seeds)
+    table["n"] = table["n"].fillna(0).astype(int)
+    return table.reset_index()
+
+
+def welch_difference(cell, baseline, confidence: float = CONFIDENCE) -> dict:
+    """Mean difference cell - baseline, its Welch t-interval and Welch's t-test p-value.
+
+    The interval and p-value need two seeds on each side and some spread; otherwise they are NaN.
+    """
+    cell, baseline = np.asarray(cell, dtype=float), np.asarray(baseline, dtype=float)
+    result = {"diff": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan}
+    if len(cell) and len(baseline):
+        result["diff"] = float(cell.mean() - baseline.mean())
+    if len(cell) < 2 or len(baseline) < 2 or (cell.var() == 0 and baseline.var() == 0):
+        return result
+    test = stats.ttest_ind(cell, baseline, equal_var=False)
+    interval = test.confidence_interval(confidence)
+    result.update(ci_low=float(interval.low), ci_high=float(interval.high), p=float(test.pvalue))
+    return result
+
+
+@dataclass
+class Analysis:
+    """Everything the tables, figures and report are computed from, collected once."""
+
+    params: dict
+    expected: pd.DataFrame  # every run of the grids
+    runs: pd.DataFrame  # expected runs with a metrics.json, as recorded
+    problems: pd.DataFrame  # missing, failed and mismatched runs
+    done: pd.DataFrame  # finished runs (status ok), accuracies in percent
+    configs: pd.DataFrame  # one row per configuration: seeds asked/finished, mean and std per metric
+    metrics: list[str]
+
+    def stage(self, stage: str, method: str | None = None) -> pd.DataFrame:
+        rows = self.configs[self.configs["stage"] == stage]
+        return rows if method is None else rows[rows["method"] == method]
+
+    def values(self, name: str, metric: str, stage: str = "sweep") -> np.ndarray:
+        rows = self.done[(self.done["stage"] == stage) & (self.done["name"] == name)]
+        return rows[metric].dropna().to_numpy(dtype=float)
+
+    def baseline(self) -> pd.Series:
+        return self.configs[(self.configs["stage"] == "sweep") & (self.configs["name"] == "baseline")].iloc[0]
+
+    def counts(self) -> dict:
+        problems = self.problems["problem"].value_counts()
+        return {
+            "expected": len(self.expected),
+            "finished": int((self.runs["status"] == "ok").sum()),
+            "failed": int(problems.get("failed", 0)),
+            "missing": int(problems.get("missing", 0)),
+            "mismatched": int(problems.get("mismatched", 0)),
+        }
+
+    def compute_hours(self, stage: str | None = None) -> float:
+        """Wall time of every run with a metrics.json (failed ones too: their time was spent)."""
+        rows = self.runs if stage is None else self.runs[self.runs["stage"] == stage]
+        return float(pd.to_numeric(rows["wall_time_s"], errors="coerce").fillna(0).sum() / 3600)
+
+
+def analyse(params: dict, runs_root: str | Path) -> Analysis:
+    runs, problems = collect_runs(params, runs_root)
+    done = finished_runs(runs)
+    metrics = metric_columns(runs)
+    expected = expected_runs(params)
+    return Analysis(params, expected, runs, problems, done, config_stats(expected, done, metrics), metrics)
+
+
+def mixing_differences(analysis: Analysis, metric: str = "acc") -> pd.DataFrame:
+    """Each mixing configuration (manifold and CutMix) against the final baseline, over seeds."""
+    baseline = analysis.values("baseline", metric)
+    cells = analysis.stage("sweep")
+    cells = cells[cells["method"] != "none"]
+    rows = []
+    for cell in cells.itertuples():
+        difference = welch_difference(analysis.values(cell.name, metric), baseline)
+        rows.append({"name": cell.name, "method": cell.method, "layers": cell.layers, "alpha": cell.alpha,
+                     "n": cell.n, "asked": cell.asked, "n_baseline": len(baseline), **difference})
+    return pd.DataFrame(rows, columns=["name", "method", "layers", "alpha", "n", "asked", "n_baseline",
+                                       "diff", "ci_low", "ci_high", "p"])
+
+
+def best_mixing(analysis: Analysis, method: str = "manifold") -> pd.Series | None:
+    """The configuration with the highest mean test accuracy, preferring those with every seed finished."""
+    cells = analysis.stage("sweep", method)
+    cells = cells[cells["n"] > 0]
+    if cells.empty:
+        return None
+    complete = cells[cells["n"] == cells["asked"]]
+    pool = complete if not complete.empty else cells
+    return pool.loc[pool["acc_mean"].idxmax()]
+
+
+def best_tuning(analysis: Analysis) -> pd.Series | None:
+    cells = analysis.stage("tuning")
+    cells = cells[cells["n"] > 0]
+    return None if cells.empty else cells.loc[cells["acc_mean"].idxmax()]
+
+
+def cell_label(cell) -> str:
+    """A configuration as the text names it: ``S={0,2}, α=4``, ``CutMix α=1``, ``baseline``."""
+    if cell["method"] == "manifold":
+        return f"S={set_notation(cell['layers'])}, α={study.fmt(cell['alpha'])}"
+    if cell["method"] == "cutmix":
+        return f"CutMix α={study.fmt(cell['alpha'])}"
+    return str(cell["name"])
+
+
+# --- formatting -----------------------------------------------------------------------------
+
+
+def format_stat(mean: float, std: float, n: int, asked: int, digits: int) -> str:
+    """``mean ± std``; just the mean for one seed; ``—`` for none; a trailing † when seeds are missing."""
+    if n == 0:
+        return "—"
+    text = f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return text + (INCOMPLETE if n < asked else "")
+
+
+def format_signed(value: float, digits: int = 2) -> str:
+    """``+1.25``, ``-0.40``; a value that rounds to zero is ``0.00``, never ``-0.00``."""
+    if pd.isna(value):
+        return "—"
+    rounded = round(value, digits)
+    return f"{0.0:.{digits}f}" if rounded == 0 else f"{rounded:+.{digits}f}"
+
+
+def format_interval(low: float, high: float, digits: int = 2) -> str:
+    return "—" if pd.isna(low) else f"[{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def format_p(p: float) -> str:
+    return "—" if pd.isna(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def incomplete_note(cells: pd.DataFrame) -> list[str]:
+    """A footnote naming every configuration with fewer finished seeds than asked."""
+    short = cells[cells["n"] < cells["asked"]]
+    if short.empty:
+        return []
+    listed = "; ".join(f"{cell_label(cell)}: {cell['n']}/{cell['asked']}" for _, cell in short.iterrows())
+    return [f"{INCOMPLETE} fewer finished seeds than asked (finished/asked): {listed}."]
+
+
+@dataclass
+class Table:
+    """One table: numbers for the CSV, formatted text for Markdown and LaTeX, and footnotes."""
+
+    name: str  # file stem
+    title: str
+    data: pd.DataFrame
+    display: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        notes = "".join(f"\n\n{note}" for note in self.notes)
+        # disable_numparse: tabulate would otherwise turn "+4.30" into 4.3 and realign the column.
+        return self.display.to_markdown(index=False, disable_numparse=True) + notes + "\n"
+
+    def latex(self) -> str:
+        text = self.display.to_latex(index=False, escape=True, caption=self.title, label=f"tab:{self.name}")
+        if self.notes:
+            notes = "".join(f"\\par\\footnotesize {_latex_escape(note)}\n" for note in self.notes)
+            text = text.replace("\\end{table}", notes + "\\end{table}")
+        for symbol, latex in LATEX_SYMBOLS.items():
+            text = text.replace(symbol, latex)
+        return text
+
+
+def _latex_escape(text: str) -> str:
+    for char in ("&", "%", "$", "#", "_", "{", "}"):
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+# --- the tables -----------------------------------------------------------------------------
+
+
+def tuning_table(analysis: Analysis) -> Table:
+    cells = analysis.stage("tuning")
+    data = cells[["name", "scheduler", "momentum", "weight_decay", "asked", "n", "acc_mean", "acc_std"]]
+    display = pd.DataFrame({
+        "scheduler": cells["scheduler"],
+        "momentum": cells["momentum"].map(study.fmt),
+        "weight decay": cells["weight_decay"].map(study.fmt),
+        METRIC_LABELS["acc"]: [format_stat(c.acc_mean, c.acc_std, c.n, c.n, 2) for c in cells.itertuples()],
+        "seeds (finished/asked)": [f"{c.n}/{c.asked}" for c in cells.itertuples()],
+    })
+    return Table("table1_tuning", "Table 1: baseline tuning, test accuracy over seeds", data, display)
+
+
+def baseline_table(analysis: Analysis) -> Table:
+    base = analysis.baseline()
+    metrics = [m for m in BASE_METRICS if f"{m}_mean" in base.index]
+    data = pd.DataFrame({
+        "metric": metrics,
+        "mean": [base[f"{m}_mean"] for m in metrics],
+        "std": [base[f"{m}_std"] for m in metrics],
+        "n": base["n"],
+        "asked": base["asked"],
+    })
+    display = pd.DataFrame({
+        "metric": [METRIC_LABELS[m] for m in metrics],
+        "mean ± std": [format_stat(base[f"{m}_mean"], base[f"{m}_std"], base["n"], base["asked"], DIGITS[m]) for m in metrics],
+        "seeds (finished/asked)": f"{base['n']}/{base['asked']}",
+    })
+    return Table("table2_baseline", "Final baseline (sweep/baseline) over seeds", data, display, incomplete_note(pd.DataFrame([base])))
+
+
+def sweep_grid(analysis: Analysis, metric: str) -> Table:
+    """Table 3 for one metric: rows the layer sets S, columns alpha, cells mean ± std over seeds."""
+    cells = analysis.stage("sweep", "manifold").copy()
+    cells["S"] = cells["layers"].map(set_notation)
+    cells["column"] = cells["alpha"].map(lambda a: f"α={study.fmt(a)}")
+    cells["cell"] = [
+        format_stat(c[f"{metric}_mean"], c[f"{metric}_std"], c["n"], c["asked"], DIGITS[metric]) for _, c in cells.iterrows()
+    ]
+    rows = list(dict.fromkeys(cells["S"]))
+    columns = list(dict.fromkeys(cells["column"]))
+    display = cells.pivot(index="S", columns="column", values="cell").reindex(index=rows, columns=columns)
+    display.columns.name = None
+    data = cells[["S", "layers", "alpha", "asked", "n", f"{metric}_mean", f"{metric}_std"]]
+    title = f"Table 3: {METRIC_LABELS[metric]}, manifold mixup over mixing sets S and alpha (mean ± std over seeds)"
+    return Table(f"table3_{metric}", title, data, display.reset_index(), incomplete_note(cells))
+
+
+def differences_table(analysis: Analysis, differences: pd.DataFrame) -> Table:
+    labelled = differences.assign(label=[cell_label(row) for _, row in differences.iterrows()])
+    marks = [INCOMPLETE if row.n < row.asked else "" for row in differences.itertuples()]
+    base = analysis.baseline()
+    display = pd.DataFrame({
+        "configuration": labelled["label"],
+        "Δ accuracy (points)": [format_signed(d) + m for d, m in zip(differences["diff"], marks)],
+        f"{CONFIDENCE:.0%} CI (Welch)": [format_interval(r.ci_low, r.ci_high) for r in differences.itertuples()],
+        "p (Welch t-test)": differences["p"].map(format_p),
+        "seeds": [f"{r.n}/{r.asked} vs {r.n_baseline}/{base['asked']}" for r in differences.itertuples()],
+    })
+    title = "Difference in test accuracy to the final baseline (percentage points; configuration minus baseline)"
+    compared = analysis.stage("sweep")
+    notes = incomplete_note(compared[compared["name"].isin([*differences["name"], "baseline"])])
+    return Table("table3_delta_acc", title, differences, display, notes)
+
+
+def cutmix_table(analysis: Analysis, differences: pd.DataFrame) -> Table | None:
+    cells = analysis.stage("sweep", "cutmix")
+    if cells.empty:
+        return None
+    cells = cells.merge(differences[["name", "diff", "ci_low", "ci_high", "p"]], on="name", how="left")
+    display = pd.DataFrame({"configuration": [cell_label(c) for _, c in cells.iterrows()]})
+    for metric in TABLE_METRICS:
+        display[METRIC_LABELS[metric]] = [
+            format_stat(c[f"{metric}_mean"], c[f"{metric}_std"], c["n"], c["asked"], DIGITS[metric]) for _, c in cells.iterrows()
+        ]
+    display["Δ accuracy (points)"] = cells["diff"].map(format_signed)
+    display[f"{CONFIDENCE:.0%} CI (Welch)"] = [format_interval(c.ci_low, c.ci_high) for c in cells.itertuples()]
+    display["p (Welch t-test)"] = cells["p"].map(format_p)
+    data = cells[["name", "alpha", "asked", "n"] + [f"{m}_{s}" for m in TABLE_METRICS for s in ("mean", "std")]
+                 + ["diff", "ci_low", "ci_high", "p"]]
+    return Table("table4_cutmix", "CutMix comparison runs (mean ± std over seeds; Δ to the final baseline)", data, display,
+                 incomplete_note(cells))
+
+
+def study_tables(analysis: Analysis) -> list[Table]:
+    differences = mixing_differences(analysis)
+    tables = [tuning_table(analysis), baseline_table(analysis)]
+    tables += [sweep_grid(analysis, metric) for metric in TABLE_METRICS]
+    tables.append(differences_table(analysis, differences))
+    cutmix = cutmix_table(analysis, differences)
+    return tables + ([cutmix] if cutmix is not None else [])
+
+
+# --- summary.json ---------------------------------------------------------------------------
+
+
+def _put(summary: dict, key: str, value) -> None:
+    """Store a finite number (rounded to 6 decimals); undefined values (NaN, None) are left out."""
+    if value is None or pd.isna(value):
+        return
+    summary[key] = int(value) if isinstance(value, (int, np.integer)) else round(float(value), 6)
+
+
+def _put_config(summary: dict, prefix: str, cell: pd.Series, metrics: list[str]) -> None:
+    _put(summary, f"{prefix}.n", int(cell["n"]))
+    for metric in metrics:
+        _put(summary, f"{prefix}.{metric}_mean", cell[f"{metric}_mean"])
+        _put(summary, f"{prefix}.{metric}_std", cell[f"{metric}_std"])
+
+
+def summary_key(cell) -> str:
+    """``sweep.S=0-2.alpha=4``, ``cutmix.alpha=1``, ``baseline``, ``tuning.<name>``."""
+    alpha = study.fmt(cell["alpha"])
+    if cell["method"] == "manifold":
+        return f"sweep.S={cell['layers']}.alpha={alpha}"
+    if cell["method"] == "cutmix":
+        return f"cutmix.alpha={alpha}"
+    return "baseline" if cell["stage"] == "sweep" else f"tuning.{cell['name']}"
+
+
+def summary_metrics(analysis: Analysis, differences: pd.DataFrame) -> dict:
+    """A flat dict of numbers with stable keys for ``dvc metrics`` (see the module docstring for units).
+
+    Keys (``<config>`` is ``baseline``, ``tuning.<name>``, ``sweep.S=<0-2>.alpha=<4>`` or
+    ``cutmix.alpha=<1>``; ``<metric>`` is every test metric, and ``val_<metric>`` when present):
+      runs.{expected,finished,failed,missing,mismatched}, compute.{total,tuning,sweep}_hours,
+      <config>.n, <config>.<metric>_mean, <config>.<metric>_std,
+      <mixing config>.delta_acc, .delta_acc_ci_low, .delta_acc_ci_high, .delta_acc_p,
+      tuning.best.acc_mean/acc_std/n, sweep.best.acc_mean/acc_std/n/delta_acc.
+    A key is left out when its value is undefined: std below two finished seeds, the interval and
+    p-value below two seeds on either side, every statistic of a configuration with no finished seed.
+    """
+    summary: dict = {}
+    for kind, count in analysis.counts().items():
+        _put(summary, f"runs.{kind}", count)
+    _put(summary, "compute.total_hours", analysis.compute_hours())
+    for stage in ("tuning", "sweep"):
+        _put(summary, f"compute.{stage}_hours", analysis.compute_hours(stage))
+    for _, cell in analysis.configs.iterrows():
+        _put_config(summary, summary_key(cell), cell, analysis.metrics)
+    by_name = differences.set_index("name")
+    for _, cell in analysis.stage("sweep").iterrows():
+        if cell["name"] in by_name.index:
+            difference = by_name.loc[cell["name"]]
+            prefix = f"{summary_key(cell)}.delta_acc"
+            _put(summary, prefix, difference["diff"])
+            for stat in ("ci_low", "ci_high", "p"):
+                _put(summary, f"{prefix}_{stat}", difference[stat])
+    _put_best(summary, "tuning.best", best_tuning(analysis))
+    best = best_mixing(analysis)
+    _put_best(summary, "sweep.best", best)
+    if best is not None:
+        _put(summary, "sweep.best.delta_acc", by_name.loc[best["name"], "diff"])
+    return summary
+
+
+def _put_best(summary: dict, prefix: str, cell: pd.Series | None) -> None:
+    if cell is not None:
+        _put_config(summary, prefix, cell, ["acc"])
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+def write_table(table: Table, out_dir: Path) -> list[Path]:
+    paths = [out_dir / f"{table.name}.{suffix}" for suffix in ("csv", "md", "tex")]
+    write_text(paths[0], table.data.to_csv(index=False))
+    write_text(paths[1], f"**{table.title}**\n\n{table.markdown()}")
+    write_text(paths[2], table.latex())
+    return paths
+
+
+def aggregate(params: dict, runs_root: str | Path, out_dir: str | Path, summary_path: str | Path) -> Analysis:
+    """Write every table (CSV, Markdown, LaTeX), runs.csv, problems.csv and the flat summary.json."""
+    out_dir = Path(out_dir)
+    analysis = analyse(params, runs_root)
+    for table in study_tables(analysis):
+        write_table(table, out_dir)
+    write_text(out_dir / "runs.csv", analysis.runs.to_csv(index=False))
+    write_text(out_dir / "problems.csv", analysis.problems.to_csv(index=False))
+    write_json(summary_path, summary_metrics(analysis, mixing_differences(analysis)))
+    counts = analysis.counts()
+    if counts["finished"] < counts["expected"]:
+        log.warning(
+            "%d of %d expected runs are not usable (%d missing, %d failed, %d mismatched); see %s",
+            counts["expected"] - counts["finished"], counts["expected"], counts["missing"], counts["failed"],
+            counts["mismatched"], out_dir / "problems.csv",
+        )
+    return analysis

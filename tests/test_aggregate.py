@@ -1,0 +1,274 @@
+"""Aggregation on fabricated run folders with known accuracies (no training).
+
+Standard deviations are sample standard deviations (ddof=1). Differences to the baseline use
+Welch's unequal-variance t-interval and t-test; the tests recompute them from the textbook formulas.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+from mixstudy import study
+from mixstudy.config import load_params
+from mixstudy.tables import aggregate, analyse, collect_runs, mixing_differences, study_tables, summary_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+SELECTION = {"scheduler": "cosine", "momentum": 0.9, "weight_decay": 0.001}
+SMALL_GRIDS = [
+    "tuning.grid.scheduler=[step, cosine]",
+    "tuning.grid.momentum=[0.9]",
+    "tuning.grid.weight_decay=[0.001]",
+    "tuning.seeds=[0, 1, 2]",
+    "sweep.alphas=[1.0, 4.0]",
+    "sweep.layer_sets=[[0], [0, 2]]",
+    "sweep.seeds=[0, 1, 2]",
+    "sweep.cutmix_alphas=[1.0]",
+]
+# Test accuracies (fractions, as metrics.json holds them) per configuration name, seeds 0, 1, 2.
+ACCURACY = {
+    "step_mom0.9_wd0.001": [0.40, 0.42, 0.41],
+    "cosine_mom0.9_wd0.001": [0.45, 0.47, 0.49],
+    "baseline": [0.50, 0.52, 0.55],
+    "manifold_S0_alpha1": [0.53, 0.54, 0.58],
+    "manifold_S0_alpha4": [0.56, 0.57, 0.59],
+    "manifold_S0-2_alpha1": [0.55, 0.56, 0.60],
+    "manifold_S0-2_alpha4": [0.60, 0.62, 0.61],
+    "cutmix_alpha1": [0.54, 0.57, 0.55],
+}
+
+
+def small_params(*extra: str) -> dict:
+    return load_params([REPO / "params.yaml"], SMALL_GRIDS + list(extra))
+
+
+def spec_of(params: dict, run_id: str) -> study.RunSpec:
+    return study.find_run(params, run_id)
+
+
+def reliability_bins(acc: float, n_bins: int = 5) -> dict:
+    edges = [i / n_bins for i in range(n_bins + 1)]
+    return {
+        "bin_edges": edges,
+        "bin_accuracy": [min(1.0, acc * (i + 1) / 3) for i in range(n_bins)],
+        "bin_confidence": [(edges[i] + edges[i + 1]) / 2 for i in range(n_bins)],
+        "bin_count": [100, 200, 300, 250, 150],
+    }
+
+
+def write_history(folder: Path, acc: float, epochs: int = 4) -> None:
+    lines = ["epoch\ttrain_loss\ttrain_acc\tlr\telapsed_s"]
+    for epoch in range(1, epochs + 1):
+        lines.append(f"{epoch}\t{2.3 / epoch:.4f}\t{acc * epoch / epochs:.4f}\t{0.1 / epoch:.4f}\t{epoch * 1.5}")
+    (folder / "history.tsv").write_text("\n".join(lines) + "\n")
+
+
+def write_run(root: Path, params: dict, run_id: str, acc: float | None = None, status: str = "ok",
+              wall_time_s: float = 360.0) -> Path:
+    """A run folder as training writes it; ``acc`` defaults to the table above."""
+    spec = spec_of(params, run_id)
+    acc = ACCURACY[spec.name][spec.seed] if acc is None else acc
+    folder = spec.folder(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    ok = status == "ok"
+    record = {
+        "status": status,
+        "error": None if ok else "training loss became nan at epoch 3",
+        "config": study.spec_config(params, spec, SELECTION),
+        "config_hash": "0" * 16,
+        "metrics": {"test": {"acc": acc, "nll": 2.0 - acc, "ece": acc / 10, "brier": 1.0 - acc}} if ok else None,
+        "reliability": {"test": reliability_bins(acc)} if ok else None,
+        "wall_time_s": wall_time_s,
+        "epochs_completed": 4 if ok else 3,
+        "provenance": {},
+    }
+    (folder / "metrics.json").write_text(json.dumps(record))
+    write_history(folder, acc)
+    return folder
+
+
+def write_all_runs(root: Path, params: dict, skip: tuple[str, ...] = ()) -> None:
+    for spec in study.all_runs(params):
+        if spec.run_id not in skip:
+            write_run(root, params, spec.run_id)
+
+
+def percent(values):
+    return [100 * v for v in values]
+
+
+def welch_by_hand(a, b, confidence=0.95):
+    """Welch's interval and test from the formulas: se, Welch-Satterthwaite df, Student t."""
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    diff = statistics.mean(a) - statistics.mean(b)
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = stats.t.ppf(0.5 + confidence / 2, df) * se
+    p = 2 * stats.t.sf(abs(diff / se), df)
+    return diff, diff - half, diff + half, p
+
+
+def strict_json(path: Path) -> dict:
+    def refuse(token):
+        raise ValueError(f"{path} holds {token}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+@pytest.fixture
+def params():
+    return small_params()
+
+
+@pytest.fixture
+def complete_root(tmp_path, params):
+    root = tmp_path / "runs"
+    write_all_runs(root, params)
+    return root
+
+
+def test_collect_runs_lists_every_expected_run(complete_root, params):
+    runs, problems = collect_runs(params, complete_root)
+    assert len(runs) == len(study.all_runs(params)) == 2 * 3 + 6 * 3
+    assert problems.empty
+    row = runs.set_index("run_id").loc["sweep/manifold_S0-2_alpha4/seed1"]
+    assert (row["method"], row["alpha"], row["layers"], row["status"]) == ("manifold", 4.0, "0-2", "ok")
+    assert row["acc"] == pytest.approx(0.62)  # runs.csv keeps metrics.json's fractions
+    assert (row["scheduler"], row["momentum"], row["weight_decay"]) == ("cosine", 0.9, 0.001)  # the selection
+
+
+def test_means_and_sample_std_over_seeds(complete_root, params):
+    analysis = analyse(params, complete_root)
+    configs = analysis.configs.set_index("name")
+    for name, values in ACCURACY.items():
+        assert configs.loc[name, "acc_mean"] == pytest.approx(statistics.mean(percent(values)))
+        assert configs.loc[name, "acc_std"] == pytest.approx(statistics.stdev(percent(values)))  # ddof=1
+        assert (configs.loc[name, "n"], configs.loc[name, "asked"]) == (3, 3)
+
+
+def test_difference_to_baseline_matches_welch_formulas(complete_root, params):
+    differences = mixing_differences(analyse(params, complete_root)).set_index("name")
+    for name in ("manifold_S0-2_alpha4", "manifold_S0_alpha1", "cutmix_alpha1"):
+        diff, low, high, p = welch_by_hand(percent(ACCURACY[name]), percent(ACCURACY["baseline"]))
+        row = differences.loc[name]
+        assert row["diff"] == pytest.approx(diff)
+        assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+        assert row["p"] == pytest.approx(p)
+
+
+def test_summary_keys_and_values(complete_root, params, tmp_path):
+    summary_path = tmp_path / "metrics" / "summary.json"
+    aggregate(params, complete_root, tmp_path / "tables", summary_path)
+    summary = strict_json(summary_path)
+    assert all(isinstance(value, (int, float)) for value in summary.values())
+    assert summary["runs.expected"] == summary["runs.finished"] == 24
+    assert summary["runs.failed"] == summary["runs.missing"] == summary["runs.mismatched"] == 0
+    assert summary["compute.total_hours"] == pytest.approx(24 * 360 / 3600)
+    assert summary["baseline.acc_mean"] == pytest.approx(statistics.mean(percent(ACCURACY["baseline"])), abs=1e-6)
+    assert summary["baseline.acc_std"] == pytest.approx(statistics.stdev(percent(ACCURACY["baseline"])), abs=1e-6)
+    assert summary["baseline.n"] == 3
+    cell = "sweep.S=0-2.alpha=4"
+    diff, low, high, p = welch_by_hand(percent(ACCURACY["manifold_S0-2_alpha4"]), percent(ACCURACY["baseline"]))
+    assert summary[f"{cell}.acc_mean"] == pytest.approx(61.0, abs=1e-6)
+    assert summary[f"{cell}.delta_acc"] == pytest.approx(diff, abs=1e-6)
+    assert summary[f"{cell}.delta_acc_ci_low"] == pytest.approx(low, abs=1e-6)
+    assert summary[f"{cell}.delta_acc_ci_high"] == pytest.approx(high, abs=1e-6)
+    assert summary[f"{cell}.delta_acc_p"] == pytest.approx(p, abs=1e-6)
+    for key in (f"{cell}.nll_mean", f"{cell}.ece_std", "cutmix.alpha=1.delta_acc", "sweep.S=0.alpha=1.acc_mean",
+                "tuning.cosine_mom0.9_wd0.001.acc_mean", "tuning.best.acc_mean", "sweep.best.delta_acc"):
+        assert key in summary
+    assert summary["tuning.best.acc_mean"] == pytest.approx(47.0, abs=1e-6)
+    assert summary["sweep.best.acc_mean"] == pytest.approx(61.0, abs=1e-6)
+
+
+def test_missing_seed_is_marked_and_listed(tmp_path, params):
+    root = tmp_path / "runs"
+    write_all_runs(root, params, skip=("sweep/manifold_S0-2_alpha4/seed2", "sweep/manifold_S0_alpha1/seed1"))
+    diverged = spec_of(params, "sweep/manifold_S0_alpha1/seed1").folder(root)
+    diverged.mkdir(parents=True)
+    (diverged / "failure.json").write_text(json.dumps({"status": "failed", "error": "training loss became nan"}))
+
+    analysis = analyse(params, root)
+    problems = analysis.problems.set_index("run_id")
+    assert problems.loc["sweep/manifold_S0-2_alpha4/seed2", "problem"] == "missing"
+    assert "failure.json: training loss became nan" in problems.loc["sweep/manifold_S0_alpha1/seed1", "reason"]
+    cell = analysis.configs.set_index("name").loc["manifold_S0-2_alpha4"]
+    assert (cell["n"], cell["asked"]) == (2, 3)
+    assert cell["acc_mean"] == pytest.approx(61.0)  # the mean of the two finished seeds, 60 and 62
+
+    grid = {table.name: table for table in study_tables(analysis)}["table3_acc"]
+    row = grid.display.set_index("S").loc["{0,2}"]
+    assert row["α=4"] == "61.00 ± 1.41†"
+    assert row["α=1"] == "57.00 ± 2.65"
+    assert "S={0,2}, α=4: 2/3" in grid.notes[0] and "S={0}, α=1: 2/3" in grid.notes[0]
+    assert "†" in grid.markdown() and r"$^{\dagger}$" in grid.latex()
+
+
+def test_failed_run_is_listed_and_excluded(tmp_path, params):
+    root = tmp_path / "runs"
+    write_all_runs(root, params)
+    write_run(root, params, "sweep/baseline/seed2", status="failed")
+    summary_path = tmp_path / "summary.json"
+    analysis = aggregate(params, root, tmp_path / "tables", summary_path)
+
+    problems = analysis.problems.set_index("run_id")
+    assert problems.loc["sweep/baseline/seed2", "problem"] == "failed"
+    assert "nan" in problems.loc["sweep/baseline/seed2", "reason"]
+    summary = strict_json(summary_path)
+    assert summary["runs.failed"] == 1 and summary["runs.finished"] == 23
+    assert summary["baseline.n"] == 2
+    assert summary["baseline.acc_mean"] == pytest.approx(51.0, abs=1e-6)  # seeds 0 and 1 only
+    problems_csv = (tmp_path / "tables" / "problems.csv").read_text()
+    assert "sweep/baseline/seed2,sweep,baseline,2,failed" in problems_csv
+
+
+def test_one_seed_leaves_std_out_of_the_summary(tmp_path):
+    params = small_params("sweep.seeds=[0]", "tuning.seeds=[0]")
+    root = tmp_path / "runs"
+    write_all_runs(root, params)
+    summary = summary_metrics(analyse(params, root), mixing_differences(analyse(params, root)))
+    assert "baseline.acc_mean" in summary and "baseline.acc_std" not in summary
+    assert "sweep.S=0-2.alpha=4.delta_acc" in summary
+    assert "sweep.S=0-2.alpha=4.delta_acc_p" not in summary  # a t-test needs two seeds a side
+
+
+def test_stale_run_is_mismatched_not_averaged(tmp_path, params):
+    root = tmp_path / "runs"
+    write_all_runs(root, params)
+    stale = spec_of(params, "tuning/step_mom0.9_wd0.001/seed0").folder(root) / "metrics.json"
+    record = json.loads(stale.read_text())
+    record["config"]["train"]["epochs"] = 7  # written under an older tuning.epochs
+    stale.write_text(json.dumps(record))
+
+    analysis = analyse(params, root)
+    problem = analysis.problems.set_index("run_id").loc["tuning/step_mom0.9_wd0.001/seed0"]
+    assert problem["problem"] == "mismatched" and "train.epochs is 7" in problem["reason"]
+    assert analysis.configs.set_index("name").loc["step_mom0.9_wd0.001", "n"] == 2
+
+
+def test_aggregate_writes_every_table_format(complete_root, params, tmp_path):
+    out = tmp_path / "tables"
+    aggregate(params, complete_root, out, tmp_path / "summary.json")
+    for stem in ("table1_tuning", "table2_baseline", "table3_acc", "table3_nll", "table3_ece", "table3_delta_acc",
+                 "table4_cutmix"):
+        for suffix in ("csv", "md", "tex"):
+            assert (out / f"{stem}.{suffix}").stat().st_size > 0, f"{stem}.{suffix}"
+    assert len((out / "runs.csv").read_text().splitlines()) == 25
+    tuning = (out / "table1_tuning.md").read_text()
+    assert "47.00 ± 2.00" in tuning and "3/3" in tuning
+    latex = (out / "table3_acc.tex").read_text()
+    assert r"\{0,2\}" in latex and r"$\pm$" in latex and "±" not in latex
+
+
+def test_no_runs_at_all_still_aggregates(tmp_path, params):
+    analysis = aggregate(params, tmp_path / "nothing", tmp_path / "tables", tmp_path / "summary.json")
+    summary = strict_json(tmp_path / "summary.json")
+    assert summary["runs.missing"] == summary["runs.expected"] == 24
+    assert "baseline.acc_mean" not in summary and summary["baseline.n"] == 0
+    assert set(analysis.problems["reason"]) == {"no run folder"}
+    assert "—" in (tmp_path / "tables" / "table3_acc.md").read_text()

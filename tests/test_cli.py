@@ -1,0 +1,197 @@
+"""Command line: help, one-line errors that write nothing, the run lists, a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mixstudy.cli import main
+
+from conftest import PARAMS_FILE
+
+COMMANDS = ["data", "subset", "train", "evaluate", "select", "runs"]
+P = str(PARAMS_FILE)
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def test_entry_point_help_lists_every_command():
+    exe = Path(sys.executable).with_name("mixstudy")
+    result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+
+
+def test_help_in_process(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in COMMANDS:
+        assert f"    {command}" in out  # listed as a sub-command, with its help
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: mixstudy {command}" in out
+    assert "--params" in out and "--set" in out
+
+
+def test_no_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--out", "run"],
+        ["data"],
+        ["subset", "--out", "subset.json"],
+        ["runs"],
+    ],
+    ids=["train", "data", "subset", "runs"],
+)
+def test_bad_parameter_exits_2_naming_the_key_and_writes_nothing(in_tmp, capsys, argv):
+    code = main([*argv, "--params", P, "--set", "mixing.alpha=-1"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "mixing.alpha" in captured.err
+    assert "Traceback" not in captured.err
+    assert captured.out == ""
+    assert list(in_tmp.iterdir()) == []  # no run folder, no data, no subset file
+
+
+def test_bad_parameter_error_is_one_line(in_tmp, capsys):
+    """errors.py: "the CLI prints these as one clear line"."""
+    code = main(["train", "--out", "run", "--params", P, "--set", "mixing.alpha=-1"])
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = _lines(captured.err)
+    assert len(lines) == 1, f"expected one error line, got: {captured.err!r}"
+    assert lines[0].startswith("mixstudy train: error:")
+    assert "mixing.alpha" in lines[0]
+
+
+def test_missing_data_source_is_one_line_error(in_tmp, capsys):
+    code = main(
+        ["data", "--params", P, "--set", "data.source=npz", "--set", "data.npz_path=absent.npz", "--set", "data.out=out/c.npz"]
+    )
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "data.npz_path" in captured.err
+    assert not (in_tmp / "out").exists()
+
+
+def test_train_needs_a_run_or_an_output_folder(in_tmp, capsys):
+    assert main(["train", "--params", P]) == 2
+    assert "--run" in capsys.readouterr().err
+
+
+def test_unknown_run_id_is_refused(in_tmp, capsys):
+    assert main(["train", "--params", P, "--run", "sweep/nonsense/seed0"]) == 2
+    assert "sweep/nonsense/seed0" in capsys.readouterr().err
+    assert list(in_tmp.iterdir()) == []
+
+
+def _run_ids(capsys, *extra) -> list[str]:
+    assert main(["runs", "--params", P, *extra]) == 0
+    return capsys.readouterr().out.split()
+
+
+def test_sweep_run_list(capsys):
+    runs = _run_ids(capsys, "--stage", "sweep")
+    sweep = yaml.safe_load(PARAMS_FILE.read_text())["sweep"]
+    n_seeds = len(sweep["seeds"])
+    manifold = [r for r in runs if r.startswith("sweep/manifold_")]
+    baseline = [r for r in runs if r.startswith("sweep/baseline/")]
+    cutmix = [r for r in runs if r.startswith("sweep/cutmix_")]
+    assert len(manifold) == 7 * 7 * 5 == len(sweep["alphas"]) * len(sweep["layer_sets"]) * n_seeds
+    assert len(baseline) == 5 == n_seeds
+    assert len(cutmix) == len(sweep["cutmix_alphas"]) * n_seeds
+    assert len(runs) == len(manifold) + len(baseline) + len(cutmix) == len(set(runs))
+    assert "sweep/manifold_S0-2_alpha4/seed0" in runs  # the study's best configuration
+    assert "sweep/manifold_S0-1-2_alpha0.2/seed4" in runs
+    assert "sweep/cutmix_alpha1/seed3" in runs
+
+
+def test_tuning_run_list(capsys):
+    runs = _run_ids(capsys, "--stage", "tuning")
+    assert len(runs) == 60 == 3 * 2 * 2 * 5
+    assert len(set(runs)) == 60
+    assert all(r.startswith("tuning/") for r in runs)
+    assert "tuning/warm_restarts_mom0.9_wd0.001/seed0" in runs
+    assert "tuning/step_mom0.95_wd0.0001/seed4" in runs
+
+
+def test_all_runs_is_tuning_then_sweep(capsys):
+    every = _run_ids(capsys)
+    tuning = _run_ids(capsys, "--stage", "tuning")
+    sweep = _run_ids(capsys, "--stage", "sweep")
+    assert every == tuning + sweep
+
+
+def test_runs_follow_overrides(capsys):
+    runs = _run_ids(capsys, "--stage", "sweep", "--set", "sweep.alphas=[1.0]", "--set", "sweep.seeds=[0]", "--set", "sweep.cutmix_alphas=[]")
+    assert len(runs) == 1 + 7
+
+
+def test_subset_train_evaluate_end_to_end(in_tmp, capsys, monkeypatch, prepared_npz):
+    import mixstudy.data
+
+    real_load = mixstudy.data.load_study_data
+
+    def load_with_small_test_set(*args, **kwargs):  # keep evaluation cheap: 50 test images
+        study = real_load(*args, **kwargs)
+        study.x_test, study.y_test = study.x_test[:50], study.y_test[:50]
+        return study
+
+    monkeypatch.setattr(mixstudy.data, "load_study_data", load_with_small_test_set)
+    common = [
+        "--params", P,
+        "--set", f"data.out={prepared_npz}",
+        "--set", "subset.per_class=2",
+        "--set", "model.widths=[4,8,8]",
+        "--set", "train.epochs=1",
+        "--set", "train.batch_size=8",
+        "--set", "compute.device=cpu",
+    ]
+    assert main(["subset", *common]) == 0
+    subset_path = in_tmp / "data" / "subsets" / "cifar10_n2_val0_seed0.json"
+    assert len(json.loads(subset_path.read_text())["train_indices"]) == 20
+
+    assert main(["train", *common, "--out", "run", "--seed", "1", "--progress", "lines"]) == 0
+    record = json.loads((in_tmp / "run" / "metrics.json").read_text())
+    assert record["status"] == "ok" and record["config"]["seed"] == 1
+    assert record["config"]["train"]["epochs"] == 1
+    capsys.readouterr()
+
+    assert main(["evaluate", *common, "run/model.pt", "--out", "eval.json"]) == 0
+    evaluated = json.loads((in_tmp / "eval.json").read_text())
+    assert evaluated["test"]["acc"] == record["metrics"]["test"]["acc"]
+    assert evaluated["test"]["nll"] == pytest.approx(record["metrics"]["test"]["nll"], rel=1e-5)
+
+    # A sweep run needs the tuning selection; without it: a one-line error and no run folder.
+    code = main(["train", *common, "--run", "sweep/baseline/seed0", "--selection", "absent.yaml"])
+    assert code == 2
+    assert "absent.yaml" in capsys.readouterr().err
+    assert not (in_tmp / "results").exists()

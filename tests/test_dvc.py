@@ -1,0 +1,83 @@
+"""DVC on a fresh git repository: repro, a no-op second repro, a parameter change, metrics diff, push/pull."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mixstudy.config import deep_merge, read_yaml
+from pipeline_helpers import copy_project, run
+
+pytestmark = pytest.mark.slow
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def dvc_project(tmp_path_factory) -> Path:
+    project = copy_project(tmp_path_factory.mktemp("dvc"))
+    # DVC reads params.yaml only: fold the smoke and data overrides into it.
+    params = read_yaml(project / "params.yaml")
+    for override in ("config/smoke.yaml", "config/test-data.yaml"):
+        params = deep_merge(params, read_yaml(project / override))
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=ci", "-c", "user.email=ci@example.invalid", "commit", "-qm", "smoke"], project)
+    run(["dvc", "repro"], project)
+    return project
+
+
+def _commit(project: Path, message: str) -> None:
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=ci", "-c", "user.email=ci@example.invalid", "commit", "-qm", message], project)
+
+
+def test_second_repro_does_nothing(dvc_project):
+    result = run(["dvc", "repro"], dvc_project)
+    assert "Running stage" not in result.stdout, result.stdout
+    status = run(["dvc", "status"], dvc_project)
+    assert "up to date" in status.stdout, status.stdout
+
+
+def test_new_alpha_trains_only_new_runs_and_shows_in_metrics_diff(dvc_project):
+    _commit(dvc_project, "first results")
+    runs = dvc_project / "results" / "runs"
+    before = {p: p.stat().st_mtime_ns for p in runs.glob("*/*/seed*/metrics.json")}
+
+    params = read_yaml(dvc_project / "params.yaml")
+    params["sweep"]["alphas"] = [1.0, 2.0]
+    (dvc_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "repro"], dvc_project)
+
+    after = {p: p.stat().st_mtime_ns for p in runs.glob("*/*/seed*/metrics.json")}
+    assert {p: after[p] for p in before} == before, "finished runs were trained again"
+    new = sorted(str(p.relative_to(runs)) for p in set(after) - set(before))
+    assert new == [f"sweep/manifold_S{s}_alpha2/seed{k}/metrics.json" for s in ("0", "0-2") for k in (0, 1)]
+
+    diff = run(["dvc", "metrics", "diff", "HEAD"], dvc_project).stdout
+    assert "alpha=2" in diff, diff
+
+
+def test_push_and_pull_restore_outputs_bit_identical(dvc_project, tmp_path):
+    _commit(dvc_project, "second results")
+    tracked = ["data/subsets", "results/runs", "results/tables"]
+    before = {name: _tree_digest(dvc_project / name) for name in tracked}
+    run(["dvc", "remote", "add", "-f", "-d", "local", str(tmp_path / "remote")], dvc_project)
+    run(["dvc", "push"], dvc_project)
+    shutil.rmtree(dvc_project / ".dvc" / "cache")
+    for name in tracked:
+        shutil.rmtree(dvc_project / name)
+    run(["dvc", "pull"], dvc_project)
+    assert {name: _tree_digest(dvc_project / name) for name in tracked} == before
+    assert "up to date" in run(["dvc", "status"], dvc_project).stdout

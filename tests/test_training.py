@@ -1,0 +1,305 @@
+"""Training: schedulers, bit-for-bit reproducibility, the run folder, divergence, resuming."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from mixstudy import training
+from mixstudy.errors import ConfigError, DataError, DivergedError
+from mixstudy.metrics import summarise
+
+from conftest import make_study_data
+
+MIXINGS = {
+    "none": {"method": "none", "alpha": 0.0},
+    "manifold": {"method": "manifold", "alpha": 1.0, "layers": [0, 1, 2]},
+    "cutmix": {"method": "cutmix", "alpha": 1.0},
+}
+
+
+def _train(config, data, out, **kwargs) -> dict:
+    return training.run_training(config, data, out, progress="lines", **kwargs)
+
+
+def _history(out: Path, drop=("elapsed_s",)) -> list[dict]:
+    with open(out / "history.tsv", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    return [{k: v for k, v in row.items() if k not in drop} for row in rows]
+
+
+def _weights(out: Path) -> dict:
+    return torch.load(out / "model.pt", map_location="cpu", weights_only=False)["model"]
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- schedulers -----------------------------------------------------------------------------
+
+
+def _lrs(sched: dict, epochs: int, base_lr: float = 0.1) -> list[float]:
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=base_lr, momentum=0.9)
+    scheduler = training.build_scheduler(optimizer, sched)
+    lrs = []
+    for _ in range(epochs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def test_step_scheduler_learning_rates():
+    lrs = _lrs({"name": "step", "step_size": 3, "gamma": 0.5}, 10)
+    expected = [0.1 * 0.5 ** (epoch // 3) for epoch in range(10)]
+    assert lrs == pytest.approx(expected, rel=1e-12)
+    assert lrs[2] == pytest.approx(0.1) and lrs[3] == pytest.approx(0.05) and lrs[9] == pytest.approx(0.0125)
+
+
+def test_cosine_scheduler_learning_rates():
+    base, eta_min, t_max = 0.1, 0.001, 5
+    lrs = _lrs({"name": "cosine", "t_max": t_max, "eta_min": eta_min}, 13, base)
+    expected = [eta_min + (base - eta_min) * (1 + math.cos(math.pi * e / t_max)) / 2 for e in range(13)]
+    assert lrs == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert lrs[0] == pytest.approx(base) and lrs[t_max] == pytest.approx(eta_min)
+
+
+@pytest.mark.parametrize("t_mult", [1, 2])
+def test_warm_restarts_scheduler_learning_rates(t_mult):
+    base, eta_min, t_0 = 0.1, 0.0, 3
+    epochs = 25
+    lrs = _lrs({"name": "warm_restarts", "t_0": t_0, "t_mult": t_mult, "eta_min": eta_min}, epochs, base)
+    expected = []
+    period, t_cur = t_0, 0
+    for _ in range(epochs):
+        expected.append(eta_min + (base - eta_min) * (1 + math.cos(math.pi * t_cur / period)) / 2)
+        t_cur += 1
+        if t_cur == period:  # restart
+            t_cur, period = 0, period * t_mult
+    assert lrs == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    restarts = [e for e in range(1, epochs) if lrs[e] == pytest.approx(base)]
+    assert restarts == ([3, 6, 9, 12, 15, 18, 21, 24] if t_mult == 1 else [3, 9, 21])
+
+
+def test_unknown_scheduler_is_refused():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    with pytest.raises(ConfigError, match="train.scheduler.name"):
+        training.build_scheduler(optimizer, {"name": "adam"})
+
+
+def test_history_records_the_learning_rate_of_each_epoch(tmp_path, tiny_config, tiny_data):
+    config = tiny_config(train={"epochs": 3, "scheduler": {"name": "step", "step_size": 1, "gamma": 0.5}})
+    _train(config, tiny_data, tmp_path / "run")
+    lrs = [float(row["lr"]) for row in _history(tmp_path / "run")]
+    base = config["train"]["lr"]
+    assert lrs == pytest.approx([base, base * 0.5, base * 0.25], rel=1e-12)
+
+
+# --- reproducibility ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mixing", ["none", "manifold", "cutmix"])
+def test_same_seed_gives_bit_identical_runs(tmp_path, tiny_config, tiny_data, mixing):
+    config = tiny_config(seed=3, mixing=MIXINGS[mixing])
+    first = _train(config, tiny_data, tmp_path / "a")
+    second = _train(config, tiny_data, tmp_path / "b")
+    assert first["status"] == second["status"] == "ok"
+    assert first["metrics"] == second["metrics"]  # exact float equality
+    assert first["reliability"] == second["reliability"]
+    assert _history(tmp_path / "a") == _history(tmp_path / "b")
+    assert _same_weights(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+
+
+def test_different_seed_gives_different_runs(tmp_path, tiny_config, tiny_data):
+    a = _train(tiny_config(seed=0), tiny_data, tmp_path / "a")
+    b = _train(tiny_config(seed=1), tiny_data, tmp_path / "b")
+    assert not _same_weights(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+    assert a["metrics"] != b["metrics"] or _history(tmp_path / "a") != _history(tmp_path / "b")
+
+
+def test_mixing_changes_the_run(tmp_path, tiny_config, tiny_data):
+    _train(tiny_config(mixing=MIXINGS["none"]), tiny_data, tmp_path / "none")
+    _train(tiny_config(mixing=MIXINGS["manifold"]), tiny_data, tmp_path / "manifold")
+    assert not _same_weights(_weights(tmp_path / "none"), _weights(tmp_path / "manifold"))
+
+
+def test_periodic_evaluation_does_not_change_training(tmp_path, tiny_config, tiny_data):
+    plain = _train(tiny_config(mixing=MIXINGS["manifold"]), tiny_data, tmp_path / "plain")
+    config = tiny_config(mixing=MIXINGS["manifold"], evaluation={"every": 1})
+    watched = _train(config, tiny_data, tmp_path / "watched")
+    assert plain["metrics"] == watched["metrics"]
+    watched_history = _history(tmp_path / "watched", drop=("elapsed_s", "test_acc"))
+    assert watched_history == _history(tmp_path / "plain")
+    assert all("test_acc" in row for row in _history(tmp_path / "watched"))
+
+
+# --- the run folder -------------------------------------------------------------------------
+
+
+def test_run_folder_contents(tmp_path, tiny_config, tiny_data):
+    config = tiny_config(train={"checkpoint_every": 1}, mixing=MIXINGS["cutmix"])
+    out = tmp_path / "run"
+    record = _train(config, tiny_data, out)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["history.tsv", "metrics.json", "model.pt"]  # no resume.pt, failure.json or temp files
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(record))
+    assert saved["status"] == "ok" and saved["error"] is None
+    assert saved["config"] == config
+    assert saved["epochs_completed"] == config["train"]["epochs"]
+    assert set(saved["metrics"]["test"]) == {"acc", "nll", "ece", "brier"}
+    assert "val" not in saved["metrics"]
+    history = _history(out, drop=())
+    assert [int(row["epoch"]) for row in history] == [1, 2]
+    assert {"train_loss", "train_acc", "lr", "elapsed_s"} <= set(history[0])
+
+
+def test_validation_split_and_fgsm_are_evaluated(tmp_path, tiny_config):
+    data = make_study_data(n_val_per_class=1)
+    config = tiny_config(train={"epochs": 1}, evaluation={"fgsm_epsilons": [0.0078]})
+    record = _train(config, data, tmp_path / "run")
+    assert set(record["metrics"]) == {"test", "val"}
+    assert 0.0 <= record["metrics"]["test"]["fgsm_acc@0.0078"] <= 1.0
+    assert sum(record["reliability"]["val"]["bin_count"]) == len(data.y_val)
+
+
+def test_load_checkpoint_round_trips(tmp_path, tiny_config, tiny_data):
+    config = tiny_config(mixing=MIXINGS["manifold"])
+    out = tmp_path / "run"
+    record = _train(config, tiny_data, out)
+    model, saved_config = training.load_checkpoint(out / "model.pt")
+    assert saved_config == config
+    assert _same_weights(model.state_dict(), _weights(out))
+    from mixstudy import engine
+
+    images = engine.to_device_images(tiny_data.x_test, torch.device("cpu"), channels_last=False)
+    logits = training.predict(model, images, engine.Normalise(), 64)
+    metrics, _ = summarise(logits, torch.from_numpy(tiny_data.y_test))
+    assert metrics["acc"] == record["metrics"]["test"]["acc"]
+    assert metrics["nll"] == pytest.approx(record["metrics"]["test"]["nll"], rel=1e-5)
+
+
+def test_load_checkpoint_refuses_missing_and_truncated_files(tmp_path, tiny_config, tiny_data):
+    with pytest.raises(DataError, match="does not exist"):
+        training.load_checkpoint(tmp_path / "absent" / "model.pt")
+    out = tmp_path / "run"
+    _train(tiny_config(train={"epochs": 1}), tiny_data, out)
+    truncated = tmp_path / "truncated.pt"
+    raw = (out / "model.pt").read_bytes()
+    truncated.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError):
+        training.load_checkpoint(truncated)
+
+
+# --- divergence -----------------------------------------------------------------------------
+
+
+def test_diverging_run_raises_and_writes_only_a_failure_record(tmp_path, tiny_config, tiny_data):
+    config = tiny_config(train={"lr": 1e6})
+    out = tmp_path / "run"
+    with pytest.raises(DivergedError, match="train.lr"):
+        _train(config, tiny_data, out, on_diverge="error")
+    assert not (out / "metrics.json").exists()
+    failure = json.loads((out / "failure.json").read_text())
+    assert failure["status"] == "failed" and failure["metrics"] is None
+    assert "nan" in failure["error"] or "inf" in failure["error"]
+
+    # A later successful run in the same folder clears the failure record.
+    _train(tiny_config(), tiny_data, out)
+    assert json.loads((out / "metrics.json").read_text())["status"] == "ok"
+    assert not (out / "failure.json").exists()
+
+
+def test_diverging_run_can_be_recorded(tmp_path, tiny_config, tiny_data):
+    config = tiny_config(train={"lr": 1e6})
+    out = tmp_path / "run"
+    record = _train(config, tiny_data, out, on_diverge="record")
+    assert record["status"] == "failed" and record["metrics"] is None
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["status"] == "failed" and saved["metrics"] is None and saved["error"]
+    assert saved["epochs_completed"] < config["train"]["epochs"]
+    assert not (out / "failure.json").exists()
+
+
+def test_divergence_is_detected_at_the_epoch_it_happens(tmp_path, tiny_config, tiny_data, monkeypatch):
+    real_epoch = training.train_epoch
+    calls = []
+
+    def second_epoch_diverges(trainer, *args, **kwargs):
+        row = real_epoch(trainer, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            row["train_loss"] = float("inf")
+        return row
+
+    monkeypatch.setattr(training, "train_epoch", second_epoch_diverges)
+    record = _train(tiny_config(train={"epochs": 3}), tiny_data, tmp_path / "run", on_diverge="record")
+    assert record["status"] == "failed"
+    assert record["epochs_completed"] == 1
+    assert "epoch 2" in record["error"]
+
+
+# --- resuming -------------------------------------------------------------------------------
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("mixing", ["manifold", "cutmix"])
+def test_interrupted_run_resumes_bit_for_bit(tmp_path, tiny_config, tiny_data, monkeypatch, mixing):
+    config = tiny_config(seed=5, train={"epochs": 3, "checkpoint_every": 1}, mixing=MIXINGS[mixing])
+    reference = _train(config, tiny_data, tmp_path / "reference")
+
+    out = tmp_path / "interrupted"
+    real_save = training.save_resume_point
+
+    def save_then_die_after_epoch_2(trainer, out_dir):
+        real_save(trainer, out_dir)
+        if trainer.epoch == 2:
+            raise _Interrupted("killed after epoch 2")
+
+    monkeypatch.setattr(training, "save_resume_point", save_then_die_after_epoch_2)
+    with pytest.raises(_Interrupted):
+        _train(config, tiny_data, out)
+    assert (out / training.RESUME_FILE).is_file()
+    assert not (out / "metrics.json").exists()
+    monkeypatch.setattr(training, "save_resume_point", real_save)
+
+    # Training epoch 3 from scratch would change the global RNG; make sure the resume restores it.
+    torch.manual_seed(1234)
+    resumed = _train(config, tiny_data, out)
+    assert resumed["metrics"] == reference["metrics"]
+    assert resumed["reliability"] == reference["reliability"]
+    assert _history(out) == _history(tmp_path / "reference")
+    assert _same_weights(_weights(out), _weights(tmp_path / "reference"))
+    assert not (out / training.RESUME_FILE).exists()
+
+
+def test_resume_point_of_another_configuration_is_ignored(tmp_path, tiny_config, tiny_data, monkeypatch):
+    other = tiny_config(seed=1, train={"epochs": 3, "checkpoint_every": 1})
+    out = tmp_path / "run"
+    real_save = training.save_resume_point
+
+    def die_after_first_checkpoint(trainer, out_dir):
+        real_save(trainer, out_dir)
+        raise _Interrupted
+
+    monkeypatch.setattr(training, "save_resume_point", die_after_first_checkpoint)
+    with pytest.raises(_Interrupted):
+        _train(other, tiny_data, out)
+    monkeypatch.setattr(training, "save_resume_point", real_save)
+
+    config = tiny_config(seed=2, train={"epochs": 3, "checkpoint_every": 1})
+    fresh = _train(config, tiny_data, tmp_path / "fresh")
+    continued = _train(config, tiny_data, out)
+    assert continued["metrics"] == fresh["metrics"]
+    assert _same_weights(_weights(out), _weights(tmp_path / "fresh"))
