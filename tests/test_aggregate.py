@@ -272,3 +272,20 @@ def test_no_runs_at_all_still_aggregates(tmp_path, params):
     assert "baseline.acc_mean" not in summary and summary["baseline.n"] == 0
     assert set(analysis.problems["reason"]) == {"no run folder"}
     assert "—" in (tmp_path / "tables" / "table3_acc.md").read_text()
+
+
+def test_fgsm_and_validation_metrics_are_carried_through(tmp_path, params):
+    root = tmp_path / "runs"
+    write_all_runs(root, params)
+    for seed, fgsm in enumerate([0.20, 0.30, 0.40]):
+        path = spec_of(params, f"sweep/baseline/seed{seed}").folder(root) / "metrics.json"
+        record = json.loads(path.read_text())
+        record["metrics"]["test"]["fgsm_acc@0.0078"] = fgsm
+        record["metrics"]["val"] = {"acc": fgsm + 0.1, "nll": 1.0, "ece": 0.1, "brier": 0.5}
+        path.write_text(json.dumps(record))
+    analysis = aggregate(params, root, tmp_path / "tables", tmp_path / "summary.json")
+    summary = strict_json(tmp_path / "summary.json")
+    assert summary["baseline.fgsm_acc@0.0078_mean"] == pytest.approx(30.0)
+    assert summary["baseline.val_acc_mean"] == pytest.approx(40.0)
+    assert "sweep.S=0.alpha=1.fgsm_acc@0.0078_mean" not in summary  # those runs were not attacked
+    assert {"fgsm_acc@0.0078", "val_acc"} <= set(analysis.runs.columns)

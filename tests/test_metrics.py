@@ -128,3 +128,14 @@ def test_fgsm_stays_in_range_and_in_the_epsilon_ball(epsilon):
     loss = nn.functional.cross_entropy
     with torch.no_grad():
         assert loss(model(adversarial), labels) > loss(model(images), labels)
+
+
+def test_ece_bins_are_closed_on_the_right():
+    # confidence exactly 0.5 (a two-way tie) lies on an edge of 4 bins: (0.25, 0.5] is bin 1, not bin 2
+    logits = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, 50.0]])
+    labels = torch.tensor([0, 1, 1])
+    table = metrics.calibration(logits, labels, n_bins=4)
+    assert table["bin_count"] == [0, 2, 0, 1]
+    assert table["bin_accuracy"][1] == pytest.approx(0.5)
+    assert table["bin_confidence"][1] == pytest.approx(0.5)
+    assert table["ece"] == pytest.approx(0.0, abs=1e-12)

@@ -37,6 +37,10 @@ def _weights(out: Path) -> dict:
     return torch.load(out / "model.pt", map_location="cpu", weights_only=False)["model"]
 
 
+def _resume_state(out: Path) -> dict:
+    return torch.load(out / training.RESUME_FILE, map_location="cpu", weights_only=False)
+
+
 def _same_weights(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -254,28 +258,29 @@ class _Interrupted(Exception):
     pass
 
 
-@pytest.mark.parametrize("mixing", ["manifold", "cutmix"])
-def test_interrupted_run_resumes_bit_for_bit(tmp_path, tiny_config, tiny_data, monkeypatch, mixing):
+@pytest.mark.parametrize("mixing, stop_after", [("manifold", 2), ("cutmix", 2), ("manifold", 1)])
+def test_interrupted_run_resumes_bit_for_bit(tmp_path, tiny_config, tiny_data, monkeypatch, mixing, stop_after):
     config = tiny_config(seed=5, train={"epochs": 3, "checkpoint_every": 1}, mixing=MIXINGS[mixing])
     reference = _train(config, tiny_data, tmp_path / "reference")
 
     out = tmp_path / "interrupted"
     real_save = training.save_resume_point
 
-    def save_then_die_after_epoch_2(trainer, out_dir):
+    def save_then_die(trainer, out_dir):
         real_save(trainer, out_dir)
-        if trainer.epoch == 2:
-            raise _Interrupted("killed after epoch 2")
+        if trainer.epoch == stop_after:
+            raise _Interrupted(f"killed after epoch {stop_after}")
 
-    monkeypatch.setattr(training, "save_resume_point", save_then_die_after_epoch_2)
+    monkeypatch.setattr(training, "save_resume_point", save_then_die)
     with pytest.raises(_Interrupted):
         _train(config, tiny_data, out)
     assert (out / training.RESUME_FILE).is_file()
     assert not (out / "metrics.json").exists()
     monkeypatch.setattr(training, "save_resume_point", real_save)
 
-    # Training epoch 3 from scratch would change the global RNG; make sure the resume restores it.
-    torch.manual_seed(1234)
+    assert len(_resume_state(out)["history"]) == stop_after
+
+    torch.manual_seed(1234)  # the resume must restore the global RNG (dropout masks) itself
     resumed = _train(config, tiny_data, out)
     assert resumed["metrics"] == reference["metrics"]
     assert resumed["reliability"] == reference["reliability"]
@@ -303,3 +308,13 @@ def test_resume_point_of_another_configuration_is_ignored(tmp_path, tiny_config,
     continued = _train(config, tiny_data, out)
     assert continued["metrics"] == fresh["metrics"]
     assert _same_weights(_weights(out), _weights(tmp_path / "fresh"))
+
+
+@pytest.mark.parametrize("n, expected", [(41, [8, 8, 8, 8, 8]), (42, [8, 8, 8, 8, 8, 2]), (40, [8] * 5), (1, [1])])
+def test_batches_drop_only_a_trailing_batch_of_one(n, expected):
+    from mixstudy import engine
+
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    chunks = engine.batches(order, 8)
+    assert [len(c) for c in chunks] == expected
+    assert torch.equal(torch.cat(chunks), order[: sum(expected)])

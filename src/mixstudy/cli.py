@@ -18,6 +18,10 @@ log = logging.getLogger("mixstudy")
 
 DEFAULT_RUNS_ROOT = "results/runs"
 DEFAULT_SELECTION = "results/tuning/selection.yaml"
+DEFAULT_TABLES_DIR = "results/tables"
+DEFAULT_SUMMARY = "metrics/summary.json"
+DEFAULT_FIGURES_DIR = "results/figures"
+DEFAULT_REPORT = "results/report.md"
 
 
 def _add_params(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +122,36 @@ def cmd_runs(args) -> None:
         print(spec.run_id)
 
 
+def cmd_aggregate(args) -> None:
+    from mixstudy.tables import aggregate
+
+    params = _params(args)
+    analysis = aggregate(params, args.runs_root, args.out_dir, args.summary)
+    counts = analysis.counts()
+    print(
+        f"wrote tables to {args.out_dir} and {args.summary}: {counts['finished']} of {counts['expected']} runs finished, "
+        f"{counts['failed']} failed, {counts['missing']} missing, {counts['mismatched']} mismatched"
+    )
+
+
+def cmd_figures(args) -> None:
+    from mixstudy.figures import make_figures
+
+    params = _params(args)
+    result = make_figures(params, args.runs_root, args.out_dir)
+    print(f"wrote {len(result.written)} figures to {args.out_dir}")
+    for name, reason in result.skipped.items():
+        print(f"skipped {name}: {reason}")
+
+
+def cmd_report(args) -> None:
+    from mixstudy.report import write_report
+
+    params = _params(args)
+    markdown_path, html_path = write_report(params, args.runs_root, args.out, args.figures_dir, args.selection)
+    print(f"wrote {markdown_path} and {html_path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mixstudy", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -165,6 +199,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params(p)
     p.add_argument("--stage", choices=["all", "tuning", "sweep"], default="all", help="which grid (default all)")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("aggregate", help="tables (CSV, Markdown, LaTeX), runs.csv, problems.csv and summary.json from the run folders")
+    _add_params(p)
+    p.add_argument("--runs-root", default=DEFAULT_RUNS_ROOT, help=f"root of run folders (default {DEFAULT_RUNS_ROOT})")
+    p.add_argument("--out-dir", default=DEFAULT_TABLES_DIR, help=f"folder for the tables (default {DEFAULT_TABLES_DIR})")
+    p.add_argument("--summary", default=DEFAULT_SUMMARY, help=f"flat metrics file for DVC (default {DEFAULT_SUMMARY})")
+    p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser("figures", help="the study's figures as PNG and PDF; figures without data are skipped")
+    _add_params(p)
+    p.add_argument("--runs-root", default=DEFAULT_RUNS_ROOT, help=f"root of run folders (default {DEFAULT_RUNS_ROOT})")
+    p.add_argument("--out-dir", default=DEFAULT_FIGURES_DIR, help=f"folder for the figures (default {DEFAULT_FIGURES_DIR})")
+    p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("report", help="results/report.md and report.html: tables, figures, published numbers beside ours")
+    _add_params(p)
+    p.add_argument("--runs-root", default=DEFAULT_RUNS_ROOT, help=f"root of run folders (default {DEFAULT_RUNS_ROOT})")
+    p.add_argument("--out", default=DEFAULT_REPORT, help=f"Markdown report; the HTML goes beside it (default {DEFAULT_REPORT})")
+    p.add_argument("--figures-dir", default=DEFAULT_FIGURES_DIR, help=f"figures to link (default {DEFAULT_FIGURES_DIR})")
+    p.add_argument("--selection", default=DEFAULT_SELECTION, help=f"tuning choice to describe, if present (default {DEFAULT_SELECTION})")
+    p.set_defaults(func=cmd_report)
 
     return parser
 

@@ -102,8 +102,7 @@ def validate_params(params: dict) -> None:
     validator = jsonschema.Draft202012Validator(_schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        lines = "\n  ".join(_describe(e) for e in errors)
-        raise ConfigError(f"invalid parameters:\n  {lines}")
+        raise ConfigError("invalid parameters: " + "; ".join(_describe(e) for e in errors))
     check_mixing_points(params)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +77,7 @@ def load_npz(path: Path, sha256: str | None) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+    except Exception as err:  # damaged bytes fail in zipfile, zlib, the .npy header parser, ...
         raise DataError(f"{path}: cannot be read as an .npz archive ({err}); the file is truncated or corrupt") from err
     check_arrays(arrays, str(path))
     return arrays
@@ -258,15 +257,17 @@ def load_study_data(data_npz: str | Path, subset_file: str | Path) -> StudyData:
         record = json.loads(subset_file.read_text())
         train_idx = np.asarray(record["train_indices"], dtype=np.int64)
         val_idx = np.asarray(record["val_indices"], dtype=np.int64)
-        expected = record["train_sha256"]
-    except (json.JSONDecodeError, KeyError) as err:
+        expected = {"train_sha256": record["train_sha256"], "val_sha256": record["val_sha256"]}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise DataError(f"{subset_file} is not a complete subset file ({err}); run `mixstudy subset` again") from err
     arrays = load_prepared(data_npz)
-    if subset_content_hash(arrays, train_idx) != expected:
-        raise DataError(
-            f"{subset_file}: the selected images do not match its recorded hash (the subset file or "
-            f"{data_npz} changed); run `mixstudy subset` again"
-        )
+    for key, indices in (("train_sha256", train_idx), ("val_sha256", val_idx)):
+        in_range = indices.size == 0 or (indices.min() >= 0 and indices.max() < len(arrays["y_train"]))
+        if not in_range or subset_content_hash(arrays, indices) != expected[key]:
+            raise DataError(
+                f"{subset_file}: the selected images do not match its recorded content hash ({key}; the subset file or "
+                f"{data_npz} changed); run `mixstudy subset` again"
+            )
     return StudyData(
         x_train=arrays["x_train"][train_idx],
         y_train=arrays["y_train"][train_idx].astype(np.int64),
@@ -274,7 +275,7 @@ def load_study_data(data_npz: str | Path, subset_file: str | Path) -> StudyData:
         y_val=arrays["y_train"][val_idx].astype(np.int64),
         x_test=arrays["x_test"],
         y_test=arrays["y_test"].astype(np.int64),
-        subset_sha256=expected,
+        subset_sha256=expected["train_sha256"],
     )
 
 

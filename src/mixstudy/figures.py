@@ -33,7 +33,15 @@ from mixstudy import study
 from mixstudy.errors import DataError
 from mixstudy.fileio import atomic_path
 from mixstudy.tables import (
-    INCOMPLETE, Analysis, analyse, best_mixing, cell_label, format_signed, mixing_differences, read_record, set_notation,
+    INCOMPLETE,
+    Analysis,
+    analyse,
+    best_mixing,
+    cell_label,
+    format_signed,
+    mixing_differences,
+    read_record,
+    set_notation,
 )
 
 matplotlib.use("Agg")  # files only; never needs a display
@@ -66,7 +74,10 @@ def layer_set_styles(params: dict) -> dict:
     """One colour and marker per layer set S, in the order of sweep.layer_sets, shared by every figure."""
     labels = [set_notation(study.layers_label(layers)) for layers in params["sweep"]["layer_sets"]]
     palette = sns.color_palette("colorblind" if len(labels) <= 7 else "husl", len(labels))
-    return {label: {"color": colour, "marker": MARKERS[i % len(MARKERS)]} for i, (label, colour) in enumerate(zip(labels, palette))}
+    return {
+        label: {"color": colour, "marker": MARKERS[i % len(MARKERS)]}
+        for i, (label, colour) in enumerate(zip(labels, palette))
+    }
 
 
 def config_colour(context: FigureContext, cell) -> str | tuple:
@@ -137,7 +148,12 @@ def mixing_examples_figure(images: np.ndarray, labels: np.ndarray, n_pairs: int 
         raise MissingFigureData("no two images of different classes to mix")
     mixed = mix_pairs(images, pairs)
     lam = mixed["cutmix_lambda"]
-    columns = [("image A", "first"), ("image B", "second"), ("input mixup, λ = 0.5", "mixup"), (f"CutMix, λ = {lam:.2f}", "cutmix")]
+    columns = [
+        ("image A", "first"),
+        ("image B", "second"),
+        ("input mixup, λ = 0.5", "mixup"),
+        (f"CutMix, λ = {lam:.2f}", "cutmix"),
+    ]
     fig, axes = plt.subplots(len(pairs), 4, figsize=(10, 2.5 * len(pairs)), squeeze=False)
     for row, (a, b) in enumerate(pairs):
         name_a, name_b = CLASSES[labels[a]], CLASSES[labels[b]]
@@ -192,7 +208,8 @@ def tuning_bars(context: FigureContext) -> plt.Figure:
     for i, (setting, colour) in enumerate(zip(settings, sns.color_palette("crest", len(settings)))):
         rows = cells[cells["setting"] == setting].set_index("scheduler").reindex(schedulers)
         x = np.arange(len(schedulers)) + (i - (len(settings) - 1) / 2) * width
-        bars = ax.bar(x, rows["acc_mean"], width, yerr=rows["acc_std"].fillna(0), capsize=3, color=colour, label=setting)
+        bars = ax.bar(x, rows["acc_mean"], width, yerr=rows["acc_std"].fillna(0), capsize=3, color=colour,
+                      label=setting)
         labels = [f"{m:.1f}" + ("" if n == a else INCOMPLETE) if n else "" for m, n, a in
                   zip(rows["acc_mean"], rows["n"].fillna(0), rows["asked"])]
         ax.bar_label(bars, labels=labels, label_type="center", rotation=90, fontsize=8, color="white")
@@ -216,10 +233,11 @@ def sweep_pivot(analysis: Analysis, values: pd.Series) -> pd.DataFrame:
 def grid_heatmap(analysis: Analysis, means: pd.DataFrame, annotations: pd.DataFrame, title: str, colourbar: str,
                  **heatmap) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(max(6.0, 2.5 + 1.1 * means.shape[1]), max(4.0, 1.8 + 0.65 * means.shape[0])))
-    ax.set_facecolor("0.92")  # cells with no finished seed stay blank
     sns.heatmap(means.astype(float), annot=annotations.to_numpy(), fmt="", ax=ax, linewidths=0.5, linecolor="white",
                 cbar_kws={"label": colourbar}, annot_kws={"fontsize": 9}, **heatmap)
     ax.grid(False)
+    for row, col in zip(*np.nonzero(means.isna().to_numpy())):  # hatched, so no one reads them as "about 0"
+        ax.add_patch(Rectangle((col, row), 1, 1, fill=False, hatch="///", ec="0.55", lw=0))
     ax.set_xticklabels([study.fmt(a) for a in means.columns])
     ax.set_xlabel("mixing strength α (λ ~ Beta(α, α))")
     ax.set_ylabel("mixing set S (0 = input)")
@@ -228,7 +246,7 @@ def grid_heatmap(analysis: Analysis, means: pd.DataFrame, annotations: pd.DataFr
     fig.tight_layout()
     cells = analysis.stage("sweep", "manifold")
     if (cells["n"] < cells["asked"]).any():  # below the figure; savefig's tight bounding box keeps it
-        fig.text(0.01, 0.0, f"{INCOMPLETE} fewer finished seeds than asked; grey: no finished seed", fontsize=9,
+        fig.text(0.01, 0.0, f"{INCOMPLETE} fewer finished seeds than asked; hatched: no finished seed", fontsize=9,
                  ha="left", va="top")
     return fig
 
@@ -242,7 +260,8 @@ def sweep_acc_heatmap(context: FigureContext) -> plt.Figure:
     analysis = context.analysis
     cells = analysis.stage("sweep", "manifold")
     finished_cells(cells, "manifold mixup")
-    text = [("" if n == 0 else f"{m:.1f}{mark}") for m, n, mark in zip(cells["acc_mean"], cells["n"], cell_marks(analysis))]
+    marks = cell_marks(analysis)
+    text = ["" if n == 0 else f"{m:.1f}{mark}" for m, n, mark in zip(cells["acc_mean"], cells["n"], marks)]
     means = sweep_pivot(analysis, cells["acc_mean"])
     annotations = sweep_pivot(analysis, pd.Series(text, index=cells.index))
     return grid_heatmap(analysis, means, annotations, "Test accuracy, manifold mixup (mean over seeds)", ACC_LABEL,
@@ -372,21 +391,35 @@ def read_histories(folders: list[Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def draw_mean_band(ax, by_epoch, column: str, scale: float, colour, style: str, label: str) -> None:
+    mean, sd = by_epoch[column].mean() * scale, by_epoch[column].std().fillna(0) * scale
+    ax.plot(mean.index, mean, color=colour, ls=style, lw=1.2, label=label)
+    ax.fill_between(mean.index, mean - sd, mean + sd, color=colour, alpha=0.15, lw=0)
+
+
 def training_curves(context: FigureContext) -> plt.Figure:
-    panels = [("train_loss", "train loss (cross-entropy)", 1), ("train_acc", "train accuracy (%)", 100), ("lr", "learning rate", 1)]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, (loss_ax, acc_ax, lr_ax) = plt.subplots(1, 3, figsize=(15, 4.2))
+    schedules = []
     for (label, cell, colour), style in zip(compared_configs(context), ("-", "--")):
-        history = read_histories(run_folders(context, cell))
-        by_epoch = history.groupby("epoch")
-        for ax, (column, _, scale) in zip(axes, panels):
-            mean, sd = by_epoch[column].mean() * scale, by_epoch[column].std().fillna(0) * scale
-            ax.plot(mean.index, mean, color=colour, ls=style, lw=1.2, label=f"{label} ({cell['n']} seeds)")
-            ax.fill_between(mean.index, mean - sd, mean + sd, color=colour, alpha=0.15, lw=0)
-    for ax, (_, ylabel, _) in zip(axes, panels):
+        by_epoch = read_histories(run_folders(context, cell)).groupby("epoch")
+        label = f"{label} ({cell['n']} seeds)"
+        draw_mean_band(loss_ax, by_epoch, "train_loss", 1, colour, style, label)
+        draw_mean_band(acc_ax, by_epoch, "train_acc", 100, colour, style, label)
+        schedules.append((by_epoch["lr"].mean(), colour, style))
+    first = schedules[0][0]
+    if all(len(lr) == len(first) and np.allclose(lr, first) for lr, _, _ in schedules):
+        # One schedule for all: a single thin line (warm restarts draw dozens of cycles).
+        lr_ax.plot(first.index, first, color="0.3", lw=0.7)
+        lr_ax.set_title("one schedule for both", fontsize=10)
+    else:
+        for lr, colour, style in schedules:
+            lr_ax.plot(lr.index, lr, color=colour, ls=style, lw=0.8)
+    ylabels = {loss_ax: "train loss (cross-entropy)", acc_ax: "train accuracy (%)", lr_ax: "learning rate"}
+    for ax, ylabel in ylabels.items():
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    handles, labels = axes[0].get_legend_handles_labels()
+    handles, labels = loss_ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels), frameon=False)
     fig.suptitle("Training curves, mean ± sd over seeds (mixup: loss and accuracy against the mixed targets)")
     fig.tight_layout()
@@ -464,6 +497,7 @@ def make_figures(
 ) -> FigureResult:
     """Draw every figure whose data is there; ``examples`` (images, labels) replaces the study's subset for Figure 1."""
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)  # exists even when every figure is skipped (a pipeline output)
     context = FigureContext(
         analysis=analyse(params, runs_root),
         runs_root=Path(runs_root),

@@ -51,14 +51,15 @@ code { font-size: 0.9em; }
 
 def compare_in_words(what: str, ours: float | None, published: float | None) -> str:
     if published is None:
-        return f"{what}: the study publishes no number for this." if ours is None else f"{what}: ours {ours:.2f} %; the study publishes no number."
+        return f"{what}: the study publishes no number." + ("" if ours is None else f" Ours: {ours:.2f} %.")
     if ours is None:
         return f"{what}: no finished runs yet, so nothing stands beside the published {published:.2f} %."
     diff = ours - published
     if abs(diff) < 0.005:
         return f"{what}: ours, {ours:.2f} %, equals the published {published:.2f} %."
     direction = "higher" if diff > 0 else "lower"
-    return f"{what}: ours, {ours:.2f} %, is {abs(diff):.2f} percentage points {direction} than the published {published:.2f} %."
+    return (f"{what}: ours, {ours:.2f} %, is {abs(diff):.2f} percentage points {direction} "
+            f"than the published {published:.2f} %.")
 
 
 def published_cell(analysis: Analysis, config_text: str | None) -> pd.Series | None:
@@ -89,7 +90,8 @@ def comparison_rows(analysis: Analysis) -> list[tuple[str, float | None, pd.Seri
     tuning, best = best_tuning(analysis), best_mixing(analysis)
     at_published = published_cell(analysis, published.get("best_mixup_config"))
     rows = [
-        ("Best tuning configuration (Table 1)", published.get("tuning_best"), tuning, tuning["name"] if tuning is not None else "—"),
+        ("Best tuning configuration (Table 1)", published.get("tuning_best"), tuning,
+         tuning["name"] if tuning is not None else "—"),
         ("Final baseline", published.get("baseline"), analysis.baseline(), "sweep/baseline"),
         ("Best manifold mixup", published.get("best_mixup"), best, cell_label(best) if best is not None else "—"),
     ]
@@ -102,7 +104,7 @@ def comparison_rows(analysis: Analysis) -> list[tuple[str, float | None, pd.Seri
 def comparison_section(analysis: Analysis, differences: pd.DataFrame) -> str:
     rows = comparison_rows(analysis)
     table = pd.DataFrame({
-        "": [what for what, *_ in rows],
+        "quantity": [what for what, *_ in rows],
         "published (%)": ["—" if p is None else f"{p:.2f}" for _, p, _, _ in rows],
         "ours (%)": ["—" if mean_of(c) is None else f"{mean_of(c):.2f}" for _, _, c, _ in rows],
         "ours − published (points)": [
@@ -113,7 +115,8 @@ def comparison_section(analysis: Analysis, differences: pd.DataFrame) -> str:
     words = [compare_in_words(what, mean_of(cell), published) for what, published, cell, _ in rows]
     words.append(gain_in_words(analysis, differences))
     published = analysis.params.get("report", {}).get("published", {})
-    intro = (f"The study reports its best mixup at {published['best_mixup_config']}. " if published.get("best_mixup_config") else "")
+    config = published.get("best_mixup_config")
+    intro = f"The study reports its best mixup at {config}. " if config else ""
     return (
         "## Our numbers beside the published ones\n\n"
         f"{intro}All numbers are mean test accuracy over seeds, in percent.\n\n"
@@ -127,13 +130,15 @@ def gain_in_words(analysis: Analysis, differences: pd.DataFrame) -> str:
     best = best_mixing(analysis)
     claimed = ""
     if published.get("best_mixup") is not None and published.get("baseline") is not None:
-        claimed = f"The published gain of mixup over the baseline is {format_signed(published['best_mixup'] - published['baseline'])} points. "
+        gain = format_signed(published["best_mixup"] - published["baseline"])
+        claimed = f"The published gain of mixup over the baseline is {gain} points. "
     if best is None or analysis.baseline()["n"] == 0:
         return claimed + "Ours cannot be computed yet (the baseline or every mixup configuration lacks finished runs)."
     row = differences.set_index("name").loc[best["name"]]
     return (
-        f"{claimed}Ours, best manifold mixup ({cell_label(best)}) minus the baseline, is {format_signed(row['diff'])} points "
-        f"({CONFIDENCE:.0%} Welch interval {format_interval(row['ci_low'], row['ci_high'])}, p = {format_p(row['p'])}); "
+        f"{claimed}Ours, best manifold mixup ({cell_label(best)}) minus the baseline, is "
+        f"{format_signed(row['diff'])} points ({CONFIDENCE:.0%} Welch interval "
+        f"{format_interval(row['ci_low'], row['ci_high'])}, p = {format_p(row['p'])}); "
         "picking the best of many configurations on the test set favours it, so read this gain as optimistic."
     )
 
@@ -147,7 +152,8 @@ def runs_section(analysis: Analysis, max_problems: int = 20) -> str:
         "## Runs\n\n"
         f"{counts['expected']} runs are in the grids: {counts['finished']} finished, {counts['failed']} failed, "
         f"{counts['missing']} missing, {counts['mismatched']} with a configuration other than their run id asks for. "
-        f"Only finished runs enter the tables. Compute time of the runs with results: {analysis.compute_hours():.1f} hours "
+        "Only finished runs enter the tables. "
+        f"Compute time of the runs with results: {analysis.compute_hours():.1f} hours "
         f"(tuning {analysis.compute_hours('tuning'):.1f}, sweep {analysis.compute_hours('sweep'):.1f}).\n"
     )
     problems = analysis.problems
@@ -174,9 +180,9 @@ def table_markdown(table) -> str:
 
 def selection_text(selection: dict | None) -> str:
     if selection is None:
-        return "No tuning selection file was found; the sweep's scheduler, momentum and weight decay are not recorded here.\n"
+        return "No tuning selection file was found; the sweep's scheduler, momentum and weight decay are not shown.\n"
     chosen = f"{selection['scheduler']}, momentum {selection['momentum']}, weight decay {selection['weight_decay']}"
-    how = f" ({selection['selected_by']}: {selection['mean_acc']:.4f})" if "selected_by" in selection else ""
+    how = f" ({selection['selected_by']}: {100 * selection['mean_acc']:.2f} %)" if "mean_acc" in selection else ""
     return f"The sweep trains with the tuning's choice: {chosen}{how}.\n"
 
 
@@ -196,7 +202,8 @@ def results_sections(analysis: Analysis, figures_dir: Path, report_dir: Path, se
         return figure_markdown(name, figures_dir, report_dir)
 
     parts = [
-        "## Baseline tuning (Table 1)\n", table_markdown(tables["table1_tuning"]), figure("tuning_bars"), selection_text(selection),
+        "## Baseline tuning (Table 1)\n", table_markdown(tables["table1_tuning"]), figure("tuning_bars"),
+        selection_text(selection),
         "## Final baseline\n", table_markdown(tables["table2_baseline"]),
         "## Manifold mixup sweep (Table 3)\n", STATISTICS_NOTE, table_markdown(tables["table3_acc"]),
         figure("sweep_acc_heatmap"), figure("acc_vs_alpha"), figure("acc_vs_alpha_panels"),
@@ -216,22 +223,30 @@ def results_sections(analysis: Analysis, figures_dir: Path, report_dir: Path, se
 
 
 def yaml_block(data: dict) -> str:
-    return "```yaml\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=None).rstrip() + "\n```\n"
+    return "```yaml\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100).rstrip() + "\n```\n"
 
 
 def configuration_section(params: dict, selection: dict | None) -> str:
-    sweep_train = study.run_config(params, 0, selection=selection)["train"] if selection else params["train"]
-    chosen = {key: selection[key] for key in ("scheduler", "momentum", "weight_decay")} if selection else None
-    grids = {"tuning": params["tuning"], "sweep": params["sweep"]}
-    return (
-        "## Configuration used\n\n"
-        f"Data subset and network:\n\n{yaml_block({'subset': params['subset'], 'model': params['model']})}\n"
-        "Training of the final baseline and every sweep run"
-        f"{' (params.yaml with the tuning selection applied)' if selection else ''}:\n\n{yaml_block({'train': sweep_train})}\n"
-        f"Tuning selection: {'none found' if chosen is None else ''}\n\n{yaml_block(chosen) if chosen else ''}\n"
-        f"Mixing defaults and evaluation:\n\n{yaml_block({'mixing': params['mixing'], 'evaluation': params['evaluation']})}\n"
-        f"Grids:\n\n{yaml_block(grids)}"
-    )
+    parts = [
+        "## Configuration used\n",
+        "Data subset and network:\n", yaml_block({"subset": params["subset"], "model": params["model"]}),
+    ]
+    if selection:
+        chosen = {key: selection[key] for key in ("scheduler", "momentum", "weight_decay")}
+        parts += ["Tuning selection, applied to the final baseline and every sweep run:\n",
+                  yaml_block({"selection": chosen})]
+        train = study.run_config(params, 0, selection=selection)["train"]
+        parts.append("Training of the final baseline and the sweep runs (params.yaml with the selection applied):\n")
+    else:
+        train = params["train"]
+        parts.append("Training of the final baseline and the sweep runs (params.yaml; no tuning selection found):\n")
+    parts += [
+        yaml_block({"train": train}),
+        "Mixing defaults and evaluation:\n",
+        yaml_block({"mixing": params["mixing"], "evaluation": params["evaluation"]}),
+        "Grids:\n", yaml_block({"tuning": params["tuning"], "sweep": params["sweep"]}),
+    ]
+    return "\n".join(parts)
 
 
 # --- the report -----------------------------------------------------------------------------

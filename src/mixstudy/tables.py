@@ -391,6 +391,25 @@ def _latex_escape(text: str) -> str:
 # --- the tables -----------------------------------------------------------------------------
 
 
+def cell_texts(cells: pd.DataFrame, metric: str, mark_incomplete: bool = True) -> list[str]:
+    """``mean ± std`` of one metric for each configuration, with † where seeds are missing."""
+    texts = []
+    for _, cell in cells.iterrows():
+        asked = cell["asked"] if mark_incomplete else cell["n"]
+        texts.append(format_stat(cell[f"{metric}_mean"], cell[f"{metric}_std"], cell["n"], asked, DIGITS[metric]))
+    return texts
+
+
+def difference_columns(rows: pd.DataFrame, marks: list[str] | None = None) -> dict[str, list[str]]:
+    """Display columns for differences to the baseline: Δ, its interval and the p-value."""
+    marks = marks or [""] * len(rows)
+    return {
+        "Δ accuracy (points)": [format_signed(d) + m for d, m in zip(rows["diff"], marks)],
+        f"{CONFIDENCE:.0%} CI (Welch)": [format_interval(r.ci_low, r.ci_high) for r in rows.itertuples()],
+        "p (Welch t-test)": list(rows["p"].map(format_p)),
+    }
+
+
 def tuning_table(analysis: Analysis) -> Table:
     cells = analysis.stage("tuning")
     data = cells[["name", "scheduler", "momentum", "weight_decay", "asked", "n", "acc_mean", "acc_std"]]
@@ -398,7 +417,7 @@ def tuning_table(analysis: Analysis) -> Table:
         "scheduler": cells["scheduler"],
         "momentum": cells["momentum"].map(study.fmt),
         "weight decay": cells["weight_decay"].map(study.fmt),
-        METRIC_LABELS["acc"]: [format_stat(c.acc_mean, c.acc_std, c.n, c.n, 2) for c in cells.itertuples()],
+        METRIC_LABELS["acc"]: cell_texts(cells, "acc", mark_incomplete=False),  # the next column says it
         "seeds (finished/asked)": [f"{c.n}/{c.asked}" for c in cells.itertuples()],
     })
     return Table("table1_tuning", "Table 1: baseline tuning, test accuracy over seeds", data, display)
@@ -406,20 +425,20 @@ def tuning_table(analysis: Analysis) -> Table:
 
 def baseline_table(analysis: Analysis) -> Table:
     base = analysis.baseline()
-    metrics = [m for m in BASE_METRICS if f"{m}_mean" in base.index]
+    one = pd.DataFrame([base])
     data = pd.DataFrame({
-        "metric": metrics,
-        "mean": [base[f"{m}_mean"] for m in metrics],
-        "std": [base[f"{m}_std"] for m in metrics],
+        "metric": BASE_METRICS,
+        "mean": [base[f"{m}_mean"] for m in BASE_METRICS],
+        "std": [base[f"{m}_std"] for m in BASE_METRICS],
         "n": base["n"],
         "asked": base["asked"],
     })
     display = pd.DataFrame({
-        "metric": [METRIC_LABELS[m] for m in metrics],
-        "mean ± std": [format_stat(base[f"{m}_mean"], base[f"{m}_std"], base["n"], base["asked"], DIGITS[m]) for m in metrics],
+        "metric": [METRIC_LABELS[m] for m in BASE_METRICS],
+        "mean ± std": [cell_texts(one, m)[0] for m in BASE_METRICS],
         "seeds (finished/asked)": f"{base['n']}/{base['asked']}",
     })
-    return Table("table2_baseline", "Final baseline (sweep/baseline) over seeds", data, display, incomplete_note(pd.DataFrame([base])))
+    return Table("table2_baseline", "Final baseline (sweep/baseline) over seeds", data, display, incomplete_note(one))
 
 
 def sweep_grid(analysis: Analysis, metric: str) -> Table:
@@ -427,9 +446,7 @@ def sweep_grid(analysis: Analysis, metric: str) -> Table:
     cells = analysis.stage("sweep", "manifold").copy()
     cells["S"] = cells["layers"].map(set_notation)
     cells["column"] = cells["alpha"].map(lambda a: f"α={study.fmt(a)}")
-    cells["cell"] = [
-        format_stat(c[f"{metric}_mean"], c[f"{metric}_std"], c["n"], c["asked"], DIGITS[metric]) for _, c in cells.iterrows()
-    ]
+    cells["cell"] = cell_texts(cells, metric)
     rows = list(dict.fromkeys(cells["S"]))
     columns = list(dict.fromkeys(cells["column"]))
     display = cells.pivot(index="S", columns="column", values="cell").reindex(index=rows, columns=columns)
@@ -440,15 +457,12 @@ def sweep_grid(analysis: Analysis, metric: str) -> Table:
 
 
 def differences_table(analysis: Analysis, differences: pd.DataFrame) -> Table:
-    labelled = differences.assign(label=[cell_label(row) for _, row in differences.iterrows()])
     marks = [INCOMPLETE if row.n < row.asked else "" for row in differences.itertuples()]
-    base = analysis.baseline()
+    asked_baseline = analysis.baseline()["asked"]
     display = pd.DataFrame({
-        "configuration": labelled["label"],
-        "Δ accuracy (points)": [format_signed(d) + m for d, m in zip(differences["diff"], marks)],
-        f"{CONFIDENCE:.0%} CI (Welch)": [format_interval(r.ci_low, r.ci_high) for r in differences.itertuples()],
-        "p (Welch t-test)": differences["p"].map(format_p),
-        "seeds": [f"{r.n}/{r.asked} vs {r.n_baseline}/{base['asked']}" for r in differences.itertuples()],
+        "configuration": [cell_label(row) for _, row in differences.iterrows()],
+        **difference_columns(differences, marks),
+        "seeds": [f"{r.n}/{r.asked} vs {r.n_baseline}/{asked_baseline}" for r in differences.itertuples()],
     })
     title = "Difference in test accuracy to the final baseline (percentage points; configuration minus baseline)"
     compared = analysis.stage("sweep")
@@ -461,18 +475,15 @@ def cutmix_table(analysis: Analysis, differences: pd.DataFrame) -> Table | None:
     if cells.empty:
         return None
     cells = cells.merge(differences[["name", "diff", "ci_low", "ci_high", "p"]], on="name", how="left")
-    display = pd.DataFrame({"configuration": [cell_label(c) for _, c in cells.iterrows()]})
-    for metric in TABLE_METRICS:
-        display[METRIC_LABELS[metric]] = [
-            format_stat(c[f"{metric}_mean"], c[f"{metric}_std"], c["n"], c["asked"], DIGITS[metric]) for _, c in cells.iterrows()
-        ]
-    display["Δ accuracy (points)"] = cells["diff"].map(format_signed)
-    display[f"{CONFIDENCE:.0%} CI (Welch)"] = [format_interval(c.ci_low, c.ci_high) for c in cells.itertuples()]
-    display["p (Welch t-test)"] = cells["p"].map(format_p)
-    data = cells[["name", "alpha", "asked", "n"] + [f"{m}_{s}" for m in TABLE_METRICS for s in ("mean", "std")]
-                 + ["diff", "ci_low", "ci_high", "p"]]
-    return Table("table4_cutmix", "CutMix comparison runs (mean ± std over seeds; Δ to the final baseline)", data, display,
-                 incomplete_note(cells))
+    display = pd.DataFrame({
+        "configuration": [cell_label(c) for _, c in cells.iterrows()],
+        **{METRIC_LABELS[metric]: cell_texts(cells, metric) for metric in TABLE_METRICS},
+        **difference_columns(cells),
+    })
+    statistics = [f"{m}_{stat}" for m in TABLE_METRICS for stat in ("mean", "std")]
+    data = cells[["name", "alpha", "asked", "n", *statistics, "diff", "ci_low", "ci_high", "p"]]
+    title = "CutMix comparison runs (mean ± std over seeds; Δ to the final baseline)"
+    return Table("table4_cutmix", title, data, display, incomplete_note(cells))
 
 
 def study_tables(analysis: Analysis) -> list[Table]:
