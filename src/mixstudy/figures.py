@@ -29,7 +29,7 @@ import seaborn as sns
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from mixstudy import study
+from mixstudy import study, tables
 from mixstudy.errors import DataError
 from mixstudy.fileio import atomic_path
 from mixstudy.tables import (
@@ -385,10 +385,10 @@ def run_folders(context: FigureContext, cell: pd.Series) -> list[Path]:
 
 
 def read_histories(folders: list[Path]) -> pd.DataFrame:
-    frames = [pd.read_csv(folder / "history.tsv", sep="\t") for folder in folders if (folder / "history.tsv").is_file()]
-    if not frames:
+    histories = tables.read_histories(folders)
+    if histories is None:
         raise MissingFigureData(f"no history.tsv in {folders[0].parent if folders else 'the run folders'}")
-    return pd.concat(frames, ignore_index=True)
+    return histories
 
 
 def draw_mean_band(ax, by_epoch, column: str, scale: float, colour, style: str, label: str) -> None:

@@ -574,6 +574,29 @@ def write_table(table: Table, out_dir: Path) -> list[Path]:
     return paths
 
 
+def read_histories(folders: list[Path]) -> pd.DataFrame | None:
+    """The history.tsv of each run folder, stacked (None when there is none)."""
+    frames = [pd.read_csv(folder / "history.tsv", sep="\t") for folder in folders if (folder / "history.tsv").is_file()]
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def mean_curves(analysis: Analysis, runs_root: str | Path) -> pd.DataFrame:
+    """Per-epoch means over seeds for the baseline and the best mixup configuration (DVC plots)."""
+    columns = {}
+    best = best_mixing(analysis)
+    for label, name in (("baseline", "baseline"), ("best_mixup", None if best is None else best["name"])):
+        rows = analysis.done[(analysis.done["stage"] == "sweep") & (analysis.done["name"] == name)]
+        histories = read_histories([Path(runs_root) / run_id for run_id in rows["run_id"]])
+        if histories is None:
+            continue
+        by_epoch = histories.groupby("epoch")
+        for column in ("train_loss", "train_acc", "lr"):
+            columns[f"{label}_{column}"] = by_epoch[column].mean()
+    curves = pd.DataFrame(columns)
+    curves.index.name = "epoch"
+    return curves.reset_index()
+
+
 def aggregate(params: dict, runs_root: str | Path, out_dir: str | Path, summary_path: str | Path) -> Analysis:
     """Write every table (CSV, Markdown, LaTeX), runs.csv, problems.csv and the flat summary.json."""
     out_dir = Path(out_dir)
@@ -582,6 +605,7 @@ def aggregate(params: dict, runs_root: str | Path, out_dir: str | Path, summary_
         write_table(table, out_dir)
     write_text(out_dir / "runs.csv", analysis.runs.to_csv(index=False))
     write_text(out_dir / "problems.csv", analysis.problems.to_csv(index=False))
+    write_text(out_dir / "curves.tsv", mean_curves(analysis, runs_root).to_csv(sep="\t", index=False))
     write_json(summary_path, summary_metrics(analysis, mixing_differences(analysis)))
     counts = analysis.counts()
     if counts["finished"] < counts["expected"]:

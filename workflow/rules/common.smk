@@ -49,3 +49,8 @@ declare_run_configs()
 
 def run_files(specs, name="metrics.json"):
     return [str(spec.folder(RUNS) / name) for spec in specs]
+
+
+def selection_argument(wildcards, input):
+    """Sweep runs read the tuning's choice; tuning runs have none."""
+    return f"--selection {input.selection}" if "selection" in input.keys() else ""

@@ -3,11 +3,14 @@ rule data:
         npz=DATA,
         manifest=str(Path(DATA).with_suffix(".manifest.json")),
     params:
+        params=PARAMS,
         source=config["data"],  # rerun when the data source settings change
     log:
         "logs/data.log",
+    conda:
+        "../envs/mixstudy.yaml"
     shell:
-        "mixstudy data --params {PARAMS} > {log} 2>&1"
+        "mixstudy data --params {params.params} > {log} 2>&1"
 
 
 rule subset:
@@ -15,7 +18,11 @@ rule subset:
         DATA,
     output:
         SUBSET,
+    params:
+        params=PARAMS,
     log:
         "logs/subset.log",
+    conda:
+        "../envs/mixstudy.yaml"
     shell:
-        "mixstudy subset --params {PARAMS} --out {output} > {log} 2>&1"
+        "mixstudy subset --params {params.params} --out {output} > {log} 2>&1"

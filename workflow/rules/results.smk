@@ -5,10 +5,14 @@ rule aggregate:
     output:
         summary="metrics/summary.json",
         runs="results/tables/runs.csv",
+    params:
+        params=PARAMS,
+    conda:
+        "../envs/mixstudy.yaml"
     log:
         "logs/aggregate.log",
     shell:
-        "mixstudy aggregate --params {PARAMS} --runs-root {RUNS} --out-dir results/tables"
+        "mixstudy aggregate --params {params.params} --out-dir results/tables"
         " --summary {output.summary} > {log} 2>&1"
 
 
@@ -19,10 +23,14 @@ rule figures:
         subset=SUBSET,
     output:
         directory("results/figures"),
+    params:
+        params=PARAMS,
+    conda:
+        "../envs/mixstudy.yaml"
     log:
         "logs/figures.log",
     shell:
-        "mixstudy figures --params {PARAMS} --runs-root {RUNS} --out-dir {output} > {log} 2>&1"
+        "mixstudy figures --params {params.params} --out-dir {output} > {log} 2>&1"
 
 
 rule report:
@@ -32,7 +40,11 @@ rule report:
     output:
         md="results/report.md",
         html="results/report.html",
+    params:
+        params=PARAMS,
+    conda:
+        "../envs/mixstudy.yaml"
     log:
         "logs/report.log",
     shell:
-        "mixstudy report --params {PARAMS} --runs-root {RUNS} --out {output.md} > {log} 2>&1"
+        "mixstudy report --params {params.params} --out {output.md} > {log} 2>&1"

@@ -13,23 +13,27 @@ rule train_tuning:
     input:
         data=DATA,
         subset=SUBSET,
-        config=RUNS + "/tuning/{name}/seed{seed}/config.json",
+        config="results/runs/tuning/{name}/seed{seed}/config.json",
     output:
-        metrics=RUNS + "/tuning/{name}/seed{seed}/metrics.json",
-        history=RUNS + "/tuning/{name}/seed{seed}/history.tsv",
-        model=RUNS + "/tuning/{name}/seed{seed}/model.pt",
+        metrics="results/runs/tuning/{name}/seed{seed}/metrics.json",
+        history="results/runs/tuning/{name}/seed{seed}/history.tsv",
+        model="results/runs/tuning/{name}/seed{seed}/model.pt",
     params:
         run_id="tuning/{name}/seed{seed}",
+        params=PARAMS,
+        selection=selection_argument,
     log:
-        RUNS + "/tuning/{name}/seed{seed}/train.log",
+        "results/runs/tuning/{name}/seed{seed}/train.log",
     benchmark:
-        RUNS + "/tuning/{name}/seed{seed}/benchmark.tsv"
+        "results/runs/tuning/{name}/seed{seed}/benchmark.tsv"
     threads: 1
     resources:
         gpu=1,
+    conda:
+        "../envs/mixstudy.yaml"
     shell:
-        "mixstudy train --params {PARAMS} --run {params.run_id} --subset {input.subset}"
-        " --selection {SELECTION} --set compute.threads={threads}"
+        "mixstudy train --params {params.params} --run {params.run_id} --subset {input.subset}"
+        " {params.selection} --set compute.threads={threads}"
         " --progress lines --on-diverge record > {log} 2>&1"
 
 
@@ -38,17 +42,19 @@ use rule train_tuning as train_baseline with:
         data=DATA,
         subset=SUBSET,
         selection=SELECTION,
-        config=RUNS + "/sweep/baseline/seed{seed}/config.json",
+        config="results/runs/sweep/baseline/seed{seed}/config.json",
     output:
-        metrics=RUNS + "/sweep/baseline/seed{seed}/metrics.json",
-        history=RUNS + "/sweep/baseline/seed{seed}/history.tsv",
-        model=RUNS + "/sweep/baseline/seed{seed}/model.pt",
+        metrics="results/runs/sweep/baseline/seed{seed}/metrics.json",
+        history="results/runs/sweep/baseline/seed{seed}/history.tsv",
+        model="results/runs/sweep/baseline/seed{seed}/model.pt",
     params:
         run_id="sweep/baseline/seed{seed}",
+        params=PARAMS,
+        selection=selection_argument,
     log:
-        RUNS + "/sweep/baseline/seed{seed}/train.log",
+        "results/runs/sweep/baseline/seed{seed}/train.log",
     benchmark:
-        RUNS + "/sweep/baseline/seed{seed}/benchmark.tsv"
+        "results/runs/sweep/baseline/seed{seed}/benchmark.tsv"
 
 
 use rule train_tuning as train_manifold with:
@@ -56,17 +62,19 @@ use rule train_tuning as train_manifold with:
         data=DATA,
         subset=SUBSET,
         selection=SELECTION,
-        config=RUNS + "/sweep/manifold_S{layers}_alpha{alpha}/seed{seed}/config.json",
+        config="results/runs/sweep/manifold_S{layers}_alpha{alpha}/seed{seed}/config.json",
     output:
-        metrics=RUNS + "/sweep/manifold_S{layers}_alpha{alpha}/seed{seed}/metrics.json",
-        history=RUNS + "/sweep/manifold_S{layers}_alpha{alpha}/seed{seed}/history.tsv",
-        model=RUNS + "/sweep/manifold_S{layers}_alpha{alpha}/seed{seed}/model.pt",
+        metrics="results/runs/sweep/manifold_S{layers}_alpha{alpha}/seed{seed}/metrics.json",
+        history="results/runs/sweep/manifold_S{layers}_alpha{alpha}/seed{seed}/history.tsv",
+        model="results/runs/sweep/manifold_S{layers}_alpha{alpha}/seed{seed}/model.pt",
     params:
         run_id="sweep/manifold_S{layers}_alpha{alpha}/seed{seed}",
+        params=PARAMS,
+        selection=selection_argument,
     log:
-        RUNS + "/sweep/manifold_S{layers}_alpha{alpha}/seed{seed}/train.log",
+        "results/runs/sweep/manifold_S{layers}_alpha{alpha}/seed{seed}/train.log",
     benchmark:
-        RUNS + "/sweep/manifold_S{layers}_alpha{alpha}/seed{seed}/benchmark.tsv"
+        "results/runs/sweep/manifold_S{layers}_alpha{alpha}/seed{seed}/benchmark.tsv"
 
 
 use rule train_tuning as train_cutmix with:
@@ -74,17 +82,19 @@ use rule train_tuning as train_cutmix with:
         data=DATA,
         subset=SUBSET,
         selection=SELECTION,
-        config=RUNS + "/sweep/cutmix_alpha{alpha}/seed{seed}/config.json",
+        config="results/runs/sweep/cutmix_alpha{alpha}/seed{seed}/config.json",
     output:
-        metrics=RUNS + "/sweep/cutmix_alpha{alpha}/seed{seed}/metrics.json",
-        history=RUNS + "/sweep/cutmix_alpha{alpha}/seed{seed}/history.tsv",
-        model=RUNS + "/sweep/cutmix_alpha{alpha}/seed{seed}/model.pt",
+        metrics="results/runs/sweep/cutmix_alpha{alpha}/seed{seed}/metrics.json",
+        history="results/runs/sweep/cutmix_alpha{alpha}/seed{seed}/history.tsv",
+        model="results/runs/sweep/cutmix_alpha{alpha}/seed{seed}/model.pt",
     params:
         run_id="sweep/cutmix_alpha{alpha}/seed{seed}",
+        params=PARAMS,
+        selection=selection_argument,
     log:
-        RUNS + "/sweep/cutmix_alpha{alpha}/seed{seed}/train.log",
+        "results/runs/sweep/cutmix_alpha{alpha}/seed{seed}/train.log",
     benchmark:
-        RUNS + "/sweep/cutmix_alpha{alpha}/seed{seed}/benchmark.tsv"
+        "results/runs/sweep/cutmix_alpha{alpha}/seed{seed}/benchmark.tsv"
 
 
 rule select_baseline:
@@ -92,10 +102,14 @@ rule select_baseline:
         run_files(TUNING_RUNS),
     output:
         SELECTION,
+    params:
+        params=PARAMS,
     log:
         "logs/select_baseline.log",
+    conda:
+        "../envs/mixstudy.yaml"
     shell:
-        "mixstudy select --params {PARAMS} --runs-root {RUNS} --out {output} > {log} 2>&1"
+        "mixstudy select --params {params.params} --out {output} > {log} 2>&1"
 
 
 rule train_all:
