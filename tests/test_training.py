@@ -184,7 +184,7 @@ def test_load_checkpoint_round_trips(tmp_path, tiny_config, tiny_data):
     assert _same_weights(model.state_dict(), _weights(out))
     from mixstudy import engine
 
-    images = engine.to_device_images(tiny_data.x_test, torch.device("cpu"), channels_last=False)
+    images = engine.to_device_images(tiny_data.x_test, torch.device("cpu"))
     logits = training.predict(model, images, engine.Normalise(), 64)
     metrics, _ = summarise(logits, torch.from_numpy(tiny_data.y_test))
     assert metrics["acc"] == record["metrics"]["test"]["acc"]

@@ -25,11 +25,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def to_device_images(images_nhwc: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 NHWC numpy -> float NCHW tensor in [0, 1] on the device."""
-    x = torch.from_numpy(np.ascontiguousarray(images_nhwc)).to(device).permute(0, 3, 1, 2).float().div_(255)
+def to_device_images(images_nhwc: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 NHWC numpy -> uint8 NCHW tensor on the device (4x smaller than float; converted per batch)."""
+    return torch.from_numpy(np.ascontiguousarray(images_nhwc)).to(device).permute(0, 3, 1, 2)
+
+
+def to_float(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """uint8 images -> float in [0, 1], in the memory format the network runs in; float input passes through."""
+    if images.is_floating_point():
+        return images
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    return x.contiguous(memory_format=memory_format)
+    return images.float().div_(255).contiguous(memory_format=memory_format)
 
 
 class Normalise(torch.nn.Module):

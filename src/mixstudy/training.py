@@ -11,6 +11,7 @@ replaced atomically every ``train.checkpoint_every`` epochs; a restarted run con
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import math
@@ -192,20 +193,23 @@ def train_epoch(trainer: Trainer, forward, x_train: torch.Tensor, y_train: torch
 
 
 @torch.no_grad()
-def predict(model, images: torch.Tensor, normalise, batch_size: int, amp_context=nullcontext) -> torch.Tensor:
+def predict(model, images: torch.Tensor, normalise, batch_size: int, amp_context=nullcontext, channels_last=False) -> torch.Tensor:
+    """Logits for uint8 (or float) images, in large no-grad batches."""
     model.eval()
     outputs = []
     for start in range(0, len(images), batch_size):
+        batch = engine.to_float(images[start : start + batch_size], channels_last)
         with amp_context():
-            outputs.append(model(normalise(images[start : start + batch_size])).float().cpu())
+            outputs.append(model(normalise(batch)).float().cpu())
     return torch.cat(outputs)
 
 
-def fgsm_accuracy(model, images, labels, normalise, epsilon: float, batch_size: int) -> float:
+def fgsm_accuracy(model, images, labels, normalise, epsilon: float, batch_size: int, channels_last=False) -> float:
     model.eval()
     correct = 0
     for start in range(0, len(images), batch_size):
-        x, y = images[start : start + batch_size], labels[start : start + batch_size]
+        x = engine.to_float(images[start : start + batch_size], channels_last)
+        y = labels[start : start + batch_size]
         adversarial = fgsm_perturb(model, x, y, epsilon, normalise)
         with torch.no_grad():
             correct += (model(normalise(adversarial)).argmax(1) == y).sum().item()
@@ -214,11 +218,12 @@ def fgsm_accuracy(model, images, labels, normalise, epsilon: float, batch_size: 
 
 def evaluate_split(model, images, labels, normalise, evaluation: dict, compute: dict, device) -> tuple[dict, dict]:
     batch_size = compute.get("eval_batch_size", 1000)
+    channels_last = compute.get("channels_last", False)
     amp = lambda: autocast_context(device, compute.get("amp", "auto"))  # noqa: E731
-    logits = predict(model, images, normalise, batch_size, amp)
+    logits = predict(model, images, normalise, batch_size, amp, channels_last)
     metrics, reliability = summarise(logits, labels.cpu(), evaluation.get("ece_bins", 15))
     for epsilon in evaluation.get("fgsm_epsilons", []):
-        metrics[f"fgsm_acc@{epsilon:g}"] = fgsm_accuracy(model, images, labels, normalise, epsilon, batch_size)
+        metrics[f"fgsm_acc@{epsilon:g}"] = fgsm_accuracy(model, images, labels, normalise, epsilon, batch_size, channels_last)
     return metrics, reliability
 
 
@@ -288,6 +293,7 @@ def run_training(
 ) -> dict:
     """Train one configuration and write its run folder; return the metrics record."""
     check_run_config(config)
+    data = limit_test_set(data, config["evaluation"].get("test_limit", 0))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     compute = config["compute"]
@@ -296,7 +302,7 @@ def run_training(
     started = time.perf_counter()
 
     channels_last = compute.get("channels_last", False)
-    x_train = engine.to_device_images(data.x_train, device, channels_last)
+    x_train = engine.to_float(engine.to_device_images(data.x_train, device), channels_last)
     y_train = torch.from_numpy(data.y_train).to(device)
     normalise = engine.Normalise().to(device)
 
@@ -363,21 +369,27 @@ def run_training(
     return record
 
 
+def limit_test_set(data: StudyData, limit: int) -> StudyData:
+    """Smoke runs may evaluate on the first ``limit`` test images; 0 keeps all 10,000."""
+    if not limit:
+        return data
+    return dataclasses.replace(data, x_test=data.x_test[:limit], y_test=data.y_test[:limit])
+
+
 def _quick_test_accuracy(trainer: Trainer, data: StudyData, normalise, compute: dict, device) -> float:
-    x_test = engine.to_device_images(data.x_test, device, compute.get("channels_last", False))
-    logits = predict(trainer.model, x_test, normalise, compute.get("eval_batch_size", 1000))
+    x_test = engine.to_device_images(data.x_test, device)
+    logits = predict(trainer.model, x_test, normalise, compute.get("eval_batch_size", 1000), channels_last=compute.get("channels_last", False))
     return (logits.argmax(1) == torch.from_numpy(data.y_test)).float().mean().item()
 
 
 def evaluate_all(model, data: StudyData, normalise, config: dict, device) -> tuple[dict, dict]:
     """Test metrics (and validation metrics when the subset has a validation split)."""
-    channels_last = config["compute"].get("channels_last", False)
     metrics, reliability = {}, {}
     splits = [("test", data.x_test, data.y_test)]
     if len(data.y_val):
         splits.append(("val", data.x_val, data.y_val))
     for name, images, labels in splits:
-        x = engine.to_device_images(images, device, channels_last)
+        x = engine.to_device_images(images, device)
         y = torch.from_numpy(labels).to(device)
         metrics[name], reliability[name] = evaluate_split(
             model, x, y, normalise, config["evaluation"], config["compute"], device
