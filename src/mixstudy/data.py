@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -168,17 +168,20 @@ def manifest_path_for(npz_path: Path) -> Path:
     return Path(npz_path).with_suffix(".manifest.json")
 
 
+def read_manifest(npz_path: str | Path) -> dict:
+    path = manifest_path_for(Path(npz_path))
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def load_prepared(npz_path: str | Path) -> dict[str, np.ndarray]:
     """Read the normalised data written by :func:`prepare_data`, verified against its manifest."""
     npz_path = Path(npz_path)
     if not npz_path.is_file():
         raise DataError(f"{npz_path} does not exist; run `mixstudy data` first")
     arrays = load_npz(npz_path, sha256=None)
-    manifest_path = manifest_path_for(npz_path)
-    if manifest_path.is_file():
-        expected = json.loads(manifest_path.read_text())["arrays_sha256"]
-        if array_hashes(arrays) != expected:
-            raise DataError(f"{npz_path} does not match {manifest_path}; run `mixstudy data` again")
+    manifest = read_manifest(npz_path)
+    if manifest and array_hashes(arrays) != manifest["arrays_sha256"]:
+        raise DataError(f"{npz_path} does not match {manifest_path_for(npz_path)}; run `mixstudy data` again")
     return arrays
 
 
@@ -248,6 +251,7 @@ class StudyData:
     x_test: np.ndarray
     y_test: np.ndarray
     subset_sha256: str
+    data_manifest: dict = field(default_factory=dict)  # source and array hashes of the prepared data
 
 
 def load_study_data(data_npz: str | Path, subset_file: str | Path) -> StudyData:
@@ -278,6 +282,7 @@ def load_study_data(data_npz: str | Path, subset_file: str | Path) -> StudyData:
         x_test=arrays["x_test"],
         y_test=arrays["y_test"].astype(np.int64),
         subset_sha256=expected["train_sha256"],
+        data_manifest=read_manifest(data_npz),
     )
 
 

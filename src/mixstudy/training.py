@@ -300,6 +300,7 @@ def run_training(
     torch.set_num_threads(compute.get("threads", 1))
     device = engine.resolve_device(compute.get("device", "auto"))
     started = time.perf_counter()
+    origin = provenance(device, data.subset_sha256, data_provenance or data.data_manifest)  # the code that starts the run
 
     channels_last = compute.get("channels_last", False)
     x_train = engine.to_float(engine.to_device_images(data.x_train, device), channels_last)
@@ -349,7 +350,7 @@ def run_training(
         "reliability": None,
         "wall_time_s": round(wall, 3),
         "epochs_completed": trainer.epoch,
-        "provenance": provenance(device, data.subset_sha256, data_provenance),
+        "provenance": origin,
     }
     if failure is None:
         record["metrics"], record["reliability"] = evaluate_all(trainer.model, data, normalise, config, device)
