@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pipeline_helpers import copy_project, jobs_by_rule, run, snakemake
+from pipeline_helpers import copy_project, env, jobs_by_rule, run, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -80,3 +84,36 @@ def test_changed_hyper_parameter_never_reuses_a_result(smoke_project):
     assert counts.get("train_tuning") == 2
     assert counts.get("train_manifold") == 4
     assert counts.get("train_baseline") == 2
+
+
+def test_interrupted_snakemake_reruns_only_the_interrupted_job(tmp_path):
+    """Kill the whole workflow mid-job (as a node failure would); the README's command finishes the rest."""
+    project = copy_project(tmp_path)
+    _override(project, "tuning:\n  epochs: 300\ntrain:\n  checkpoint_every: 5\n")
+    command = ["snakemake", "results/tuning/selection.yaml", "--cores", "1", "--resources", "gpu=1", "--rerun-incomplete",
+               "--configfile", "config/smoke.yaml", "config/test-data.yaml", "config/change.yaml"]
+    folders = [project / "results/runs/tuning" / name / "seed0" for name in ("step_mom0.9_wd0.001", "warm_restarts_mom0.9_wd0.001")]
+
+    def one_done_one_under_way():
+        done = [f for f in folders if (f / "metrics.json").is_file()]
+        running = [f for f in folders if (f / "resume.pt").is_file() and not (f / "metrics.json").exists()]
+        return (done[0], running[0]) if len(done) == 1 and len(running) == 1 else None
+
+    workflow = subprocess.Popen(command, cwd=project, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and one_done_one_under_way() is None:
+        time.sleep(0.2)
+    state = one_done_one_under_way()
+    os.killpg(workflow.pid, signal.SIGKILL)
+    workflow.wait()
+    assert state is not None, "the workflow never reached the point to interrupt"
+    first, second = state
+    finished_at = (first / "metrics.json").stat().st_mtime_ns
+
+    result = run(command, project)
+    assert (first / "metrics.json").stat().st_mtime_ns == finished_at, "a finished run was trained again"
+    assert (second / "metrics.json").is_file()
+    assert "resuming" in (second / "train.log").read_text()
+    assert "Nothing to be done" in run([*command, "-n"], project).stdout
+    assert result.returncode == 0

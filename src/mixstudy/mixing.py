@@ -29,11 +29,19 @@ LOSSES = ("soft_ce", "bce")
 # --- pure functions -------------------------------------------------------------------------
 
 
+def host_to_device(array: np.ndarray, device) -> torch.Tensor:
+    """Copy a small host array to the device without making the host wait (pinned, non-blocking on CUDA)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if torch.device(device).type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor
+
+
 def _as_weight(lam, like: torch.Tensor):
     """A python float stays a scalar; per-sample lambdas broadcast over the non-batch dims."""
     if isinstance(lam, float):
         return lam
-    lam = torch.as_tensor(lam, dtype=like.dtype, device=like.device)
+    lam = host_to_device(np.asarray(lam), like.device).to(like.dtype)
     return lam.view(-1, *([1] * (like.dim() - 1)))
 
 
@@ -63,11 +71,11 @@ def box_lambda(box: tuple[int, int, int, int], height: int, width: int) -> float
 
 
 def box_mask(boxes: list[tuple[int, int, int, int]], height: int, width: int, device) -> torch.Tensor:
-    """Boolean mask ``(len(boxes), 1, H, W)``, true inside each box."""
-    mask = torch.zeros(len(boxes), 1, height, width, dtype=torch.bool)
+    """Boolean mask ``(len(boxes), 1, H, W)``, true inside each box; built on the device from python ints."""
+    mask = torch.zeros(len(boxes), 1, height, width, dtype=torch.bool, device=device)
     for i, (x1, y1, x2, y2) in enumerate(boxes):
         mask[i, :, y1:y2, x1:x2] = True
-    return mask.to(device)
+    return mask
 
 
 def paste_boxes(x: torch.Tensor, perm: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -144,7 +152,7 @@ class Mixer:
         point = int(self.layers[rng.integers(len(self.layers))])
         n_lam = 1 if self.lambda_per == "batch" else batch_size
         lams = rng.beta(self.alpha, self.alpha, size=n_lam)
-        perm = torch.from_numpy(rng.permutation(batch_size)).to(device)
+        perm = host_to_device(rng.permutation(batch_size), device)
         if self.method != "cutmix":
             lam = float(lams[0]) if n_lam == 1 else lams
             return MixDraw(point, lam, perm)

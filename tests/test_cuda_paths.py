@@ -1,0 +1,65 @@
+"""The CUDA code paths (bf16 autocast, device selection, asynchronous copies), checked on CPU.
+
+Their speed cannot be measured on these machines; shapes, dtypes and choices can.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+import pytest
+import torch
+
+from mixstudy import engine
+from mixstudy.errors import ConfigError
+from mixstudy.mixing import Mixer, host_to_device, mixed_loss
+from mixstudy.models import convnet
+from mixstudy.training import autocast_context
+
+
+def test_autocast_is_bf16_on_cuda_and_off_on_cpu():
+    assert isinstance(autocast_context(torch.device("cpu"), "auto"), nullcontext)
+    assert isinstance(autocast_context(torch.device("cuda"), "off"), nullcontext)
+    with pytest.warns(UserWarning) if not torch.cuda.is_available() else nullcontext():
+        context = autocast_context(torch.device("cuda"), "auto")
+    assert isinstance(context, torch.autocast)
+    assert context.fast_dtype == torch.bfloat16
+
+
+def test_bf16_forward_gives_float32_loss_and_gradients():
+    torch.manual_seed(0)
+    model = convnet(widths=(4, 8, 8)).to(memory_format=torch.channels_last)
+    images = torch.rand(6, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    mixer = Mixer("manifold", alpha=1.0, layers=(0, 1, 2))
+    draw = mixer.draw(np.random.default_rng(0), 6, (32, 32), "cpu")
+    targets = mixer.targets(torch.arange(6) % 10, draw)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        logits = model(engine.Normalise()(images), mix_at=draw.point, mix=lambda h: mixer.mix(h, draw))
+        loss = mixed_loss(logits, targets)
+    assert logits.shape == (6, 10) and logits.dtype == torch.bfloat16
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert all(p.grad.dtype == torch.float32 for p in model.parameters() if p.grad is not None)
+
+
+def test_auto_device_falls_back_to_cpu_and_cuda_demand_is_explained(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert engine.resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="compute.device"):
+        engine.resolve_device("cuda")
+
+
+def test_host_to_device_keeps_values_and_dtype():
+    array = np.array([3, 1, 2], dtype=np.int64)
+    tensor = host_to_device(array, "cpu")
+    assert tensor.dtype == torch.int64 and tensor.tolist() == [3, 1, 2]
+
+
+def test_evaluation_images_stay_uint8_until_each_batch():
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)
+    on_device = engine.to_device_images(images, torch.device("cpu"))
+    assert on_device.dtype == torch.uint8 and on_device.shape == (5, 3, 32, 32)
+    as_float = engine.to_float(on_device, channels_last=True)
+    assert as_float.dtype == torch.float32 and as_float.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(as_float * 255, torch.from_numpy(images).permute(0, 3, 1, 2).float())
