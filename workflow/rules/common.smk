@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from mixstudy import study
-from mixstudy.config import config_hash, validate_params
+from mixstudy.config import validate_params
 from mixstudy.data import subset_file
 from mixstudy.fileio import write_text
 
@@ -25,9 +25,10 @@ def write_if_changed(path, text):
     return str(path)
 
 
-# The merged parameters (params.yaml + --configfile + --config), content-addressed, for the CLI.
-_params_text = json.dumps(config, indent=2, sort_keys=True)
-PARAMS = write_if_changed(f"results/params/{config_hash(config)}.json", _params_text)
+# The merged parameters (params.yaml + --configfile + --config) for the CLI. A fixed path, so
+# that a changed setting reruns only the jobs it shapes (Snakemake locks the folder, so two
+# workflows never share it at once).
+PARAMS = write_if_changed("results/params.json", json.dumps(config, indent=2, sort_keys=True))
 
 
 def declare_run_configs():
