@@ -63,7 +63,7 @@ def test_new_alpha_trains_only_new_runs_and_shows_in_metrics_diff(dvc_project):
     after = {p: p.stat().st_mtime_ns for p in runs.glob("*/*/seed*/metrics.json")}
     assert {p: after[p] for p in before} == before, "finished runs were trained again"
     new = sorted(str(p.relative_to(runs)) for p in set(after) - set(before))
-    assert new == [f"sweep/manifold_S{s}_alpha2/seed{k}/metrics.json" for s in ("0", "0-2") for k in (0, 1)]
+    assert new == sorted(f"sweep/manifold_S{s}_alpha2/seed{k}/metrics.json" for s in ("0", "0-2") for k in (0, 1))
 
     diff = run(["dvc", "metrics", "diff", "HEAD"], dvc_project).stdout
     assert "alpha=2" in diff, diff

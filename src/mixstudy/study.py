@@ -26,8 +26,9 @@ RUN_SECTIONS = ("model", "train", "mixing", "evaluation", "compute")
 
 
 def fmt(value: float) -> str:
-    """Numbers in run names: shortest form (4.0 -> 4, 0.0001 -> 0.0001)."""
-    return f"{value:g}"
+    """Numbers in run names: short form (4.0 -> 4, 0.0001 -> 0.0001), exact where that would round."""
+    short = f"{value:g}"
+    return short if float(short) == float(value) else repr(float(value))
 
 
 def layers_label(layers) -> str:
