@@ -46,6 +46,20 @@ class StagedNet(nn.Module):
 # --- the study's convnet -------------------------------------------------------------------
 
 
+class LayoutStableDropout(nn.Dropout):
+    """Dropout whose mask is drawn in logical (N, C, H, W) order.
+
+    ``nn.Dropout`` draws its mask in memory order, so switching to channels_last would drop
+    other units under the same seed; this keeps a run's result independent of memory format.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
 def conv_block(c_in: int, c_out: int, slope: float, dropout: float) -> nn.Sequential:
     """Three (conv 3x3, BatchNorm, LeakyReLU), then 2x2 max-pool and dropout."""
     layers: list[nn.Module] = []
@@ -55,7 +69,7 @@ def conv_block(c_in: int, c_out: int, slope: float, dropout: float) -> nn.Sequen
             nn.BatchNorm2d(c_out),
             nn.LeakyReLU(slope),
         ]
-    layers += [nn.MaxPool2d(2), nn.Dropout(dropout)]
+    layers += [nn.MaxPool2d(2), LayoutStableDropout(dropout)]
     return nn.Sequential(*layers)
 
 
