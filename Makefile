@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/small.yaml
+# Training-job slots: one per GPU; on a machine without one, one single-thread job per core
+# (measured faster than one multi-thread job at a time, docs/performance.md).
+GPUS := $(shell nvidia-smi -L 2>/dev/null | grep -c GPU)
+SLOTS ?= $(if $(filter-out 0,$(GPUS)),$(GPUS),$(shell nproc))
 
 .PHONY: study smoke test install
 
@@ -17,7 +21,7 @@ $(BIN)/mixstudy: pyproject.toml
 install: $(BIN)/mixstudy
 
 study: install
-	PATH=$(abspath $(BIN)):$$PATH snakemake --cores all --resources gpu=1 --rerun-incomplete --configfile $(CONFIG)
+	PATH=$(abspath $(BIN)):$$PATH snakemake --cores all --resources gpu=$(SLOTS) --rerun-incomplete --configfile $(CONFIG)
 
 smoke:
 	$(MAKE) study CONFIG=config/smoke.yaml
