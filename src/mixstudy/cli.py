@@ -35,6 +35,10 @@ def _add_params(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_runs_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs-root", default=DEFAULT_RUNS_ROOT, help=f"root of run folders (default {DEFAULT_RUNS_ROOT})")
+
+
 def _params(args) -> dict:
     from mixstudy.config import load_params
 
@@ -171,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", metavar="RUN_ID", help="a run of the study's grids, e.g. sweep/manifold_S0-2_alpha4/seed0 (see `mixstudy runs`)")
     p.add_argument("--out", help="run folder (default for --run: RUNS_ROOT/RUN_ID)")
     p.add_argument("--seed", type=int, default=0, help="run seed when not using --run (default 0)")
-    p.add_argument("--runs-root", default=DEFAULT_RUNS_ROOT, help=f"root of run folders (default {DEFAULT_RUNS_ROOT})")
+    _add_runs_root(p)
     p.add_argument("--selection", default=DEFAULT_SELECTION, help=f"tuning choice for sweep runs (default {DEFAULT_SELECTION})")
     p.add_argument("--use-selection", action="store_true", help="apply the tuning choice to a single --out run too")
     p.add_argument("--subset", help="subset file (default: the one named by the subset.* parameters)")
@@ -191,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("select", help="choose the best baseline configuration from the tuning runs")
     _add_params(p)
-    p.add_argument("--runs-root", default=DEFAULT_RUNS_ROOT, help=f"root of run folders (default {DEFAULT_RUNS_ROOT})")
+    _add_runs_root(p)
     p.add_argument("--out", default=DEFAULT_SELECTION, help=f"selection file (default {DEFAULT_SELECTION})")
     p.set_defaults(func=cmd_select)
 
@@ -202,20 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("aggregate", help="tables (CSV, Markdown, LaTeX), runs.csv, problems.csv and summary.json from the run folders")
     _add_params(p)
-    p.add_argument("--runs-root", default=DEFAULT_RUNS_ROOT, help=f"root of run folders (default {DEFAULT_RUNS_ROOT})")
+    _add_runs_root(p)
     p.add_argument("--out-dir", default=DEFAULT_TABLES_DIR, help=f"folder for the tables (default {DEFAULT_TABLES_DIR})")
     p.add_argument("--summary", default=DEFAULT_SUMMARY, help=f"flat metrics file for DVC (default {DEFAULT_SUMMARY})")
     p.set_defaults(func=cmd_aggregate)
 
     p = sub.add_parser("figures", help="the study's figures as PNG and PDF; figures without data are skipped")
     _add_params(p)
-    p.add_argument("--runs-root", default=DEFAULT_RUNS_ROOT, help=f"root of run folders (default {DEFAULT_RUNS_ROOT})")
+    _add_runs_root(p)
     p.add_argument("--out-dir", default=DEFAULT_FIGURES_DIR, help=f"folder for the figures (default {DEFAULT_FIGURES_DIR})")
     p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser("report", help="results/report.md and report.html: tables, figures, published numbers beside ours")
     _add_params(p)
-    p.add_argument("--runs-root", default=DEFAULT_RUNS_ROOT, help=f"root of run folders (default {DEFAULT_RUNS_ROOT})")
+    _add_runs_root(p)
     p.add_argument("--out", default=DEFAULT_REPORT, help=f"Markdown report; the HTML goes beside it (default {DEFAULT_REPORT})")
     p.add_argument("--figures-dir", default=DEFAULT_FIGURES_DIR, help=f"figures to link (default {DEFAULT_FIGURES_DIR})")
     p.add_argument("--selection", default=DEFAULT_SELECTION, help=f"tuning choice to describe, if present (default {DEFAULT_SELECTION})")
