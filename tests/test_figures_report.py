@@ -151,3 +151,14 @@ def test_cli_commands_write_their_outputs(tmp_path, runs_root, capsys):
     assert "skipped fig1_mixing_examples" in printed
     assert (tmp_path / "metrics" / "summary.json").is_file() and (results / "tables" / "table3_acc.tex").is_file()
     assert (results / "report.html").is_file() and (results / "figures" / "acc_vs_alpha.png").is_file()
+
+
+def test_report_flags_departures_from_the_study_setting():
+    from mixstudy.config import load_params
+    from mixstudy.report import departures_from_study
+
+    assert departures_from_study(load_params(["params.yaml"])) == []
+    small = load_params(["params.yaml", "config/small.yaml"])
+    flagged = departures_from_study(small)
+    assert any("train.epochs" in text and "400" in text for text in flagged)
+    assert not any("train.lr" in text for text in flagged)

@@ -101,6 +101,29 @@ def comparison_rows(analysis: Analysis) -> list[tuple[str, float | None, pd.Seri
     return rows
 
 
+def departures_from_study(params: dict) -> list[str]:
+    """Settings of this configuration that differ from the study's (``report.published.setting``)."""
+    setting = params.get("report", {}).get("published", {}).get("setting", {})
+    departures = []
+    for dotted, published in setting.items():
+        value = params
+        for key in dotted.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if value != published:
+            departures.append(f"`{dotted}` is {value!r} (the study: {published!r})")
+    return departures
+
+
+def departures_warning(params: dict) -> str:
+    departures = departures_from_study(params)
+    if not departures:
+        return ""
+    return (
+        "**This configuration is not the study's**, so its numbers are not comparable with the published "
+        "ones: " + "; ".join(departures) + ".\n\n"
+    )
+
+
 def comparison_section(analysis: Analysis, differences: pd.DataFrame) -> str:
     rows = comparison_rows(analysis)
     table = pd.DataFrame({
@@ -119,7 +142,8 @@ def comparison_section(analysis: Analysis, differences: pd.DataFrame) -> str:
     intro = f"The study reports its best mixup at {config}. " if config else ""
     return (
         "## Our numbers beside the published ones\n\n"
-        f"{intro}All numbers are mean test accuracy over seeds, in percent.\n\n"
+        + departures_warning(analysis.params)
+        + f"{intro}All numbers are mean test accuracy over seeds, in percent.\n\n"
         + table.to_markdown(index=False, disable_numparse=True)
         + "\n\n" + "\n".join(f"- {sentence}" for sentence in words) + "\n"
     )
