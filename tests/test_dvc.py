@@ -81,3 +81,24 @@ def test_push_and_pull_restore_outputs_bit_identical(dvc_project, tmp_path):
     run(["dvc", "pull"], dvc_project)
     assert {name: _tree_digest(dvc_project / name) for name in tracked} == before
     assert "up to date" in run(["dvc", "status"], dvc_project).stdout
+
+
+def test_queued_experiment_does_not_return_stale_results(dvc_project):
+    """A queued experiment with a changed hyper-parameter retrains: its metrics differ from HEAD's."""
+    import json
+
+    _commit(dvc_project, "before the experiment")
+    head = json.loads((dvc_project / "metrics" / "summary.json").read_text())
+    run(["dvc", "exp", "run", "--queue", "-S", "model.dropout=0.05", "--name", "lowdrop"], dvc_project)
+    run(["dvc", "exp", "run", "--run-all", "--jobs", "1"], dvc_project, timeout=1500)
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], dvc_project).stdout)
+    experiment = next(
+        exp["data"]
+        for row in shown
+        for branch in (row.get("experiments") or [])
+        for exp in branch.get("revs", [])
+        if exp.get("name") == "lowdrop"
+    )
+    summary = experiment["metrics"]["metrics/summary.json"]["data"]
+    assert summary["runs.finished"] == head["runs.finished"]
+    assert summary["baseline.acc_mean"] != head["baseline.acc_mean"] or summary["baseline.nll_mean"] != head["baseline.nll_mean"]
