@@ -30,7 +30,7 @@ TINY_OVERRIDES = [
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "real_data: uses the real CIFAR-10 offline copy (skipped when absent)")
+    config.addinivalue_line("markers", "real_data: uses the real CIFAR-10 offline copy beside the checkout")
 
 
 def fake_cifar_arrays(seed: int = 123) -> dict[str, np.ndarray]:
