@@ -35,10 +35,15 @@ class StagedNet(nn.Module):
         x: torch.Tensor,
         mix_at: int | None = None,
         mix: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        mixes: dict[int, Callable[[torch.Tensor], torch.Tensor]] | None = None,
     ) -> torch.Tensor:
+        """``mix`` is applied at point ``mix_at``; ``mixes`` maps several points to their mix (packed runs)."""
+        mixes = dict(mixes or {})
+        if mix is not None:
+            mixes[mix_at] = mix
         for point, stage in enumerate(self.stages):
-            if point == mix_at:
-                x = mix(x)
+            if point in mixes:
+                x = mixes[point](x)
             x = stage(x)
         return self.head(x)
 
