@@ -80,16 +80,16 @@ def reference_loop(config, data, epochs: int, evaluate_every_epoch: bool) -> flo
 def engine_loop(config, data, epochs: int) -> float:
     device = torch.device("cpu")
     channels_last = config["compute"]["channels_last"]
-    trainer = training.make_trainer(config, device)
+    pack = training.Pack.of([training.make_trainer(config, device)])
     x_train = engine.to_float(engine.to_device_images(data.x_train, device), channels_last)
     y_train = torch.from_numpy(data.y_train)
     x_test = engine.to_device_images(data.x_test, device)
     normalise = engine.Normalise()
     start = time.perf_counter()
     for _ in range(epochs):
-        training.train_epoch(trainer, trainer.model, x_train, y_train, normalise)
-        trainer.scheduler.step()
-    training.predict(trainer.model, x_test, normalise, config["compute"]["eval_batch_size"], channels_last=channels_last)
+        training.train_epoch(pack, pack.model, x_train, y_train, normalise)
+        pack.scheduler.step()
+    training.predict(pack.model, x_test, normalise, config["compute"]["eval_batch_size"], channels_last=channels_last)
     return epochs * len(data.y_train) / (time.perf_counter() - start)
 
 

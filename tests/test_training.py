@@ -237,12 +237,12 @@ def test_divergence_is_detected_at_the_epoch_it_happens(tmp_path, tiny_config, t
     real_epoch = training.train_epoch
     calls = []
 
-    def second_epoch_diverges(trainer, *args, **kwargs):
-        row = real_epoch(trainer, *args, **kwargs)
+    def second_epoch_diverges(pack, *args, **kwargs):
+        rows = real_epoch(pack, *args, **kwargs)
         calls.append(1)
         if len(calls) == 2:
-            row["train_loss"] = float("inf")
-        return row
+            rows[0]["train_loss"] = float("inf")
+        return rows
 
     monkeypatch.setattr(training, "train_epoch", second_epoch_diverges)
     record = _train(tiny_config(train={"epochs": 3}), tiny_data, tmp_path / "run", on_diverge="record")

@@ -32,6 +32,7 @@ from mixstudy.fileio import atomic_path, write_json, write_text
 from mixstudy.metrics import fgsm_perturb, summarise
 from mixstudy.mixing import Mixer
 from mixstudy.models import build_model, mixing_points
+from mixstudy.packing import check_packable, pack_modules, pack_optimizer_state, unpack_optimizer_state, unpack_state
 from mixstudy.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,11 @@ class Seeds:
 
 @dataclass
 class Trainer:
-    """Everything that changes while training, so it can be checkpointed as one object."""
+    """One run's state (its own network, optimizer and random streams), checkpointed as one object.
+
+    While a pack trains, the pack holds the live weights; :meth:`Pack.sync` copies a member's
+    share back here before it is checkpointed or evaluated.
+    """
 
     config: dict
     device: torch.device
@@ -103,10 +108,21 @@ class Trainer:
     mixer: Mixer
     data_gen: torch.Generator
     mix_rng: np.random.Generator
+    dropout_gen: torch.Generator
     epoch: int = 0
     history: list[dict] = field(default_factory=list)
+    failure: str | None = None
+
+    def _cuda_index(self) -> int:
+        return self.device.index if self.device.index is not None else torch.cuda.current_device()
 
     def state_dict(self) -> dict:
+        # Dropout draws come from dropout_gen; it is saved where a solo run keeps its global stream.
+        if self.device.type == "cuda":
+            torch_rng, cuda_rng = torch.get_rng_state(), torch.cuda.get_rng_state_all()
+            cuda_rng[self._cuda_index()] = self.dropout_gen.get_state()
+        else:
+            torch_rng, cuda_rng = self.dropout_gen.get_state(), None
         return {
             "config_hash": config_hash(self.config),
             "epoch": self.epoch,
@@ -114,8 +130,8 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "torch_rng": torch_rng,
+            "cuda_rng": cuda_rng,
             "data_gen": self.data_gen.get_state(),
             "mix_rng": self.mix_rng.bit_generator.state,
         }
@@ -126,16 +142,17 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] is not None:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if self.device.type == "cuda" and state["cuda_rng"] is not None:
+            self.dropout_gen.set_state(state["cuda_rng"][self._cuda_index()])
+        else:
+            self.dropout_gen.set_state(state["torch_rng"])
         self.data_gen.set_state(state["data_gen"])
         self.mix_rng.bit_generator.state = state["mix_rng"]
 
 
 def make_trainer(config: dict, device: torch.device) -> Trainer:
     seeds = Seeds.from_seed(config["seed"])
-    torch.manual_seed(seeds.init)  # initialisation and dropout masks
+    torch.manual_seed(seeds.init)  # initialisation; dropout continues this stream in dropout_gen
     model = build_model(config["model"]).to(device)
     if config["compute"].get("channels_last"):
         model = model.to(memory_format=torch.channels_last)
@@ -152,7 +169,54 @@ def make_trainer(config: dict, device: torch.device) -> Trainer:
         mixer=Mixer.from_params(config["mixing"]),
         data_gen=data_gen,
         mix_rng=np.random.Generator(np.random.PCG64(seeds.mixing)),
+        dropout_gen=_dropout_generator(device, seeds.init),
     )
+
+
+def _dropout_generator(device: torch.device, init_seed: int) -> torch.Generator:
+    """The stream dropout would use in a process of its own: the global one, right after initialisation."""
+    if device.type == "cuda":  # the network is initialised on the CPU, so the CUDA stream is fresh
+        generator = torch.Generator(device=device)
+        generator.manual_seed(init_seed)
+    else:
+        generator = torch.Generator()
+        generator.set_state(torch.get_rng_state())
+    return generator
+
+
+@dataclass
+class Pack:
+    """K runs trained as one packed network (see mixstudy.packing); K = 1 is a plain run."""
+
+    members: list[Trainer]
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    epoch: int
+
+    @classmethod
+    def of(cls, members: list[Trainer]) -> "Pack":
+        first = members[0]
+        model = pack_modules([m.model for m in members], [m.dropout_gen for m in members]).to(first.device)
+        if first.config["compute"].get("channels_last"):
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = build_optimizer(model, first.config["train"])
+        scheduler = build_scheduler(optimizer, first.config["train"]["scheduler"])
+        optimizer.load_state_dict(pack_optimizer_state([m.optimizer.state_dict() for m in members]))
+        scheduler.load_state_dict(first.scheduler.state_dict())
+        return cls(members, model, optimizer, scheduler, epoch=first.epoch)
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    def sync(self, index: int) -> Trainer:
+        """Copy member ``index``'s share of the packed state into its own Trainer."""
+        member = self.members[index]
+        member.model.load_state_dict(unpack_state(self.model.state_dict(), self.size, index))
+        member.optimizer.load_state_dict(unpack_optimizer_state(self.optimizer.state_dict(), self.size, index))
+        member.scheduler.load_state_dict(self.scheduler.state_dict())
+        return member
 
 
 def autocast_context(device: torch.device, amp: str):
@@ -162,34 +226,61 @@ def autocast_context(device: torch.device, amp: str):
     return nullcontext()
 
 
-def train_epoch(trainer: Trainer, forward, x_train: torch.Tensor, y_train: torch.Tensor, normalise) -> dict:
-    """One pass over the subset; loss and accuracy accumulate on the device (one sync per epoch)."""
-    train = trainer.config["train"]
+def _member_mixes(members: list[Trainer], draws: list) -> dict:
+    """Mixing functions by point: each member mixes its own channel block at its own point."""
+    def mix_at(point: int):
+        def mix(h: torch.Tensor) -> torch.Tensor:
+            blocks = list(h.chunk(len(members), dim=1))
+            for i, (member, draw) in enumerate(zip(members, draws)):
+                if draw is not None and draw.point == point:
+                    blocks[i] = member.mixer.mix(blocks[i], draw)
+            return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
+        return mix
+
+    return {point: mix_at(point) for point in {d.point for d in draws if d is not None}}
+
+
+def train_epoch(pack: Pack, forward, x_train: torch.Tensor, y_train: torch.Tensor, normalise) -> list[dict]:
+    """One pass over the subset for every member; sums stay on the device (one sync per epoch).
+
+    Each member draws its batch order, augmentation and mixing from its own streams, exactly as
+    it would alone. A failed member's loss is left out, so it no longer learns.
+    """
+    members = pack.members
+    first = members[0]
+    train, device = first.config["train"], first.device
     augment = train.get("augment", {})
-    trainer.model.train()
-    order = torch.randperm(len(y_train), generator=trainer.data_gen, device=trainer.device)
-    loss_sum = torch.zeros((), device=trainer.device)
-    correct_sum = torch.zeros((), device=trainer.device)
+    pack.model.train()
+    learning = torch.tensor([m.failure is None for m in members], device=device)
+    orders = [torch.randperm(len(y_train), generator=m.data_gen, device=device) for m in members]
+    loss_sums = torch.zeros(pack.size, device=device)
+    correct_sums = torch.zeros(pack.size, device=device)
     seen = 0
-    amp = autocast_context(trainer.device, trainer.config["compute"].get("amp", "auto"))
-    for index in engine.batches(order, train["batch_size"]):
-        images = engine.augment(x_train[index], augment.get("crop_padding", 0), augment.get("flip", False), trainer.data_gen)
-        labels = y_train[index]
-        draw = trainer.mixer.draw(trainer.mix_rng, len(index), images.shape[-2:], trainer.device)
-        targets = trainer.mixer.targets(labels, draw)
+    amp = autocast_context(device, first.config["compute"].get("amp", "auto"))
+    for indices in zip(*(engine.batches(order, train["batch_size"]) for order in orders)):
+        inputs, targets, draws = [], [], []
+        for member, index in zip(members, indices):
+            images = engine.augment(x_train[index], augment.get("crop_padding", 0), augment.get("flip", False), member.data_gen)
+            draw = member.mixer.draw(member.mix_rng, len(index), images.shape[-2:], device)
+            inputs.append(normalise(images))
+            targets.append(member.mixer.targets(y_train[index], draw))
+            draws.append(draw)
+        batch = len(indices[0])
         with amp:
-            if draw is None:
-                logits = forward(normalise(images))
-            else:
-                logits = forward(normalise(images), mix_at=draw.point, mix=lambda h: trainer.mixer.mix(h, draw))
-            loss = trainer.mixer.loss_fn(logits, targets)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        trainer.optimizer.step()
-        loss_sum += loss.detach() * len(index)
-        correct_sum += (logits.detach().argmax(1) == targets.argmax(1)).sum()
-        seen += len(index)
-    return {"train_loss": loss_sum.item() / seen, "train_acc": correct_sum.item() / seen}
+            packed_input = inputs[0] if pack.size == 1 else torch.cat(inputs, dim=1)
+            logits = forward(packed_input, mixes=_member_mixes(members, draws)).view(batch, pack.size, -1)
+            losses = torch.stack([m.mixer.loss_fn(logits[:, i], t) for i, (m, t) in enumerate(zip(members, targets))])
+        pack.optimizer.zero_grad(set_to_none=True)
+        torch.where(learning, losses, 0.0).sum().backward()
+        pack.optimizer.step()
+        loss_sums += losses.detach() * batch
+        predictions = logits.detach().argmax(2)
+        correct_sums += torch.stack([(predictions[:, i] == t.argmax(1)).sum() for i, t in enumerate(targets)])
+        seen += batch
+    return [
+        {"train_loss": loss / seen, "train_acc": correct / seen}
+        for loss, correct in zip(loss_sums.tolist(), correct_sums.tolist())
+    ]
 
 
 @torch.no_grad()
@@ -228,26 +319,30 @@ def evaluate_split(model, images, labels, normalise, evaluation: dict, compute: 
 
 
 class EpochReporter:
-    """A progress bar for a person at a terminal; one log line per epoch under a pipeline."""
+    """A progress bar for a person at a terminal; one log line per run and epoch under a pipeline."""
 
     def __init__(self, total: int, start: int, mode: str, label: str):
         use_bar = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
         self.bar = None
-        self.label = label
         if use_bar:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=start, desc=label, unit="epoch", dynamic_ncols=True)
 
-    def update(self, row: dict) -> None:
+    def update(self, rows: dict[str, dict]) -> None:
+        """``rows``: this epoch's history row of each run still learning, by run label."""
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{row['train_loss']:.4f}", lr=f"{row['lr']:.4g}")
+            losses = [row["train_loss"] for row in rows.values()]
+            loss = f"{losses[0]:.4f}" if len(losses) == 1 else f"{min(losses):.4f}..{max(losses):.4f}"
+            lr = next(iter(rows.values()))["lr"] if rows else float("nan")
+            self.bar.set_postfix(loss=loss, lr=f"{lr:.4g}")
             self.bar.update(1)
-        else:
+            return
+        for label, row in rows.items():
             extra = f" test_acc={row['test_acc']:.4f}" if "test_acc" in row else ""
             log.info(
                 "%s epoch %d loss=%.4f acc=%.4f lr=%.5g%s",
-                self.label, row["epoch"], row["train_loss"], row["train_acc"], row["lr"], extra,
+                label, row["epoch"], row["train_loss"], row["train_acc"], row["lr"], extra,
             )
 
     def close(self) -> None:
@@ -292,11 +387,32 @@ def run_training(
     data_provenance: dict | None = None,
 ) -> dict:
     """Train one configuration and write its run folder; return the metrics record."""
-    check_run_config(config)
-    data = limit_test_set(data, config["evaluation"].get("test_limit", 0))
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    compute = config["compute"]
+    return train_runs([config], data, [out_dir], progress, on_diverge, data_provenance)[0]
+
+
+def train_runs(
+    configs: list[dict],
+    data: StudyData,
+    out_dirs: list[str | Path],
+    progress: str = "auto",
+    on_diverge: str = "error",
+    data_provenance: dict | None = None,
+) -> list[dict]:
+    """Train several configurations as one pack (one alone is a plain run); write each run folder.
+
+    Each run's folder is exactly what it would be had it trained alone: its own resume points,
+    history, weights and metrics. A run whose loss turns non-finite is marked failed and stops
+    learning; the others finish. With ``on_diverge="error"`` failed runs then raise.
+    """
+    for config in configs:
+        check_run_config(config)
+    check_packable(configs)
+    first = configs[0]
+    data = limit_test_set(data, first["evaluation"].get("test_limit", 0))
+    out_dirs = [Path(out_dir) for out_dir in out_dirs]
+    for out_dir in out_dirs:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    compute = first["compute"]
     torch.set_num_threads(compute.get("threads", 1))
     device = engine.resolve_device(compute.get("device", "auto"))
     started = time.perf_counter()
@@ -307,62 +423,104 @@ def run_training(
     y_train = torch.from_numpy(data.y_train).to(device)
     normalise = engine.Normalise().to(device)
 
-    trainer = make_trainer(config, device)
-    resumed = try_resume(trainer, out_dir)
-    prior_seconds = trainer.history[-1]["elapsed_s"] if resumed and trainer.history else 0.0
-    forward = torch.compile(trainer.model) if compute.get("compile") else trainer.model
+    pack = Pack.of(_resumed_or_new_members(configs, out_dirs, device))
+    prior_seconds = pack.members[0].history[-1]["elapsed_s"] if pack.members[0].history else 0.0
+    forward = torch.compile(pack.model) if compute.get("compile") else pack.model
+    labels = [out_dir.name if len(out_dirs) == 1 else str(out_dir) for out_dir in out_dirs]
+    if pack.size > 1:
+        log.info("training a pack of %d runs: %s", pack.size, ", ".join(labels))
 
-    epochs = config["train"]["epochs"]
-    every = config["evaluation"].get("every", 0)
-    checkpoint_every = config["train"].get("checkpoint_every", 0)
-    reporter = EpochReporter(epochs, trainer.epoch, progress, out_dir.name)
-    failure = None
+    epochs = first["train"]["epochs"]
+    every = first["evaluation"].get("every", 0)
+    checkpoint_every = first["train"].get("checkpoint_every", 0)
+    reporter = EpochReporter(epochs, pack.epoch, progress, labels[0] if pack.size == 1 else f"pack of {pack.size}")
     try:
-        while trainer.epoch < epochs:
-            lr = trainer.optimizer.param_groups[0]["lr"]
-            row = {"epoch": trainer.epoch + 1, **train_epoch(trainer, forward, x_train, y_train, normalise), "lr": lr}
-            if not math.isfinite(row["train_loss"]):
-                raise DivergedError(
-                    f"training loss became {row['train_loss']} at epoch {row['epoch']}; lower train.lr or "
-                    "check the mixing settings"
-                )
-            trainer.scheduler.step()
-            trainer.epoch += 1
-            if every and trainer.epoch % every == 0:
-                row["test_acc"] = _quick_test_accuracy(trainer, data, normalise, compute, device)
-            row["elapsed_s"] = round(prior_seconds + time.perf_counter() - started, 3)
-            trainer.history.append(row)
-            reporter.update(row)
-            if checkpoint_every and trainer.epoch % checkpoint_every == 0 and trainer.epoch < epochs:
-                save_resume_point(trainer, out_dir)
-    except DivergedError as err:
-        failure = str(err)
+        while pack.epoch < epochs and any(m.failure is None for m in pack.members):
+            lr = pack.optimizer.param_groups[0]["lr"]
+            rows = train_epoch(pack, forward, x_train, y_train, normalise)
+            pack.scheduler.step()
+            pack.epoch += 1
+            updates = {}
+            for index, (member, row) in enumerate(zip(pack.members, rows)):
+                if member.failure is not None:
+                    continue
+                row = {"epoch": pack.epoch, **row, "lr": lr}
+                if not math.isfinite(row["train_loss"]):
+                    member.failure = (
+                        f"training loss became {row['train_loss']} at epoch {row['epoch']}; lower train.lr or "
+                        "check the mixing settings"
+                    )
+                    pack.sync(index)
+                    log.error("%s: %s", labels[index], member.failure)
+                    continue
+                member.epoch = pack.epoch
+                if every and member.epoch % every == 0:
+                    row["test_acc"] = _quick_test_accuracy(pack.sync(index), data, normalise, compute, device)
+                row["elapsed_s"] = round(prior_seconds + time.perf_counter() - started, 3)
+                member.history.append(row)
+                updates[labels[index]] = row
+            reporter.update(updates)
+            if checkpoint_every and pack.epoch % checkpoint_every == 0 and pack.epoch < epochs:
+                for index, (member, out_dir) in enumerate(zip(pack.members, out_dirs)):
+                    if member.failure is None:
+                        save_resume_point(pack.sync(index), out_dir)
     finally:
         reporter.close()
 
-    wall = prior_seconds + time.perf_counter() - started
+    records, raised = [], []
+    for index, (member, out_dir) in enumerate(zip(pack.members, out_dirs)):
+        if member.failure is None:
+            pack.sync(index)
+        packed_with = {"pack": {"size": pack.size, "runs": [str(d) for d in out_dirs]}} if pack.size > 1 else {}
+        record = _finish_run(member, data, normalise, out_dir, {"provenance": origin, **packed_with}, prior_seconds, started, on_diverge)
+        if member.failure and on_diverge == "error":
+            raised.append(f"{out_dir}: {member.failure}")
+        records.append(record)
+    if raised:
+        raise DivergedError("; ".join(raised))
+    return records
+
+
+def _resumed_or_new_members(configs: list[dict], out_dirs: list[Path], device: torch.device) -> list[Trainer]:
+    """Members from their resume points when all have one at the same epoch, else fresh."""
+    members = [make_trainer(config, device) for config in configs]
+    resumed = [try_resume(member, out_dir) for member, out_dir in zip(members, out_dirs)]
+    if not any(resumed):
+        return members
+    if all(resumed) and len({member.epoch for member in members}) == 1:
+        return members
+    log.warning(
+        "the runs of this pack have resume points at different epochs (%s); training them all from scratch",
+        ", ".join(f"{d}: {m.epoch if r else 'none'}" for d, m, r in zip(out_dirs, members, resumed)),
+    )
+    return [make_trainer(config, device) for config in configs]
+
+
+def _finish_run(member: Trainer, data, normalise, out_dir: Path, extra: dict, prior_seconds: float, started: float, on_diverge: str) -> dict:
+    """Evaluate a member and write its run folder (metrics.json last: its presence marks a finished run)."""
+    failure = member.failure
     record = {
         "status": "failed" if failure else "ok",
         "error": failure,
-        "config": config,
-        "config_hash": config_hash(config),
+        "config": member.config,
+        "config_hash": config_hash(member.config),
         "metrics": None,
         "reliability": None,
-        "wall_time_s": round(wall, 3),
-        "epochs_completed": trainer.epoch,
-        "provenance": origin,
+        "wall_time_s": round(prior_seconds + time.perf_counter() - started, 3),
+        "epochs_completed": member.epoch,
+        **extra,
     }
     if failure is None:
-        record["metrics"], record["reliability"] = evaluate_all(trainer.model, data, normalise, config, device)
+        record["metrics"], record["reliability"] = evaluate_all(member.model, data, normalise, member.config, member.device)
         record["wall_time_s"] = round(prior_seconds + time.perf_counter() - started, 3)
     elif on_diverge == "error":
         write_json(out_dir / "failure.json", record)
-        raise DivergedError(f"{out_dir}: {failure}")
+        return record
 
-    write_text(out_dir / "history.tsv", history_tsv(trainer.history))
+    write_text(out_dir / "history.tsv", history_tsv(member.history))
     with atomic_path(out_dir / "model.pt") as tmp:
-        torch.save({"config": config, "model": trainer.model.state_dict()}, tmp)
-    write_json(out_dir / "metrics.json", record)  # written last: its presence marks a finished run
+        torch.save({"config": member.config, "model": member.model.state_dict()}, tmp)
+    write_json(out_dir / "metrics.json", record)
     (out_dir / RESUME_FILE).unlink(missing_ok=True)
     (out_dir / "failure.json").unlink(missing_ok=True)
     if failure:
