@@ -63,27 +63,38 @@ def cmd_subset(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from mixstudy import study
     from mixstudy.data import load_study_data, subset_file
-    from mixstudy.training import run_training
+    from mixstudy.training import train_runs
 
     params = _params(args)
-    if args.run:
-        spec = study.find_run(params, args.run)
-        selection = study.read_selection(args.selection) if spec.stage == "sweep" else None
-        config = study.spec_config(params, spec, selection)
-        out = Path(args.out) if args.out else spec.folder(args.runs_root)
-    else:
-        if not args.out:
-            raise MixstudyError("give --run RUN_ID (a run of the study's grids) or --out DIR for a single run")
-        selection = study.read_selection(args.selection) if args.use_selection else None
-        config = study.run_config(params, args.seed, selection=selection)
-        out = Path(args.out)
+    configs, outs = _train_targets(params, args)
     data = load_study_data(params["data"]["out"], args.subset or subset_file(params["subset"]))
-    record = run_training(config, data, out, progress=args.progress, on_diverge=args.on_diverge)
-    if record["status"] == "ok":
-        test = record["metrics"]["test"]
-        print(f"{out}: test acc {test['acc']:.4f}, nll {test['nll']:.4f}, ece {test['ece']:.4f} ({record['wall_time_s']:.0f} s)")
+    records = train_runs(configs, data, outs, progress=args.progress, on_diverge=args.on_diverge)
+    for out, record in zip(outs, records):
+        if record["status"] == "ok":
+            test = record["metrics"]["test"]
+            print(f"{out}: test acc {test['acc']:.4f}, nll {test['nll']:.4f}, ece {test['ece']:.4f} ({record['wall_time_s']:.0f} s)")
+        else:
+            print(f"{out}: FAILED: {record['error']}")
+
+
+def _train_targets(params: dict, args) -> tuple[list[dict], list[Path]]:
+    """The configurations and run folders to train: runs of the grids (several make a pack) or one --out run."""
+    from mixstudy import study
+
+    if args.run:
+        if args.out and len(args.run) > 1:
+            raise MixstudyError("--out names one run folder; drop it to train several --run runs in their own folders")
+        specs = [study.find_run(params, run_id) for run_id in args.run]
+        needs_selection = any(spec.stage == "sweep" for spec in specs)
+        selection = study.read_selection(args.selection) if needs_selection else None
+        configs = [study.spec_config(params, spec, selection) for spec in specs]
+        outs = [Path(args.out)] if args.out else [spec.folder(args.runs_root) for spec in specs]
+        return configs, outs
+    if not args.out:
+        raise MixstudyError("give --run RUN_ID (a run of the study's grids) or --out DIR for a single run")
+    selection = study.read_selection(args.selection) if args.use_selection else None
+    return [study.run_config(params, args.seed, selection=selection)], [Path(args.out)]
 
 
 def cmd_evaluate(args) -> None:
@@ -122,6 +133,10 @@ def cmd_runs(args) -> None:
 
     params = _params(args)
     specs = study.tuning_runs(params) if args.stage == "tuning" else study.sweep_runs(params) if args.stage == "sweep" else study.all_runs(params)
+    if args.packs:
+        for pack in study.packs(specs, params["compute"]["pack_size"]):
+            print(f"{pack.name}: {' '.join(spec.run_id for spec in pack.runs)}")
+        return
     for spec in specs:
         print(spec.run_id)
 
@@ -170,9 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="subset file (default: data/subsets/<named by the parameters>.json)")
     p.set_defaults(func=cmd_subset)
 
-    p = sub.add_parser("train", help="train one run and write its folder (metrics.json, history.tsv, model.pt)")
+    p = sub.add_parser("train", help="train one run, or several as one pack, and write each run folder (metrics.json, history.tsv, model.pt)")
     _add_params(p)
-    p.add_argument("--run", metavar="RUN_ID", help="a run of the study's grids, e.g. sweep/manifold_S0-2_alpha4/seed0 (see `mixstudy runs`)")
+    p.add_argument(
+        "--run", metavar="RUN_ID", action="append",
+        help="a run of the study's grids, e.g. sweep/manifold_S0-2_alpha4/seed0 (see `mixstudy runs`); "
+        "repeat to train several as one pack (same training setting, any seeds and mixing)",
+    )
     p.add_argument("--out", help="run folder (default for --run: RUNS_ROOT/RUN_ID)")
     p.add_argument("--seed", type=int, default=0, help="run seed when not using --run (default 0)")
     _add_runs_root(p)
@@ -202,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list the run ids of the study's grids")
     _add_params(p)
     p.add_argument("--stage", choices=["all", "tuning", "sweep"], default="all", help="which grid (default all)")
+    p.add_argument("--packs", action="store_true", help="list the packs of compute.pack_size runs the workflow trains together")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("aggregate", help="tables (CSV, Markdown, LaTeX), runs.csv, problems.csv and summary.json from the run folders")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,6 +120,7 @@ def selection_overrides(selection: dict) -> dict:
 def run_config(params: dict, seed: int, overrides: dict | None = None, selection: dict | None = None) -> dict:
     """The full configuration of one run: params' run sections, the tuning choice, the run's own settings."""
     config = {key: copy.deepcopy(params[key]) for key in RUN_SECTIONS}
+    config["compute"].pop("pack_size", None)  # how runs are grouped, not what one computes
     if selection is not None:
         config = deep_merge(config, selection_overrides(selection))
     config = deep_merge(config, overrides or {})
@@ -132,3 +134,37 @@ def spec_config(params: dict, spec: RunSpec, selection: dict | None) -> dict:
     if spec.stage == "sweep" and selection is None:
         raise ConfigError(f"{spec.run_id} needs the tuning selection (--selection results/tuning/selection.yaml)")
     return run_config(params, spec.seed, spec.overrides, selection if spec.stage == "sweep" else None)
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Runs trained together in one process (see mixstudy.packing), named ``<stage>/pack<index>``."""
+
+    stage: str
+    index: int
+    runs: tuple[RunSpec, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.stage}/pack{self.index:03d}"
+
+    def folder(self, root: str | Path = "results/packs") -> Path:
+        return Path(root) / self.name
+
+
+def packs(specs: list[RunSpec], pack_size: int) -> list[Pack]:
+    """Group runs into packs of at most ``pack_size``, in grid order.
+
+    Only runs that differ in nothing but seed and mixing settings share a pack: all sweep runs
+    (one training setting, the tuning's choice), and the seeds of one tuning configuration.
+    """
+    groups: dict[tuple, list[RunSpec]] = {}
+    for spec in specs:
+        shared = {key: value for key, value in spec.overrides.items() if key != "mixing"}
+        groups.setdefault((spec.stage, json.dumps(shared, sort_keys=True)), []).append(spec)
+    result, counters = [], {}
+    for (stage, _), members in groups.items():
+        for start in range(0, len(members), pack_size):
+            counters[stage] = counters.get(stage, 0) + 1
+            result.append(Pack(stage, counters[stage], tuple(members[start : start + pack_size])))
+    return result

@@ -52,6 +52,14 @@ def run_files(specs, name="metrics.json"):
     return [str(spec.folder(RUNS) / name) for spec in specs]
 
 
+# The training command of every training job: `runs` is one `--run RUN_ID`, or several (a pack).
+TRAIN_COMMAND = (
+    "mixstudy train --params {params.params} {params.runs} --subset {input.subset}"
+    " {params.selection} --set compute.threads={threads}"
+    " --progress lines --on-diverge record > {log} 2>&1"
+)
+
+
 def selection_argument(wildcards, input):
     """Sweep runs read the tuning's choice; tuning runs have none."""
     return f"--selection {input.selection}" if "selection" in input.keys() else ""

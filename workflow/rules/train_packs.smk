@@ -1,0 +1,48 @@
+# One job per pack (compute.pack_size > 1): `mixstudy train --run A --run B ...` trains the
+# pack's runs as one packed network and writes each run's folder as a solo job would
+# (config.json, metrics.json, history.tsv, model.pt). The pack's log and benchmark go to
+# results/packs/<stage>/pack<NNN>/. `mixstudy runs --packs` lists the packs.
+#
+# Packs are formed in grid order (mixstudy.study.packs); a changed grid can regroup them, and a
+# regrouped pack retrains its runs (docs/performance.md, "Packed sweeps").
+
+
+def pack_inputs(pack):
+    inputs = {
+        "data": DATA,
+        "subset": SUBSET,
+        "configs": run_files(pack.runs, "config.json"),
+    }
+    if pack.stage == "sweep":
+        inputs["selection"] = SELECTION
+    return inputs
+
+
+def pack_outputs(pack):
+    return [str(spec.folder(RUNS) / name) for spec in pack.runs for name in ("metrics.json", "history.tsv", "model.pt")]
+
+
+for pack in study.packs(TUNING_RUNS + SWEEP_RUNS, PACK_SIZE):
+
+    rule:
+        name:
+            f"train_pack_{pack.stage}_{pack.index:03d}"
+        input:
+            **pack_inputs(pack),
+        output:
+            pack_outputs(pack),
+        params:
+            runs=" ".join(f"--run {spec.run_id}" for spec in pack.runs),
+            params=PARAMS,
+            selection=selection_argument,
+        log:
+            str(pack.folder() / "train.log"),
+        benchmark:
+            str(pack.folder() / "benchmark.tsv")
+        threads: 1
+        resources:
+            gpu=1,
+        conda:
+            "../envs/mixstudy.yaml"
+        shell:
+            TRAIN_COMMAND
