@@ -52,10 +52,10 @@ def run(command: list[str], cwd: Path, check: bool = True, timeout: int = 900) -
     return result
 
 
-def snakemake(cwd: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(cwd: Path, *extra: str, check: bool = True, configfiles: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     return run(
         ["snakemake", *extra, "--cores", "all", "--resources", "gpu=1",
-         "--configfile", "config/smoke.yaml", "config/test-data.yaml"],
+         "--configfile", "config/smoke.yaml", "config/test-data.yaml", *configfiles],
         cwd, check=check,
     )
 

@@ -52,6 +52,35 @@ def test_smoke_chain_produces_every_output(smoke_project):
     assert "Nothing to be done" in snakemake(smoke_project, "-n").stdout
 
 
+def _run_folders(project: Path) -> dict[str, set[str]]:
+    """Each run folder and its files, but Snakemake's benchmark (a pack's is under results/packs)."""
+    runs = project / "results/runs"
+    return {
+        str(m.parent.relative_to(runs)): {p.name for p in m.parent.iterdir()} - {"benchmark.tsv"}
+        for m in runs.glob("*/*/seed*/metrics.json")
+    }
+
+
+def test_packed_sweep_writes_the_same_run_folders(smoke_project, tmp_path):
+    project = copy_project(tmp_path)
+    (project / "config/pack4.yaml").write_text("compute:\n  pack_size: 4\n")
+    planned = jobs_by_rule(snakemake(project, "-n", configfiles=("config/pack4.yaml",)).stdout)
+    training_jobs = {rule: n for rule, n in planned.items() if rule.startswith("train_") and rule != "train_all"}
+    # 2 tuning configurations of one seed each; 8 sweep runs (one training setting) in 2 packs of 4.
+    assert training_jobs == {"train_pack_tuning_001": 1, "train_pack_tuning_002": 1, "train_pack_sweep_001": 1, "train_pack_sweep_002": 1}
+
+    snakemake(project, configfiles=("config/pack4.yaml",))
+    assert _run_folders(project) == _run_folders(smoke_project)
+    for run_id in _run_folders(project):
+        packed = json.loads((project / "results/runs" / run_id / "metrics.json").read_text())
+        solo = json.loads((smoke_project / "results/runs" / run_id / "metrics.json").read_text())
+        assert packed["status"] == "ok" and packed["config"] == solo["config"]
+        assert packed.get("pack", {"size": 1})["size"] == (4 if run_id.startswith("sweep") else 1)
+    assert (project / "results/packs/sweep/pack001/benchmark.tsv").is_file()
+    assert "training a pack of 4 runs" in (project / "results/runs/sweep/baseline/seed0/train.log").read_text()
+    assert (project / "results/report.md").is_file()
+
+
 def test_selection_feeds_the_sweep(smoke_project):
     selection = yaml.safe_load((smoke_project / "results/tuning/selection.yaml").read_text())
     baseline = json.loads((smoke_project / "results/runs/sweep/baseline/seed0/metrics.json").read_text())

@@ -53,10 +53,11 @@ def run_files(specs, name="metrics.json"):
 
 
 # The training command of every training job: `runs` is one `--run RUN_ID`, or several (a pack).
+# Its log goes to each run's train.log (tee: a pack's runs share one log).
 TRAIN_COMMAND = (
     "mixstudy train --params {params.params} {params.runs} --subset {input.subset}"
     " {params.selection} --set compute.threads={threads}"
-    " --progress lines --on-diverge record > {log} 2>&1"
+    " --progress lines --on-diverge record 2>&1 | tee {log} > /dev/null"
 )
 
 

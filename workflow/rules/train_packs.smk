@@ -1,7 +1,7 @@
 # One job per pack (compute.pack_size > 1): `mixstudy train --run A --run B ...` trains the
 # pack's runs as one packed network and writes each run's folder as a solo job would
-# (config.json, metrics.json, history.tsv, model.pt). The pack's log and benchmark go to
-# results/packs/<stage>/pack<NNN>/. `mixstudy runs --packs` lists the packs.
+# (config.json, metrics.json, history.tsv, model.pt, train.log: the pack's log). The pack's
+# benchmark goes to results/packs/<stage>/pack<NNN>/. `mixstudy runs --packs` lists the packs.
 #
 # Packs are formed in grid order (mixstudy.study.packs); a changed grid can regroup them, and a
 # regrouped pack retrains its runs (docs/performance.md, "Packed sweeps").
@@ -36,7 +36,7 @@ for pack in study.packs(TUNING_RUNS + SWEEP_RUNS, PACK_SIZE):
             params=PARAMS,
             selection=selection_argument,
         log:
-            str(pack.folder() / "train.log"),
+            run_files(pack.runs, "train.log"),
         benchmark:
             str(pack.folder() / "benchmark.tsv")
         threads: 1
