@@ -216,3 +216,15 @@ def test_pack_size_is_not_part_of_a_runs_configuration(params):
     spec = study.sweep_runs(params)[0]
     selection = {"scheduler": "step", "momentum": 0.9, "weight_decay": 0.001}
     assert study.spec_config(packed_params, spec, selection) == study.spec_config(params, spec, selection)
+
+
+def test_packed_network_trains_under_bf16_autocast():
+    """The CUDA path's mixed precision, checked on CPU: packed layers keep float32 weights and gradients."""
+    torch.manual_seed(0)
+    members = [build_model({"name": "convnet", "widths": [4, 8, 8], "dropout": 0.25, "leaky_slope": 0.1}) for _ in range(2)]
+    packed = pack_modules(members, [torch.Generator().manual_seed(i) for i in range(2)]).train()
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        logits = packed(torch.randn(4, 6, 32, 32))
+    assert logits.shape == (4, 20) and logits.dtype == torch.bfloat16
+    logits.float().sum().backward()
+    assert all(p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in packed.parameters())

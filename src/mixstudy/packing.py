@@ -64,9 +64,13 @@ class PackedLinear(nn.Module):
         if self.members == 1:
             return F.linear(x, self.weight, self.bias)  # exactly the solo layer
         k, n_in, n_out = self.members, self.in_features, self.out_features
-        out = torch.einsum("bki,koi->bko", x.reshape(-1, k, n_in), self.weight.view(k, n_out, n_in))
-        if self.bias is not None:
-            out = out + self.bias.view(k, n_out)
+        per_member = x.reshape(-1, k, n_in).transpose(0, 1)  # (K, B, in)
+        weight = self.weight.view(k, n_out, n_in).transpose(1, 2)  # (K, in, out)
+        if self.bias is None:
+            out = torch.bmm(per_member, weight)
+        else:  # one fused op, cast by autocast like nn.Linear's (bias included)
+            out = torch.baddbmm(self.bias.view(k, 1, n_out), per_member, weight)
+        out = out.transpose(0, 1)  # (B, K, out)
         return out.reshape(-1, k * n_out)
 
 
