@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,22 @@ def test_unknown_run_id_is_refused(in_tmp, capsys):
     assert list(in_tmp.iterdir()) == []
 
 
+def test_several_runs_cannot_share_one_out_folder(in_tmp, capsys):
+    runs = ["--run", "tuning/step_mom0.9_wd0.001/seed0", "--run", "tuning/step_mom0.9_wd0.001/seed1"]
+    assert main(["train", "--params", P, *runs, "--out", "run"]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert list(in_tmp.iterdir()) == []
+
+
+def test_pack_list_covers_the_sweep_once(capsys):
+    assert main(["runs", "--params", P, "--stage", "sweep", "--packs", "--set", "compute.pack_size=16"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    packed = [run for line in lines for run in line.split(": ")[1].split()]
+    assert sorted(packed) == sorted(_run_ids(capsys, "--stage", "sweep"))
+    assert len(lines) == -(-len(packed) // 16)
+    assert lines[0].startswith("sweep/pack001: sweep/baseline/seed0 ")
+
+
 def _run_ids(capsys, *extra) -> list[str]:
     assert main(["runs", "--params", P, *extra]) == 0
     return capsys.readouterr().out.split()
@@ -189,6 +206,16 @@ def test_subset_train_evaluate_end_to_end(in_tmp, capsys, monkeypatch, prepared_
     evaluated = json.loads((in_tmp / "eval.json").read_text())
     assert evaluated["test"]["acc"] == record["metrics"]["test"]["acc"]
     assert evaluated["test"]["nll"] == pytest.approx(record["metrics"]["test"]["nll"], rel=1e-5)
+
+    # Several --run train as one pack, each into its own run folder.
+    tuning = ["--set", "tuning.epochs=1", "--set", "tuning.seeds=[0,1]"]
+    pack = ["--run", "tuning/step_mom0.9_wd0.001/seed0", "--run", "tuning/step_mom0.9_wd0.001/seed1"]
+    assert main(["train", *common, *tuning, *pack, "--progress", "lines"]) == 0
+    for seed in (0, 1):
+        packed = json.loads((in_tmp / f"results/runs/tuning/step_mom0.9_wd0.001/seed{seed}/metrics.json").read_text())
+        assert packed["status"] == "ok" and packed["config"]["seed"] == seed and packed["pack"]["size"] == 2
+    capsys.readouterr()
+    shutil.rmtree(in_tmp / "results")
 
     # A sweep run needs the tuning selection; without it: a one-line error and no run folder.
     code = main(["train", *common, "--run", "sweep/baseline/seed0", "--selection", "absent.yaml"])
