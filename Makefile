@@ -10,12 +10,12 @@ CONFIG ?= config/small.yaml
 GPUS := $(shell nvidia-smi -L 2>/dev/null | grep -c GPU)
 SLOTS ?= $(if $(filter-out 0,$(GPUS)),$(GPUS),$(shell nproc))
 
-.PHONY: study smoke test install
+.PHONY: study smoke test install slurm-deps
 
 $(BIN)/mixstudy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[pipeline,test]'
+	$(BIN)/pip install --quiet -e '.[pipeline,test,cluster]'
 	touch $@
 
 install: $(BIN)/mixstudy
@@ -26,5 +26,10 @@ study: install
 smoke:
 	$(MAKE) study CONFIG=config/smoke.yaml
 
-test: install
+# SLURM and munge for the cluster test (tests/test_slurm.py), from apt, only where missing (about 18 s).
+slurm-deps:
+	@command -v slurmctld >/dev/null || [ -x /usr/sbin/slurmctld ] || { [ "$$(id -u)" = 0 ] || { echo "make test needs slurm-wlm and munge (tests/test_slurm.py): run as root or install them" >&2; exit 1; }; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge; }
+
+test: install slurm-deps
 	PATH=$(abspath $(BIN)):$$PATH pytest -q
