@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import resource
 import time
 
 import torch
@@ -75,6 +76,8 @@ def main() -> None:
         unpacked = unpacked or (runs_per_hour if size == 1 else None)
         ratio = f"{runs_per_hour / unpacked:7.2f}" if unpacked else "      -"
         print(f"{size:>3} {per_epoch:>15.2f} {per_epoch / size:>16.3f} {runs_per_hour:>10.2f} {ratio}")
+    print(f"peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+          + (f"; peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB" if device.type == "cuda" else ""))
 
 
 if __name__ == "__main__":
