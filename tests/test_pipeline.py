@@ -32,9 +32,11 @@ def test_default_params_dry_run_lists_the_study_grid(tmp_path):
     assert counts["train_baseline"] == 5
 
 
-def test_lint_is_clean(tmp_path):
+@pytest.mark.parametrize("pack_size", [1, 4])
+def test_lint_is_clean(tmp_path, pack_size):
     project = copy_project(tmp_path)
-    result = run(["snakemake", "--lint"], project, check=False)
+    (project / "config/pack.yaml").write_text(f"compute:\n  pack_size: {pack_size}\n")
+    result = run(["snakemake", "--lint", "--configfile", "config/pack.yaml"], project, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr
 

@@ -42,6 +42,9 @@ for pack in study.packs(TUNING_RUNS + SWEEP_RUNS, PACK_SIZE):
         threads: 1
         resources:
             gpu=1,
+            # Peak resident memory measured on CPU: 1,072 MB for one run, 2,368 MB for a pack of
+            # 16 (docs/performance.md); about three times that, as the SLURM profile gives solo runs.
+            mem_mb=3000 + 250 * len(pack.runs),
         conda:
             "../envs/mixstudy.yaml"
         shell:
