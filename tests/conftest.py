@@ -33,19 +33,6 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "real_data: uses the real CIFAR-10 offline copy beside the checkout")
 
 
-# The longest files first, so that with `make test`'s two workers (one file each at a time) the
-# cluster test's waiting on the scheduler overlaps the other files instead of ending the run.
-LONGEST_FIRST = ("test_slurm.py", "test_dvc.py", "test_pipeline.py")
-
-
-def pytest_collection_modifyitems(items):
-    def rank(item) -> int:
-        name = item.path.name
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: the order within each file is kept
-
-
 def fake_cifar_arrays(seed: int = 123) -> dict[str, np.ndarray]:
     """Arrays with CIFAR-10's names, shapes, dtypes and class counts; each training image is
     constant with a value that depends on its index, so different indices select different pixels."""
