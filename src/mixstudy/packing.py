@@ -10,11 +10,12 @@ member computes what it would compute alone, up to floating-point summation orde
 Every packed tensor is the members' tensors concatenated along dim 0 (parameters, buffers
 and optimizer state alike), which makes packing and unpacking a ``cat`` and a ``chunk``.
 
-Why grouped layers rather than ``torch.func.stack_module_state`` + ``vmap``: vmap's
-``randomness="different"`` draws dropout masks from one global stream, so a member could
-not reproduce its solo run; BatchNorm's running statistics need extra handling under vmap;
-grouped layers are ordinary modules, checkpoint as ordinary state dicts and run one
-cuDNN/oneDNN kernel per layer for the whole pack.
+Why grouped layers rather than ``torch.func.stack_module_state`` + ``vmap``: vmap refuses the
+network's dropout with ``randomness="different"`` and "same" would share masks, so a member
+could not reproduce its solo run; BatchNorm's running statistics cannot be updated under vmap;
+grouped layers are ordinary modules, checkpoint as ordinary state dicts, run one
+cuDNN/oneDNN kernel per layer for the whole pack, and measured faster than vmap on CPU
+(docs/performance.md, benchmarks/packing_methods.py).
 """
 
 from __future__ import annotations
