@@ -467,12 +467,14 @@ def train_runs(
     finally:
         reporter.close()
 
+    extra = {"provenance": origin}
+    if pack.size > 1:
+        extra["pack"] = {"size": pack.size, "runs": [str(d) for d in out_dirs]}
     records, raised = [], []
     for index, (member, out_dir) in enumerate(zip(pack.members, out_dirs)):
         if member.failure is None:
             pack.sync(index)
-        packed_with = {"pack": {"size": pack.size, "runs": [str(d) for d in out_dirs]}} if pack.size > 1 else {}
-        record = _finish_run(member, data, normalise, out_dir, {"provenance": origin, **packed_with}, prior_seconds, started, on_diverge)
+        record = _finish_run(member, data, normalise, out_dir, extra, prior_seconds, started, on_diverge)
         if member.failure and on_diverge == "error":
             raised.append(f"{out_dir}: {member.failure}")
         records.append(record)
