@@ -26,6 +26,7 @@ TINY_OVERRIDES = [
     "compute.eval_batch_size=64",
     "evaluation.fgsm_epsilons=[]",
     "evaluation.every=0",
+    "evaluation.temperature_scaling=false",  # tiny_data has no validation split
 ]
 
 

@@ -126,7 +126,10 @@ def test_pack_list_covers_the_sweep_once(capsys):
     lines = capsys.readouterr().out.splitlines()
     packed = [run for line in lines for run in line.split(": ")[1].split()]
     assert sorted(packed) == sorted(_run_ids(capsys, "--stage", "sweep"))
-    assert len(lines) == -(-len(packed) // 16)
+    # Cutout runs train with other augmentation settings, so they form packs of their own.
+    cutout = [run for run in packed if run.startswith("sweep/cutout_")]
+    assert len(lines) == -(-(len(packed) - len(cutout)) // 16) + -(-len(cutout) // 16)
+    assert all(len(line.split(": ")[1].split()) <= 16 for line in lines)
     assert lines[0].startswith("sweep/pack001: sweep/baseline/seed0 ")
 
 
@@ -142,13 +145,19 @@ def test_sweep_run_list(capsys):
     manifold = [r for r in runs if r.startswith("sweep/manifold_")]
     baseline = [r for r in runs if r.startswith("sweep/baseline/")]
     cutmix = [r for r in runs if r.startswith("sweep/cutmix_")]
+    smoothing = [r for r in runs if r.startswith("sweep/label_smoothing_eps")]
+    cutout = [r for r in runs if r.startswith("sweep/cutout_")]
     assert len(manifold) == 7 * 7 * 5 == len(sweep["alphas"]) * len(sweep["layer_sets"]) * n_seeds
     assert len(baseline) == 5 == n_seeds
     assert len(cutmix) == len(sweep["cutmix_alphas"]) * n_seeds
-    assert len(runs) == len(manifold) + len(baseline) + len(cutmix) == len(set(runs))
+    assert len(smoothing) == len(sweep["label_smoothing"]) * n_seeds > 0
+    assert len(cutout) == len(sweep["cutout_sizes"]) * n_seeds > 0
+    assert len(runs) == len(manifold) + len(baseline) + len(cutmix) + len(smoothing) + len(cutout) == len(set(runs))
     assert "sweep/manifold_S0-2_alpha4/seed0" in runs  # the study's best configuration
     assert "sweep/manifold_S0-1-2_alpha0.2/seed4" in runs
     assert "sweep/cutmix_alpha1/seed3" in runs
+    assert "sweep/label_smoothing_eps0.1/seed2" in runs
+    assert "sweep/cutout_16/seed4" in runs
 
 
 def test_tuning_run_list(capsys):
@@ -168,8 +177,19 @@ def test_all_runs_is_tuning_then_sweep(capsys):
 
 
 def test_runs_follow_overrides(capsys):
-    runs = _run_ids(capsys, "--stage", "sweep", "--set", "sweep.alphas=[1.0]", "--set", "sweep.seeds=[0]", "--set", "sweep.cutmix_alphas=[]")
+    runs = _run_ids(
+        capsys, "--stage", "sweep", "--set", "sweep.alphas=[1.0]", "--set", "sweep.seeds=[0]",
+        "--set", "sweep.cutmix_alphas=[]", "--set", "sweep.label_smoothing=[]", "--set", "sweep.cutout_sizes=[]",
+    )
     assert len(runs) == 1 + 7
+
+
+def test_cross_runs_the_row_and_column_through_one_cell(capsys):
+    runs = _run_ids(capsys, "--stage", "sweep", "--set", "sweep.seeds=[0]", "--set", "sweep.cross={layers: [0, 2], alpha: 4}")
+    manifold = [r for r in runs if r.startswith("sweep/manifold_")]
+    row = {f"sweep/manifold_S0-2_alpha{a}/seed0" for a in ("0.2", "0.5", "1", "1.5", "2", "4", "5")}
+    column = {f"sweep/manifold_S{s}_alpha4/seed0" for s in ("0", "1", "2", "0-1", "0-2", "1-2", "0-1-2")}
+    assert set(manifold) == row | column and len(manifold) == 13
 
 
 def test_subset_train_evaluate_end_to_end(in_tmp, capsys, monkeypatch, prepared_npz):
@@ -193,7 +213,7 @@ def test_subset_train_evaluate_end_to_end(in_tmp, capsys, monkeypatch, prepared_
         "--set", "compute.device=cpu",
     ]
     assert main(["subset", *common]) == 0
-    subset_path = in_tmp / "data" / "subsets" / "cifar10_n2_val0_seed0.json"
+    subset_path = in_tmp / "data" / "subsets" / "cifar10_n2_val50_seed0.json"
     assert len(json.loads(subset_path.read_text())["train_indices"]) == 20
 
     assert main(["train", *common, "--out", "run", "--seed", "1", "--progress", "lines"]) == 0

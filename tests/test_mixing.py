@@ -119,7 +119,9 @@ def test_manifold_draws_points_uniformly_from_s(layers):
 
 
 def test_mixup_always_mixes_at_the_input():
-    mixer = Mixer.from_params({"method": "mixup", "alpha": 1.0, "layers": [1, 2]})
+    mixer = Mixer.from_params(
+        {"method": "mixup", "alpha": 1.0, "layers": [1, 2], "lambda_per": "batch", "loss": "soft_ce", "label_smoothing": 0.0}
+    )
     rng = np.random.default_rng(0)
     assert {mixer.draw(rng, 4, (8, 8), "cpu").point for _ in range(50)} == {0}
 

@@ -170,7 +170,7 @@ def test_validation_split_and_fgsm_are_evaluated(tmp_path, tiny_config):
     data = make_study_data(n_val_per_class=1)
     config = tiny_config(train={"epochs": 1}, evaluation={"fgsm_epsilons": [0.0078]})
     record = _train(config, data, tmp_path / "run")
-    assert set(record["metrics"]) == {"test", "val"}
+    assert set(record["metrics"]) == {"test", "val", "test_best_val"}
     assert 0.0 <= record["metrics"]["test"]["fgsm_acc@0.0078"] <= 1.0
     assert sum(record["reliability"]["val"]["bin_count"]) == len(data.y_val)
 

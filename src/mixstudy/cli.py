@@ -27,7 +27,7 @@ DEFAULT_REPORT = "results/report.md"
 def _add_params(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--params", action="append", metavar="FILE",
-        help="parameter file; repeat to layer overrides (default: params.yaml)",
+        help="override file, layered on params.yaml (of the current folder); repeat to layer more, later files win",
     )
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -40,9 +40,9 @@ def _add_runs_root(parser: argparse.ArgumentParser) -> None:
 
 
 def _params(args) -> dict:
-    from mixstudy.config import load_params
+    from mixstudy.config import layered_on_defaults, load_params
 
-    return load_params(args.params or ["params.yaml"], args.overrides)
+    return load_params(layered_on_defaults(args.params or []), args.overrides)
 
 
 def cmd_data(args) -> None:
@@ -86,7 +86,7 @@ def _train_targets(params: dict, args) -> tuple[list[dict], list[Path]]:
         if args.out and len(args.run) > 1:
             raise MixstudyError("--out names one run folder; drop it to train several --run runs in their own folders")
         specs = [study.find_run(params, run_id) for run_id in args.run]
-        needs_selection = any(spec.stage == "sweep" for spec in specs)
+        needs_selection = any(study.needs_selection(params, spec) for spec in specs)
         selection = study.read_selection(args.selection) if needs_selection else None
         configs = [study.spec_config(params, spec, selection) for spec in specs]
         outs = [Path(args.out)] if args.out else [spec.folder(args.runs_root) for spec in specs]

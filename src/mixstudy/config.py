@@ -64,6 +64,24 @@ def apply_override(params: dict, assignment: str) -> dict:
     return deep_merge(params, nested)
 
 
+DEFAULT_PARAMS = "params.yaml"
+
+
+def layered_on_defaults(files: list[str | Path], defaults: str | Path = DEFAULT_PARAMS) -> list[str | Path]:
+    """Every parameter file layers on params.yaml, as Snakemake's --configfile does.
+
+    A file that is params.yaml itself is not read twice. Where the current folder has no
+    params.yaml, the files stand alone and must be complete (the schema says what is missing).
+    """
+    defaults = Path(defaults)
+    if not defaults.is_file():
+        return list(files) or [defaults]
+    given = [Path(f) for f in files]
+    if any(path.is_file() and path.samefile(defaults) for path in given):
+        return list(files)
+    return [defaults, *files]
+
+
 def load_params(files: Iterable[str | Path], overrides: Iterable[str] = ()) -> dict:
     """Merge parameter files in order, apply overrides, validate, and return the result."""
     params: dict = {}
@@ -76,7 +94,22 @@ def load_params(files: Iterable[str | Path], overrides: Iterable[str] = ()) -> d
 
 
 def _schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The schema, with every key of every section required: params.yaml holds each setting's one
+    default, so a parameter set without a key is an error, never a second default in code."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    _require_all(schema)
+    return schema
+
+
+def _require_all(node) -> None:
+    if isinstance(node, dict):
+        if isinstance(node.get("properties"), dict) and node.get("additionalProperties") is False:
+            node["required"] = list(node["properties"])
+        for value in node.values():
+            _require_all(value)
+    elif isinstance(node, list):
+        for value in node:
+            _require_all(value)
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
@@ -104,6 +137,16 @@ def validate_params(params: dict) -> None:
     if errors:
         raise ConfigError("invalid parameters: " + "; ".join(_describe(e) for e in errors))
     check_mixing_points(params)
+    check_validation_settings(params)
+
+
+def check_validation_settings(params: dict) -> None:
+    """Settings that read the validation split need one."""
+    if params["evaluation"]["temperature_scaling"] and params["subset"]["val_per_class"] == 0:
+        raise ConfigError(
+            "evaluation.temperature_scaling needs a validation split: set subset.val_per_class > 0 "
+            "(e.g. 50) or evaluation.temperature_scaling: false"
+        )
 
 
 def check_mixing_points(params: dict) -> None:

@@ -75,6 +75,31 @@ def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generato
     return random_flip(x, generator) if flip else x
 
 
+def cutout_mask(centers_y: torch.Tensor, centers_x: torch.Tensor, size: int, height: int, width: int) -> torch.Tensor:
+    """Boolean ``(B, 1, H, W)``: true inside a ``size`` square per image, its top-left corner at
+    ``center - size // 2``, clipped at the border (so a square near an edge is smaller)."""
+    rows = torch.arange(height, device=centers_y.device)
+    cols = torch.arange(width, device=centers_x.device)
+    top, left = centers_y - size // 2, centers_x - size // 2
+    inside_rows = (rows >= top[:, None]) & (rows < top[:, None] + size)  # (B, H)
+    inside_cols = (cols >= left[:, None]) & (cols < left[:, None] + size)  # (B, W)
+    return (inside_rows[:, :, None] & inside_cols[:, None, :])[:, None]
+
+
+def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Cutout (DeVries & Taylor 2017) on a normalised batch: one random square per image set to zero.
+
+    The center is uniform over the image, as in the paper's code, so squares may be clipped.
+    Draws nothing when ``size`` is 0, so runs without Cutout keep their random streams.
+    """
+    if size == 0:
+        return x
+    batch, _, height, width = x.shape
+    centers_y = torch.randint(0, height, (batch,), generator=generator, device=x.device)
+    centers_x = torch.randint(0, width, (batch,), generator=generator, device=x.device)
+    return x.masked_fill(cutout_mask(centers_y, centers_x, size, height, width), 0.0)
+
+
 def _format_of(x: torch.Tensor):
     return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format
 

@@ -64,3 +64,30 @@ def fgsm_perturb(model, images: torch.Tensor, labels: torch.Tensor, epsilon: flo
     loss = F.cross_entropy(model(normalise(images)), labels)
     (grad,) = torch.autograd.grad(loss, images)
     return (images + epsilon * grad.sign()).clamp_(0, 1).detach()
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Temperature scaling (Guo et al. 2017): the T > 0 minimising the NLL of ``logits / T``.
+
+    Optimises log T (so T stays positive) with torch's L-BFGS and a strong-Wolfe line search,
+    in float64, from T = 1. Fit it on held-out (validation) logits, never on the test set.
+    """
+    if len(labels) == 0:
+        from mixstudy.errors import ConfigError
+
+        raise ConfigError(
+            "temperature scaling needs a validation split; set subset.val_per_class > 0 "
+            "or evaluation.temperature_scaling: false"
+        )
+    logits, labels = logits.detach().double(), labels.detach()
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    solver = torch.optim.LBFGS([log_t], lr=1.0, max_iter=200, tolerance_grad=1e-10, tolerance_change=1e-12, line_search_fn="strong_wolfe")
+
+    def closure():
+        solver.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    solver.step(closure)
+    return float(log_t.exp().item())

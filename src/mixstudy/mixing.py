@@ -55,6 +55,13 @@ def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return F.one_hot(labels, num_classes).float()
 
 
+def smooth(targets: torch.Tensor, eps: float) -> torch.Tensor:
+    """Label smoothing: ``(1 - eps) * targets + eps / classes`` (torch's ``label_smoothing=`` of cross_entropy)."""
+    if eps == 0:
+        return targets
+    return targets * (1.0 - eps) + eps / targets.shape[1]
+
+
 def cutmix_box(lam: float, height: int, width: int, center_y: int, center_x: int) -> tuple[int, int, int, int]:
     """Box ``(x1, y1, x2, y2)`` of area about ``(1 - lam)`` around a center, clipped to the image."""
     r = 0.5 * math.sqrt(1.0 - lam)
@@ -116,6 +123,7 @@ class Mixer:
         layers=(0,),
         lambda_per: str = "batch",
         loss: str = "soft_ce",
+        label_smoothing: float = 0.0,
         num_classes: int = 10,
     ):
         if method not in METHODS:
@@ -128,7 +136,10 @@ class Mixer:
             raise ConfigError(f"mixing.loss: unknown loss {loss!r}; choose one of: {', '.join(LOSSES)}")
         self.method, self.alpha, self.loss = method, float(alpha), loss
         self.layers = tuple(layers) if method == "manifold" else (0,)
+        if not 0 <= label_smoothing < 1:
+            raise ConfigError(f"mixing.label_smoothing: {label_smoothing} is outside [0, 1); use e.g. 0.1 (0 = off)")
         self.lambda_per = lambda_per
+        self.label_smoothing = float(label_smoothing)
         self.num_classes = num_classes
 
     @classmethod
@@ -136,9 +147,10 @@ class Mixer:
         return cls(
             method=mixing["method"],
             alpha=mixing["alpha"],
-            layers=mixing.get("layers", [0]),
-            lambda_per=mixing.get("lambda_per", "batch"),
-            loss=mixing.get("loss", "soft_ce"),
+            layers=mixing["layers"],
+            lambda_per=mixing["lambda_per"],
+            loss=mixing["loss"],
+            label_smoothing=mixing["label_smoothing"],
         )
 
     @property
@@ -171,7 +183,8 @@ class Mixer:
         return mix_tensors(h, draw.perm, draw.lam)
 
     def targets(self, labels: torch.Tensor, draw: MixDraw | None) -> torch.Tensor:
-        onehot = one_hot(labels, self.num_classes)
+        """One-hot targets, smoothed when asked, then mixed with the draw's permutation."""
+        onehot = smooth(one_hot(labels, self.num_classes), self.label_smoothing)
         return onehot if draw is None else mix_tensors(onehot, draw.perm, draw.lam)
 
     def loss_fn(self, logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,8 @@ A run id reads ``<stage>/<name>/seed<seed>`` and is also its folder under ``resu
   sweep/baseline/seed0                         final baseline (Table 2)
   sweep/manifold_S0-2_alpha4/seed0             manifold mixup, S={0,2}, alpha=4 (Table 3; S0 is input mixup)
   sweep/cutmix_alpha1/seed0                    CutMix comparison
+  sweep/label_smoothing_eps0.1/seed0           label smoothing comparison (eps = 0.1)
+  sweep/cutout_16/seed0                        Cutout comparison (16-pixel square)
 
 Everything (Snakemake, DVC, the CLI, aggregation) gets the list of runs from here.
 """
@@ -67,21 +69,48 @@ def tuning_runs(params: dict) -> list[RunSpec]:
             "mixing": {"method": "none", "alpha": 0.0},
         }
         name = f"{sched}_mom{fmt(momentum)}_wd{fmt(wd)}"
+        overrides = _with_test_every(params, name, overrides)
         runs += [RunSpec("tuning", name, seed, overrides) for seed in tuning["seeds"]]
     return runs
 
 
+def _with_test_every(params: dict, name: str, overrides: dict) -> dict:
+    """Runs left out of ``evaluation.every_only`` (when it names any) skip the every-N test pass."""
+    only = params["evaluation"]["every_only"]
+    if only and name not in only:
+        return {**overrides, "evaluation": {"every": 0}}
+    return overrides
+
+
+def manifold_cells(sweep: dict) -> list[tuple[list[int], float]]:
+    """The (S, alpha) cells of Table 3 to run: the whole grid, or its row and column through ``cross``."""
+    cells = [(list(layers), float(alpha)) for layers, alpha in itertools.product(sweep["layer_sets"], sweep["alphas"])]
+    cross = sweep["cross"]
+    if cross is None:
+        return cells
+    return [(layers, alpha) for layers, alpha in cells if layers == list(cross["layers"]) or alpha == float(cross["alpha"])]
+
+
 def sweep_runs(params: dict) -> list[RunSpec]:
-    """Baseline runs, then alpha x S manifold mixup runs, then CutMix runs, each over the seeds."""
+    """Baseline runs, then alpha x S manifold mixup runs, then CutMix, label smoothing and Cutout runs, each over the seeds."""
     sweep = params["sweep"]
-    configs = [("baseline", {"method": "none", "alpha": 0.0})]
-    for layers, alpha in itertools.product(sweep["layer_sets"], sweep["alphas"]):
+    plain = {"method": "none", "alpha": 0.0}
+    configs = [("baseline", {"mixing": plain})]
+    for layers, alpha in manifold_cells(sweep):
         configs.append(
-            (f"manifold_S{layers_label(layers)}_alpha{fmt(alpha)}", {"method": "manifold", "alpha": float(alpha), "layers": list(layers)})
+            (f"manifold_S{layers_label(layers)}_alpha{fmt(alpha)}", {"mixing": {"method": "manifold", "alpha": alpha, "layers": layers}})
         )
-    for alpha in sweep.get("cutmix_alphas", []):
-        configs.append((f"cutmix_alpha{fmt(alpha)}", {"method": "cutmix", "alpha": float(alpha)}))
-    return [RunSpec("sweep", name, seed, {"mixing": mixing}) for name, mixing in configs for seed in sweep["seeds"]]
+    for alpha in sweep["cutmix_alphas"]:
+        configs.append((f"cutmix_alpha{fmt(alpha)}", {"mixing": {"method": "cutmix", "alpha": float(alpha)}}))
+    for eps in sweep["label_smoothing"]:
+        configs.append((f"label_smoothing_eps{fmt(eps)}", {"mixing": {**plain, "label_smoothing": float(eps)}}))
+    for size in sweep["cutout_sizes"]:
+        configs.append((f"cutout_{size}", {"mixing": plain, "train": {"augment": {"cutout": int(size)}}}))
+    return [
+        RunSpec("sweep", name, seed, _with_test_every(params, name, overrides))
+        for name, overrides in configs
+        for seed in sweep["seeds"]
+    ]
 
 
 def all_runs(params: dict) -> list[RunSpec]:
@@ -121,6 +150,7 @@ def run_config(params: dict, seed: int, overrides: dict | None = None, selection
     """The full configuration of one run: params' run sections, the tuning choice, the run's own settings."""
     config = {key: copy.deepcopy(params[key]) for key in RUN_SECTIONS}
     config["compute"].pop("pack_size", None)  # how runs are grouped, not what one computes
+    config["evaluation"].pop("every_only", None)  # which runs; each run's own `every` says it
     if selection is not None:
         config = deep_merge(config, selection_overrides(selection))
     config = deep_merge(config, overrides or {})
@@ -130,10 +160,17 @@ def run_config(params: dict, seed: int, overrides: dict | None = None, selection
     return config
 
 
+def needs_selection(params: dict, spec: RunSpec) -> bool:
+    """Sweep runs take the tuning's choice unless ``sweep.use_tuning_choice`` is false."""
+    return spec.stage == "sweep" and params["sweep"]["use_tuning_choice"]
+
+
 def spec_config(params: dict, spec: RunSpec, selection: dict | None) -> dict:
-    if spec.stage == "sweep" and selection is None:
+    if not needs_selection(params, spec):
+        return run_config(params, spec.seed, spec.overrides)
+    if selection is None:
         raise ConfigError(f"{spec.run_id} needs the tuning selection (--selection results/tuning/selection.yaml)")
-    return run_config(params, spec.seed, spec.overrides, selection if spec.stage == "sweep" else None)
+    return run_config(params, spec.seed, spec.overrides, selection)
 
 
 @dataclass(frozen=True)

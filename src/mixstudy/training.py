@@ -2,7 +2,9 @@
 
 A run folder holds, when complete:
   metrics.json  - status, the full resolved configuration, metrics, provenance, wall time
-  history.tsv   - per-epoch train loss/accuracy and learning rate (and test accuracy if asked)
+  history.tsv   - per-epoch train loss/accuracy and learning rate; validation accuracy and NLL
+                  every ``evaluation.val_every`` epochs and test accuracy every ``evaluation.every``
+                  epochs (empty cells where an epoch has none)
   model.pt      - final weights and configuration, loadable by ``mixstudy evaluate``
 While it runs, ``resume.pt`` (weights, optimizer, scheduler, every random state, epoch) is
 replaced atomically every ``train.checkpoint_every`` epochs; a restarted run continues from it.
@@ -10,6 +12,7 @@ replaced atomically every ``train.checkpoint_every`` epochs; a restarted run con
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import io
@@ -29,7 +32,7 @@ from mixstudy.config import config_hash
 from mixstudy.data import StudyData
 from mixstudy.errors import ConfigError, DivergedError
 from mixstudy.fileio import atomic_path, write_json, write_text
-from mixstudy.metrics import fgsm_perturb, summarise
+from mixstudy.metrics import accuracy, fgsm_perturb, fit_temperature, nll, summarise
 from mixstudy.mixing import Mixer
 from mixstudy.models import build_model, mixing_points
 from mixstudy.packing import check_packable, pack_modules, pack_optimizer_state, unpack_optimizer_state, unpack_state
@@ -60,7 +63,7 @@ def build_optimizer(model: torch.nn.Module, train: dict) -> torch.optim.SGD:
         model.parameters(),
         lr=train["lr"],
         momentum=train["momentum"],
-        nesterov=train.get("nesterov", False),
+        nesterov=train["nesterov"],
         weight_decay=train["weight_decay"],
     )
 
@@ -71,7 +74,7 @@ def check_run_config(config: dict) -> None:
     mixing = config["mixing"]
     if mixing["alpha"] < 0:
         raise ConfigError(f"mixing.alpha: {mixing['alpha']} is negative; alpha must be >= 0")
-    bad = sorted(set(mixing.get("layers", [0])) - set(points))
+    bad = sorted(set(mixing["layers"]) - set(points))
     if bad:
         raise ConfigError(
             f"mixing.layers: point(s) {bad} do not exist in {config['model']['name']}; valid points are {list(points)}"
@@ -112,6 +115,7 @@ class Trainer:
     epoch: int = 0
     history: list[dict] = field(default_factory=list)
     failure: str | None = None
+    best: dict | None = None  # the best validation epoch so far: epoch, its row, its weights (CPU)
 
     def _cuda_index(self) -> int:
         return self.device.index if self.device.index is not None else torch.cuda.current_device()
@@ -134,6 +138,7 @@ class Trainer:
             "cuda_rng": cuda_rng,
             "data_gen": self.data_gen.get_state(),
             "mix_rng": self.mix_rng.bit_generator.state,
+            "best": self.best,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -148,13 +153,20 @@ class Trainer:
             self.dropout_gen.set_state(state["torch_rng"])
         self.data_gen.set_state(state["data_gen"])
         self.mix_rng.bit_generator.state = state["mix_rng"]
+        self.best = state["best"]
+
+    def note_validation(self, row: dict, best_by: str) -> None:
+        """Keep this epoch's weights when its validation score beats the best so far."""
+        if self.best is None or improves(row, self.best["row"], best_by):
+            state = {key: value.detach().cpu().clone() for key, value in self.model.state_dict().items()}
+            self.best = {"epoch": row["epoch"], "row": dict(row), "state": state}
 
 
 def make_trainer(config: dict, device: torch.device) -> Trainer:
     seeds = Seeds.from_seed(config["seed"])
     torch.manual_seed(seeds.init)  # initialisation; dropout continues this stream in dropout_gen
     model = build_model(config["model"]).to(device)
-    if config["compute"].get("channels_last"):
+    if config["compute"]["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config["train"])
     scheduler = build_scheduler(optimizer, config["train"]["scheduler"])
@@ -198,7 +210,7 @@ class Pack:
     def of(cls, members: list[Trainer]) -> "Pack":
         first = members[0]
         model = pack_modules([m.model for m in members], [m.dropout_gen for m in members]).to(first.device)
-        if first.config["compute"].get("channels_last"):
+        if first.config["compute"]["channels_last"]:
             model = model.to(memory_format=torch.channels_last)
         optimizer = build_optimizer(model, first.config["train"])
         scheduler = build_scheduler(optimizer, first.config["train"]["scheduler"])
@@ -249,20 +261,20 @@ def train_epoch(pack: Pack, forward, x_train: torch.Tensor, y_train: torch.Tenso
     members = pack.members
     first = members[0]
     train, device = first.config["train"], first.device
-    augment = train.get("augment", {})
+    augment = train["augment"]
     pack.model.train()
     learning = torch.tensor([m.failure is None for m in members], device=device)
     orders = [torch.randperm(len(y_train), generator=m.data_gen, device=device) for m in members]
     loss_sums = torch.zeros(pack.size, device=device)
     correct_sums = torch.zeros(pack.size, device=device)
     seen = 0
-    amp = autocast_context(device, first.config["compute"].get("amp", "auto"))
+    amp = autocast_context(device, first.config["compute"]["amp"])
     for indices in zip(*(engine.batches(order, train["batch_size"]) for order in orders)):
         inputs, targets, draws = [], [], []
         for member, index in zip(members, indices):
-            images = engine.augment(x_train[index], augment.get("crop_padding", 0), augment.get("flip", False), member.data_gen)
+            images = engine.augment(x_train[index], augment["crop_padding"], augment["flip"], member.data_gen)
             draw = member.mixer.draw(member.mix_rng, len(index), images.shape[-2:], device)
-            inputs.append(normalise(images))
+            inputs.append(engine.cutout(normalise(images), augment["cutout"], member.data_gen))
             targets.append(member.mixer.targets(y_train[index], draw))
             draws.append(draw)
         batch = len(indices[0])
@@ -307,15 +319,44 @@ def fgsm_accuracy(model, images, labels, normalise, epsilon: float, batch_size: 
     return correct / len(images)
 
 
-def evaluate_split(model, images, labels, normalise, evaluation: dict, compute: dict, device) -> tuple[dict, dict]:
-    batch_size = compute.get("eval_batch_size", 1000)
-    channels_last = compute.get("channels_last", False)
-    amp = lambda: autocast_context(device, compute.get("amp", "auto"))  # noqa: E731
-    logits = predict(model, images, normalise, batch_size, amp, channels_last)
-    metrics, reliability = summarise(logits, labels.cpu(), evaluation.get("ece_bins", 15))
-    for epsilon in evaluation.get("fgsm_epsilons", []):
-        metrics[f"fgsm_acc@{epsilon:g}"] = fgsm_accuracy(model, images, labels, normalise, epsilon, batch_size, channels_last)
+def split_logits(model, images, normalise, compute: dict, device) -> torch.Tensor:
+    """Logits of one split (uint8 images on the device), with the run's evaluation settings."""
+    amp = lambda: autocast_context(device, compute["amp"])  # noqa: E731
+    return predict(model, images, normalise, compute["eval_batch_size"], amp, compute["channels_last"])
+
+
+def evaluate_split(model, images, labels, normalise, evaluation: dict, compute: dict, device, logits=None) -> tuple[dict, dict]:
+    if logits is None:
+        logits = split_logits(model, images, normalise, compute, device)
+    metrics, reliability = summarise(logits, labels.cpu(), evaluation["ece_bins"])
+    for epsilon in evaluation["fgsm_epsilons"]:
+        metrics[f"fgsm_acc@{epsilon:g}"] = fgsm_accuracy(
+            model, images, labels, normalise, epsilon, compute["eval_batch_size"], compute["channels_last"]
+        )
     return metrics, reliability
+
+
+# --- best epoch by validation ---------------------------------------------------------------
+
+# Which validation column decides, and whether higher is better. Only validation columns are
+# eligible: choosing weights on the test set would make the test set part of training.
+BEST_BY = {"val_acc": ("val_acc", True), "val_nll": ("val_nll", False)}
+
+
+def improves(row: dict, best_row: dict, best_by: str) -> bool:
+    """Strictly better validation score (ties keep the earlier epoch)."""
+    column, higher_is_better = BEST_BY[best_by]
+    return row[column] > best_row[column] if higher_is_better else row[column] < best_row[column]
+
+
+def best_validation_epoch(history: list[dict], best_by: str) -> int | None:
+    """The epoch :meth:`Trainer.note_validation` keeps, from a history; None without validation rows."""
+    column, _ = BEST_BY[best_by]
+    best = None
+    for row in history:
+        if row.get(column) not in (None, "") and (best is None or improves(row, best, best_by)):
+            best = row
+    return None if best is None else best["epoch"]
 
 
 class EpochReporter:
@@ -350,10 +391,18 @@ class EpochReporter:
             self.bar.close()
 
 
+def history_columns(history: list[dict]) -> list[str]:
+    """Every column any epoch has, in order of first appearance (optional ones come and go)."""
+    columns = {"epoch": None}
+    for row in history:
+        columns.update(dict.fromkeys(row))
+    return list(columns)
+
+
 def history_tsv(history: list[dict]) -> str:
+    """One row per epoch; an epoch without an optional column (test or validation) leaves it empty."""
     buffer = io.StringIO()
-    columns = list(history[0]) if history else ["epoch"]
-    writer = csv.DictWriter(buffer, fieldnames=columns, delimiter="\t", lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=history_columns(history), restval="", delimiter="\t", lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     return buffer.getvalue()
@@ -406,33 +455,32 @@ def train_runs(
     """
     for config in configs:
         check_run_config(config)
+        check_validation_split(config, data)
     check_packable(configs)
     first = configs[0]
-    data = limit_test_set(data, first["evaluation"].get("test_limit", 0))
+    data = limit_test_set(data, first["evaluation"]["test_limit"])
     out_dirs = [Path(out_dir) for out_dir in out_dirs]
     for out_dir in out_dirs:
         out_dir.mkdir(parents=True, exist_ok=True)
     compute = first["compute"]
-    torch.set_num_threads(compute.get("threads", 1))
-    device = engine.resolve_device(compute.get("device", "auto"))
+    torch.set_num_threads(compute["threads"])
+    device = engine.resolve_device(compute["device"])
     started = time.perf_counter()
     origin = provenance(device, data.subset_sha256, data_provenance or data.data_manifest)  # the code that starts the run
 
-    channels_last = compute.get("channels_last", False)
-    x_train = engine.to_float(engine.to_device_images(data.x_train, device), channels_last)
+    x_train = engine.to_float(engine.to_device_images(data.x_train, device), compute["channels_last"])
     y_train = torch.from_numpy(data.y_train).to(device)
     normalise = engine.Normalise().to(device)
 
     pack = Pack.of(_resumed_or_new_members(configs, out_dirs, device))
     prior_seconds = pack.members[0].history[-1]["elapsed_s"] if pack.members[0].history else 0.0
-    forward = torch.compile(pack.model) if compute.get("compile") else pack.model
+    forward = torch.compile(pack.model) if compute["compile"] else pack.model
     labels = [out_dir.name if len(out_dirs) == 1 else str(out_dir) for out_dir in out_dirs]
     if pack.size > 1:
         log.info("training a pack of %d runs: %s", pack.size, ", ".join(labels))
 
     epochs = first["train"]["epochs"]
-    every = first["evaluation"].get("every", 0)
-    checkpoint_every = first["train"].get("checkpoint_every", 0)
+    checkpoint_every = first["train"]["checkpoint_every"]
     reporter = EpochReporter(epochs, pack.epoch, progress, labels[0] if pack.size == 1 else f"pack of {pack.size}")
     try:
         while pack.epoch < epochs and any(m.failure is None for m in pack.members):
@@ -454,8 +502,7 @@ def train_runs(
                     log.error("%s: %s", labels[index], member.failure)
                     continue
                 member.epoch = pack.epoch
-                if every and member.epoch % every == 0:
-                    row["test_acc"] = _quick_test_accuracy(pack.sync(index), data, normalise, compute, device)
+                _evaluate_during_training(pack, index, row, data, normalise, device, final=pack.epoch == epochs)
                 row["elapsed_s"] = round(prior_seconds + time.perf_counter() - started, 3)
                 member.history.append(row)
                 updates[labels[index]] = row
@@ -514,6 +561,8 @@ def _finish_run(member: Trainer, data, normalise, out_dir: Path, extra: dict, pr
     }
     if failure is None:
         record["metrics"], record["reliability"] = evaluate_all(member.model, data, normalise, member.config, member.device)
+        if member.best is not None:
+            record["metrics"]["test_best_val"] = best_validation_metrics(member, data, normalise)
         record["wall_time_s"] = round(prior_seconds + time.perf_counter() - started, 3)
     elif on_diverge == "error":
         write_json(out_dir / "failure.json", record)
@@ -537,25 +586,61 @@ def limit_test_set(data: StudyData, limit: int) -> StudyData:
     return dataclasses.replace(data, x_test=data.x_test[:limit], y_test=data.y_test[:limit])
 
 
-def _quick_test_accuracy(trainer: Trainer, data: StudyData, normalise, compute: dict, device) -> float:
-    x_test = engine.to_device_images(data.x_test, device)
-    logits = predict(trainer.model, x_test, normalise, compute.get("eval_batch_size", 1000), channels_last=compute.get("channels_last", False))
-    return (logits.argmax(1) == torch.from_numpy(data.y_test)).float().mean().item()
+def check_validation_split(config: dict, data: StudyData) -> None:
+    """Settings that need validation images refuse a subset without them, before anything is written."""
+    if config["evaluation"]["temperature_scaling"] and not len(data.y_val):
+        raise ConfigError(
+            "evaluation.temperature_scaling needs a validation split, and this subset has none; "
+            "set subset.val_per_class > 0 (e.g. 50) or evaluation.temperature_scaling: false"
+        )
+
+
+def _evaluate_during_training(pack: Pack, index: int, row: dict, data: StudyData, normalise, device, final: bool) -> None:
+    """Add this epoch's optional columns to ``row``: test accuracy every ``evaluation.every``
+    epochs; validation accuracy and NLL every ``evaluation.val_every`` epochs and at the last,
+    where the member also keeps the weights of its best validation epoch."""
+    member = pack.members[index]
+    evaluation, compute = member.config["evaluation"], member.config["compute"]
+    every, val_every = evaluation["every"], evaluation["val_every"]
+    if every and row["epoch"] % every == 0:
+        logits = split_logits(pack.sync(index).model, engine.to_device_images(data.x_test, device), normalise, compute, device)
+        row["test_acc"] = accuracy(logits, torch.from_numpy(data.y_test))
+    if len(data.y_val) and (final or (val_every and row["epoch"] % val_every == 0)):
+        logits = split_logits(pack.sync(index).model, engine.to_device_images(data.x_val, device), normalise, compute, device)
+        labels = torch.from_numpy(data.y_val)
+        row["val_acc"], row["val_nll"] = accuracy(logits, labels), nll(logits, labels)
+        member.note_validation(row, evaluation["best_by"])
 
 
 def evaluate_all(model, data: StudyData, normalise, config: dict, device) -> tuple[dict, dict]:
-    """Test metrics (and validation metrics when the subset has a validation split)."""
-    metrics, reliability = {}, {}
+    """Test metrics, and with a validation split: validation metrics and, when asked, the test
+    metrics after temperature scaling (one temperature fitted on the validation logits)."""
+    evaluation, compute = config["evaluation"], config["compute"]
+    metrics, reliability, logits = {}, {}, {}
     splits = [("test", data.x_test, data.y_test)]
     if len(data.y_val):
         splits.append(("val", data.x_val, data.y_val))
     for name, images, labels in splits:
         x = engine.to_device_images(images, device)
         y = torch.from_numpy(labels).to(device)
-        metrics[name], reliability[name] = evaluate_split(
-            model, x, y, normalise, config["evaluation"], config["compute"], device
-        )
+        logits[name] = split_logits(model, x, normalise, compute, device)
+        metrics[name], reliability[name] = evaluate_split(model, x, y, normalise, evaluation, compute, device, logits[name])
+    if evaluation["temperature_scaling"] and len(data.y_val):
+        temperature = fit_temperature(logits["val"], torch.from_numpy(data.y_val))
+        metrics["test_ts"], reliability["test_ts"] = summarise(logits["test"] / temperature, torch.from_numpy(data.y_test), evaluation["ece_bins"])
+        metrics["test_ts"]["temperature"] = temperature
     return metrics, reliability
+
+
+def best_validation_metrics(member: Trainer, data: StudyData, normalise) -> dict:
+    """Test metrics of the weights of the best validation epoch, with that epoch and the rule."""
+    best_model = copy.deepcopy(member.model)
+    best_model.load_state_dict(member.best["state"])
+    x = engine.to_device_images(data.x_test, member.device)
+    logits = split_logits(best_model, x, normalise, member.config["compute"], member.device)
+    metrics, _ = summarise(logits, torch.from_numpy(data.y_test), member.config["evaluation"]["ece_bins"])
+    best_by = member.config["evaluation"]["best_by"]
+    return {**metrics, "epoch": member.best["epoch"], "best_by": best_by, best_by: member.best["row"][best_by]}
 
 
 def load_checkpoint(path: str | Path, device: torch.device | None = None) -> tuple[torch.nn.Module, dict]:

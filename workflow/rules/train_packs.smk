@@ -13,7 +13,7 @@ def pack_inputs(pack):
         "subset": SUBSET,
         "configs": run_files(pack.runs, "config.json"),
     }
-    if pack.stage == "sweep":
+    if any(study.needs_selection(config, spec) for spec in pack.runs):
         inputs["selection"] = SELECTION
     return inputs
 

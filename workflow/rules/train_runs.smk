@@ -1,4 +1,5 @@
-# One job per run. Each run's folder (results/runs/<stage>/<name>/seed<seed>) holds its
+# One job per run: train_tuning (Table 1), train_baseline, train_manifold (Table 3), and the
+# comparison runs train_cutmix and train_regulariser (label smoothing, Cutout). Each run's folder (results/runs/<stage>/<name>/seed<seed>) holds its
 # config.json (declared by common.smk), metrics.json, history.tsv, model.pt, train.log and
 # benchmark.tsv. Jobs ask for gpu=1, so `--resources gpu=1` runs one training job at a time.
 
@@ -7,6 +8,14 @@ wildcard_constraints:
     seed=r"\d+",
     layers=r"[0-9]+(-[0-9]+)*",
     alpha=r"[0-9.e+-]+",
+
+
+def sweep_run_inputs(folder):
+    """A sweep run reads the tuning's choice unless sweep.use_tuning_choice is false."""
+    inputs = {"data": DATA, "subset": SUBSET, "config": f"{folder}/config.json"}
+    if config["sweep"]["use_tuning_choice"]:
+        inputs["selection"] = SELECTION
+    return inputs
 
 
 rule train_tuning:
@@ -37,10 +46,7 @@ rule train_tuning:
 
 use rule train_tuning as train_baseline with:
     input:
-        data=DATA,
-        subset=SUBSET,
-        selection=SELECTION,
-        config="results/runs/sweep/baseline/seed{seed}/config.json",
+        **sweep_run_inputs("results/runs/sweep/baseline/seed{seed}"),
     output:
         metrics="results/runs/sweep/baseline/seed{seed}/metrics.json",
         history="results/runs/sweep/baseline/seed{seed}/history.tsv",
@@ -57,10 +63,7 @@ use rule train_tuning as train_baseline with:
 
 use rule train_tuning as train_manifold with:
     input:
-        data=DATA,
-        subset=SUBSET,
-        selection=SELECTION,
-        config="results/runs/sweep/manifold_S{layers}_alpha{alpha}/seed{seed}/config.json",
+        **sweep_run_inputs("results/runs/sweep/manifold_S{layers}_alpha{alpha}/seed{seed}"),
     output:
         metrics="results/runs/sweep/manifold_S{layers}_alpha{alpha}/seed{seed}/metrics.json",
         history="results/runs/sweep/manifold_S{layers}_alpha{alpha}/seed{seed}/history.tsv",
@@ -77,10 +80,7 @@ use rule train_tuning as train_manifold with:
 
 use rule train_tuning as train_cutmix with:
     input:
-        data=DATA,
-        subset=SUBSET,
-        selection=SELECTION,
-        config="results/runs/sweep/cutmix_alpha{alpha}/seed{seed}/config.json",
+        **sweep_run_inputs("results/runs/sweep/cutmix_alpha{alpha}/seed{seed}"),
     output:
         metrics="results/runs/sweep/cutmix_alpha{alpha}/seed{seed}/metrics.json",
         history="results/runs/sweep/cutmix_alpha{alpha}/seed{seed}/history.tsv",
@@ -93,3 +93,22 @@ use rule train_tuning as train_cutmix with:
         "results/runs/sweep/cutmix_alpha{alpha}/seed{seed}/train.log",
     benchmark:
         "results/runs/sweep/cutmix_alpha{alpha}/seed{seed}/benchmark.tsv"
+
+
+use rule train_tuning as train_regulariser with:
+    input:
+        **sweep_run_inputs("results/runs/sweep/{regulariser}/seed{seed}"),
+    output:
+        metrics="results/runs/sweep/{regulariser}/seed{seed}/metrics.json",
+        history="results/runs/sweep/{regulariser}/seed{seed}/history.tsv",
+        model="results/runs/sweep/{regulariser}/seed{seed}/model.pt",
+    params:
+        runs="--run sweep/{regulariser}/seed{seed}",
+        params=PARAMS,
+        selection=selection_argument,
+    log:
+        "results/runs/sweep/{regulariser}/seed{seed}/train.log",
+    benchmark:
+        "results/runs/sweep/{regulariser}/seed{seed}/benchmark.tsv"
+    wildcard_constraints:
+        regulariser=r"(label_smoothing_eps[0-9.e+-]+|cutout_[0-9]+)",
