@@ -64,10 +64,23 @@ def reliability_bins(acc: float, n_bins: int = 5) -> dict:
 
 
 def write_history(folder: Path, acc: float, epochs: int = 4) -> None:
-    lines = ["epoch\ttrain_loss\ttrain_acc\tlr\telapsed_s"]
+    """Training columns every epoch; test and validation columns every second epoch, empty otherwise.
+    The test accuracy peaks at epoch 2 (acc + 0.02), so the best test epoch differs from the final."""
+    lines = ["epoch\ttrain_loss\ttrain_acc\tlr\telapsed_s\ttest_acc\tval_acc\tval_nll"]
     for epoch in range(1, epochs + 1):
-        lines.append(f"{epoch}\t{2.3 / epoch:.4f}\t{acc * epoch / epochs:.4f}\t{0.1 / epoch:.4f}\t{epoch * 1.5}")
+        evaluated = f"{acc + 0.02 * (epoch == 2):.4f}\t{acc:.4f}\t{2 - acc:.4f}" if epoch % 2 == 0 else "\t"
+        lines.append(f"{epoch}\t{2.3 / epoch:.4f}\t{acc * epoch / epochs:.4f}\t{0.1 / epoch:.4f}\t{epoch * 1.5}\t{evaluated}")
     (folder / "history.tsv").write_text("\n".join(lines) + "\n")
+
+
+def run_metrics(acc: float) -> dict:
+    """metrics.json's metrics: test, after temperature scaling, and of the best validation epoch."""
+    return {
+        "test": {"acc": acc, "nll": 2.0 - acc, "ece": acc / 10, "brier": 1.0 - acc},
+        "test_ts": {"acc": acc, "nll": 1.9 - acc, "ece": acc / 20, "brier": 0.9 - acc, "temperature": 1.0 + acc},
+        "test_best_val": {"acc": acc + 0.01, "nll": 2.0 - acc, "ece": acc / 10, "brier": 1.0 - acc, "epoch": 2,
+                          "best_by": "val_acc", "val_acc": acc},
+    }
 
 
 def write_run(root: Path, params: dict, run_id: str, acc: float | None = None, status: str = "ok",
@@ -83,8 +96,8 @@ def write_run(root: Path, params: dict, run_id: str, acc: float | None = None, s
         "error": None if ok else "training loss became nan at epoch 3",
         "config": study.spec_config(params, spec, SELECTION),
         "config_hash": "0" * 16,
-        "metrics": {"test": {"acc": acc, "nll": 2.0 - acc, "ece": acc / 10, "brier": 1.0 - acc}} if ok else None,
-        "reliability": {"test": reliability_bins(acc)} if ok else None,
+        "metrics": run_metrics(acc) if ok else None,
+        "reliability": {"test": reliability_bins(acc), "test_ts": reliability_bins(acc / 2)} if ok else None,
         "wall_time_s": wall_time_s,
         "epochs_completed": 4 if ok else 3,
         "provenance": {},
@@ -291,3 +304,27 @@ def test_fgsm_and_validation_metrics_are_carried_through(tmp_path, params):
     assert summary["baseline.val_acc_mean"] == pytest.approx(40.0)
     assert "sweep.S=0.alpha=1.fgsm_acc@0.0078_mean" not in summary  # those runs were not attacked
     assert {"fgsm_acc@0.0078", "val_acc"} <= set(analysis.runs.columns)
+
+
+def test_calibration_and_best_epoch_tables_come_from_the_run_records(tmp_path, params):
+    from mixstudy.tables import best_epoch_table, calibration_table
+
+    root = tmp_path / "runs"
+    write_all_runs(root, params)
+    analysis = analyse(params, root)
+    calibration = calibration_table(analysis).data.set_index("name")
+    accs = ACCURACY["baseline"]
+    assert calibration.loc["baseline", "ece_mean"] == pytest.approx(statistics.mean(a / 10 for a in accs))
+    assert calibration.loc["baseline", "ts_ece_mean"] == pytest.approx(statistics.mean(a / 20 for a in accs))
+    assert calibration.loc["baseline", "ts_temperature_mean"] == pytest.approx(statistics.mean(1 + a for a in accs))
+    ts_nll = [1.9 - a for a in accs]
+    half = stats.t.ppf(0.975, 2) * statistics.stdev(ts_nll) / math.sqrt(3)
+    assert calibration.loc["baseline", "ts_nll_low"] == pytest.approx(statistics.mean(ts_nll) - half)
+    # the compared cells: baseline, the published best cell, input mixup at its alpha, the regularisers
+    assert list(calibration.index) == ["baseline", "manifold_S0-2_alpha4", "manifold_S0_alpha4", "cutmix_alpha1",
+                                       "label_smoothing_eps0.1", "cutout_16"]
+    best = best_epoch_table(analysis).data.set_index("name")
+    assert best.loc["baseline", "final_acc"] == pytest.approx(100 * statistics.mean(accs))
+    assert best.loc["baseline", "bestval_acc"] == pytest.approx(100 * statistics.mean(accs) + 1)
+    assert best.loc["baseline", "besttest_acc"] == pytest.approx(100 * statistics.mean(accs) + 2, abs=1e-4)
+    assert best.loc["baseline", "bestval_epoch"] == 2

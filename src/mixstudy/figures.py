@@ -8,6 +8,10 @@
   acc_vs_alpha_panels   the same, one panel per S (the bands overlap on one axis)
   training_curves       train loss, train accuracy and learning rate per epoch: baseline vs best mixup
   reliability           reliability diagrams, baseline vs best mixup, bins pooled over seeds
+  reliability_scaled    the same after temperature scaling (one temperature per run, fitted on validation)
+  calibration_scaling   test ECE and NLL before and after temperature scaling, per configuration
+  test_curves           test accuracy every evaluation.every epochs, for the runs that recorded it
+  published_vs_ours     each Table 1 and Table 3 cell we ran against the study's, identity line
 
 Every number comes from :func:`mixstudy.tables.analyse` (accuracies in percent, std with ddof=1).
 A figure whose data is absent is skipped with a warning, and any stale copy of it is removed.
@@ -439,35 +443,112 @@ def pool_reliability(tables: list[dict]) -> dict:
     return {"bin_edges": np.array(edges), "bin_accuracy": accuracy, "bin_confidence": confidence, "bin_count": total}
 
 
-def pooled_reliability(folders: list[Path]) -> dict:
-    tables = [(read_record(folder).get("reliability") or {}).get("test") for folder in folders]
+def pooled_reliability(folders: list[Path], split: str = "test") -> dict:
+    tables = [(read_record(folder).get("reliability") or {}).get(split) for folder in folders]
     tables = [table for table in tables if table]
     if not tables:
         raise MissingFigureData("the finished runs hold no reliability bins")
     return pool_reliability(tables)
 
 
-def reliability(context: FigureContext) -> plt.Figure:
+def reliability(context: FigureContext, split: str = "test") -> plt.Figure:
     compared = compared_configs(context)
     fig, axes = plt.subplots(2, len(compared), figsize=(5 * len(compared), 6), squeeze=False, sharex=True,
                              gridspec_kw={"height_ratios": [3, 1]})
     for col, (label, cell, colour) in enumerate(compared):
-        pooled = pooled_reliability(run_folders(context, cell))
+        pooled = pooled_reliability(run_folders(context, cell), split)
         edges, count = pooled["bin_edges"], pooled["bin_count"]
         top, bottom = axes[0, col], axes[1, col]
         top.bar(edges[:-1], 100 * np.nan_to_num(pooled["bin_accuracy"]), np.diff(edges), align="edge", color=colour,
                 alpha=0.6, edgecolor="white", label="accuracy in bin")
         top.plot([0, 1], [0, 100], ls="--", color="black", lw=1.2, label="perfect calibration")
         top.set_xlim(0, 1), top.set_ylim(0, 100)
-        top.set_title(f"{label}\nECE {cell['ece_mean']:.3f} (mean over {cell['n']} seeds)", fontsize=11)
+        ece = cell["ece_mean"] if split == "test" else cell["ts_ece_mean"]
+        top.set_title(f"{label}\nECE {ece:.3f} (mean over {cell['n']} seeds)", fontsize=11)
         top.set_ylabel("accuracy (%)")
         top.legend(loc="upper left", fontsize=9)
         bottom.bar(edges[:-1], 100 * count / count.sum(), np.diff(edges), align="edge", color=colour, alpha=0.6,
                    edgecolor="white")
         bottom.set_xlabel("confidence (max softmax probability)")
         bottom.set_ylabel("test images (%)")
-    fig.suptitle("Reliability diagrams, bins pooled over seeds")
+    after = "" if split == "test" else " after temperature scaling"
+    fig.suptitle(f"Reliability diagrams{after}, bins pooled over seeds")
     fig.tight_layout()
+    return fig
+
+
+def reliability_scaled(context: FigureContext) -> plt.Figure:
+    if "ts_ece_mean" not in context.analysis.configs:
+        raise MissingFigureData("no run recorded temperature-scaled metrics (evaluation.temperature_scaling)")
+    return reliability(context, "test_ts")
+
+
+def calibration_scaling(context: FigureContext) -> plt.Figure:
+    table = tables.calibration_table(context.analysis)
+    if table is None:
+        raise MissingFigureData("no run recorded temperature-scaled metrics (evaluation.temperature_scaling)")
+    labels = [cell_label(cell) for _, cell in tables.calibration_cells(context.analysis).iterrows()]
+    data = table.data.set_index("name")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.8 + 0.55 * len(data)), sharey=True)
+    y = np.arange(len(data))
+    for ax, metric in zip(axes, ("ece", "nll")):
+        for offset, (prefix, label, colour) in zip((-0.18, 0.18), (("", "before", "0.6"), ("ts_", "after scaling", "C0"))):
+            mean = data[f"{prefix}{metric}_mean"]
+            low, high = data[f"{prefix}{metric}_low"], data[f"{prefix}{metric}_high"]
+            errors = np.vstack([(mean - low).fillna(0), (high - mean).fillna(0)])
+            ax.barh(y + offset, mean, 0.34, xerr=errors, capsize=3, color=colour, label=label)
+        ax.set_xlabel(f"test {metric.upper()}, mean and {tables.CONFIDENCE:.0%} interval over seeds")
+        ax.grid(axis="y", visible=False)
+    axes[0].set_yticks(y, labels)
+    axes[0].invert_yaxis()
+    axes[1].legend(loc="lower right")
+    fig.suptitle("Temperature scaling: one temperature per run, fitted on the validation split")
+    fig.tight_layout()
+    return fig
+
+
+def test_curves(context: FigureContext) -> plt.Figure:
+    """Test accuracy over epochs where runs evaluated the test set during training (evaluation.every)."""
+    done = context.analysis.done
+    if "besttest_acc" not in done or done["besttest_acc"].isna().all():
+        raise MissingFigureData("no run evaluated the test set during training (evaluation.every)")
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for index, (name, runs) in enumerate(done[done["besttest_acc"].notna()].groupby("name", sort=False)):
+        cell = context.analysis.configs[context.analysis.configs["name"] == name].iloc[0]
+        colour = BASELINE_COLOUR if name == "baseline" else config_colour(context, cell)
+        histories = read_histories([context.runs_root / run_id for run_id in runs["run_id"]]).dropna(subset=["test_acc"])
+        draw_mean_band(ax, histories.groupby("epoch"), "test_acc", 100, colour, ("-", "--", ":")[index % 3],
+                       f"{cell_label(cell)} ({len(runs)} seeds)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{ACC_LABEL}, mean ± sd over seeds")
+    ax.set_title("Test accuracy during training (never used to choose anything)")
+    ax.legend(loc="lower right")
+    return fig
+
+
+def published_vs_ours(context: FigureContext) -> plt.Figure:
+    from mixstudy import published  # published imports tables; figures is imported after both
+
+    stages = {"Table 3 (manifold mixup)": published.table3_beside_ours(context.analysis),
+              "Table 1 (tuning)": published.table1_beside_ours(context.analysis)}
+    ran = {title: table[table["n"] > 0] for title, table in stages.items()}
+    if all(table.empty for table in ran.values()):
+        raise MissingFigureData("none of the published cells has a finished run of ours")
+    fig, ax = plt.subplots(figsize=(5.8, 5.6))
+    for (title, table), marker in zip(ran.items(), ("o", "s")):
+        if table.empty:
+            continue
+        ax.errorbar(table["published"], table["acc_mean"], yerr=table["acc_std"].fillna(0), fmt=marker, ms=5,
+                    capsize=2, label=f"{title}: {len(table)} cells")
+    values = pd.concat([pd.concat([t["published"], t["acc_mean"]]) for t in ran.values()])
+    low, high = values.min() - 2, values.max() + 2
+    ax.plot([low, high], [low, high], ls="--", color="0.4", lw=1, label="ours = published")
+    ax.set_xlim(low, high), ax.set_ylim(low, high)
+    ax.set_aspect("equal")
+    ax.set_xlabel("published test accuracy (%, mean of 5 runs)")
+    ax.set_ylabel("ours (%, mean ± sd over seeds)")
+    ax.set_title("Each published cell we ran, ours against the study's")
+    ax.legend(loc="upper left", fontsize=9)
     return fig
 
 
@@ -480,6 +561,10 @@ FIGURES: dict[str, Callable[[FigureContext], plt.Figure]] = {
     "acc_vs_alpha_panels": acc_vs_alpha_panels,
     "training_curves": training_curves,
     "reliability": reliability,
+    "reliability_scaled": reliability_scaled,
+    "calibration_scaling": calibration_scaling,
+    "test_curves": test_curves,
+    "published_vs_ours": published_vs_ours,
 }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -534,13 +535,122 @@ def comparison_table(analysis: Analysis, differences: pd.DataFrame) -> Table | N
     return Table("table4_comparison", title, data, display, incomplete_note(cells))
 
 
+def mean_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """Mean and its t-interval over seeds (NaN bounds below two seeds)."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def format_mean_interval(values: np.ndarray, digits: int = 3) -> str:
+    mean, low, high = mean_interval(values)
+    if math.isnan(mean):
+        return "—"
+    return f"{mean:.{digits}f}" if math.isnan(low) else f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def calibration_cells(analysis: Analysis) -> pd.DataFrame:
+    """Configurations compared for calibration: the baseline, the manifold cell at the published best
+    (else the best), input mixup at that alpha, and each comparison regulariser, where they ran."""
+    sweep = analysis.stage("sweep")
+    names = ["baseline"]
+    manifold = published_best_cell(analysis)
+    if manifold is not None:
+        names += [manifold["name"], f"manifold_S0_alpha{study.fmt(manifold['alpha'])}"]
+    names += list(comparison_cells(analysis)["name"])
+    chosen = sweep[sweep["name"].isin(names) & (sweep["n"] > 0)]
+    return chosen.set_index("name").loc[[n for n in dict.fromkeys(names) if n in set(chosen["name"])]].reset_index()
+
+
+PUBLISHED_CONFIG = re.compile(r"S\s*=\s*\{([\d,\s]+)\}\s*,\s*alpha\s*=\s*([\d.]+)")
+
+
+def published_cell(analysis: Analysis, config_text: str | None) -> pd.Series | None:
+    """Our configuration named by the published ``S={0,2}, alpha=4`` text, if the sweep has it."""
+    match = PUBLISHED_CONFIG.search(config_text or "")
+    if not match:
+        return None
+    layers = study.layers_label(int(k) for k in match.group(1).split(","))
+    name = f"manifold_S{layers}_alpha{study.fmt(float(match.group(2)))}"
+    cells = analysis.stage("sweep", "manifold")
+    cells = cells[cells["name"] == name]
+    return None if cells.empty else cells.iloc[0]
+
+
+def published_best_cell(analysis: Analysis) -> pd.Series | None:
+    """Our manifold cell at the study's best configuration (``report.published.best_mixup_config``),
+    fixed in advance so it carries no selection bias, where it has finished runs; else our best cell."""
+    cell = published_cell(analysis, analysis.params["report"]["published"]["best_mixup_config"])
+    return cell if cell is not None and cell["n"] > 0 else best_mixing(analysis)
+
+
+def calibration_table(analysis: Analysis) -> Table | None:
+    """Test ECE and NLL before and after temperature scaling (one T per run, fitted on validation)."""
+    cells = calibration_cells(analysis)
+    if cells.empty or "ts_ece" not in analysis.done:
+        return None
+    rows, display = [], []
+    for _, cell in cells.iterrows():
+        runs = analysis.done[(analysis.done["stage"] == "sweep") & (analysis.done["name"] == cell["name"])]
+        row = {"name": cell["name"], "n": len(runs)}
+        for column in ("ece", "ts_ece", "nll", "ts_nll", "ts_temperature"):
+            row[f"{column}_mean"], row[f"{column}_low"], row[f"{column}_high"] = mean_interval(runs[column])
+        rows.append(row)
+        display.append({
+            "configuration": cell_label(cell),
+            "ECE": format_mean_interval(runs["ece"]),
+            "ECE after scaling": format_mean_interval(runs["ts_ece"]),
+            "NLL": format_mean_interval(runs["nll"]),
+            "NLL after scaling": format_mean_interval(runs["ts_nll"]),
+            "temperature": format_mean_interval(runs["ts_temperature"], 2),
+            "seeds": len(runs),
+        })
+    title = (f"Calibration before and after temperature scaling (test set; mean [{CONFIDENCE:.0%} t-interval] "
+             "over seeds; one temperature per run, fitted on the validation split)")
+    return Table("table5_calibration", title, pd.DataFrame(rows), pd.DataFrame(display))
+
+
+def best_epoch_table(analysis: Analysis) -> Table | None:
+    """Final epoch, best validation epoch, and (labelled optimistic) best test epoch, per configuration."""
+    done = analysis.done[analysis.done["stage"] == "sweep"]
+    if "bestval_acc" not in done or done["bestval_acc"].isna().all():
+        return None
+    rows, display = [], []
+    for name, runs in done.groupby("name", sort=False):
+        if runs["bestval_acc"].isna().all():
+            continue
+        optimistic = runs["besttest_acc"] if "besttest_acc" in runs else pd.Series(dtype=float)
+        row = {"name": name, "n": len(runs), "final_acc": runs["acc"].mean(), "bestval_acc": runs["bestval_acc"].mean(),
+               "bestval_epoch": runs["bestval_epoch"].mean(),
+               "besttest_acc": optimistic.mean() if optimistic.notna().any() else math.nan}
+        rows.append(row)
+        cell = analysis.configs[(analysis.configs["stage"] == "sweep") & (analysis.configs["name"] == name)].iloc[0]
+        display.append({
+            "configuration": cell_label(cell),
+            "final epoch (%)": f"{row['final_acc']:.2f}",
+            "best validation epoch (%)": f"{row['bestval_acc']:.2f}",
+            "its epoch (mean)": f"{row['bestval_epoch']:.0f}",
+            "best test epoch (%, optimistic)": "—" if math.isnan(row["besttest_acc"]) else f"{row['besttest_acc']:.2f}",
+            "seeds": len(runs),
+        })
+    title = ("Test accuracy of the final epoch, of the best validation epoch's weights, and the best test epoch "
+             "(the published practice's number: chosen on the test set, so optimistic)")
+    return Table("table6_best_epoch", title, pd.DataFrame(rows), pd.DataFrame(display))
+
+
 def study_tables(analysis: Analysis) -> list[Table]:
     differences = mixing_differences(analysis)
     tables = [tuning_table(analysis), baseline_table(analysis)]
     tables += [sweep_grid(analysis, metric) for metric in TABLE_METRICS]
     tables.append(differences_table(analysis, differences))
-    comparison = comparison_table(analysis, differences)
-    return tables + ([comparison] if comparison is not None else [])
+    optional = [comparison_table(analysis, differences), calibration_table(analysis), best_epoch_table(analysis)]
+    return tables + [table for table in optional if table is not None]
 
 
 # --- summary.json ---------------------------------------------------------------------------
@@ -654,7 +764,9 @@ def aggregate(params: dict, runs_root: str | Path, out_dir: str | Path, summary_
     """Write every table (CSV, Markdown, LaTeX), runs.csv, problems.csv and the flat summary.json."""
     out_dir = Path(out_dir)
     analysis = analyse(params, runs_root)
-    for table in study_tables(analysis):
+    from mixstudy.published import published_tables  # published builds on this module
+
+    for table in study_tables(analysis) + published_tables(analysis):
         write_table(table, out_dir)
     write_text(out_dir / "runs.csv", analysis.runs.to_csv(index=False))
     write_text(out_dir / "problems.csv", analysis.problems.to_csv(index=False))
