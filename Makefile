@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-CONFIG ?= config/small.yaml
+CONFIG ?= config/first.yaml
 # Training-job slots: one per GPU; on a machine without one, one single-thread job per core
 # (measured faster than one multi-thread job at a time, docs/performance.md).
 GPUS := $(shell nvidia-smi -L 2>/dev/null | grep -c GPU)
