@@ -20,8 +20,13 @@ $(BIN)/mixstudy: pyproject.toml
 
 install: $(BIN)/mixstudy
 
+# While the workflow runs, `mixstudy progress` prints every minute which stage runs, how many runs
+# are left and an estimate of the time left.
 study: install
-	PATH=$(abspath $(BIN)):$$PATH snakemake --cores all --resources gpu=$(SLOTS) --rerun-incomplete --configfile $(CONFIG)
+	export PATH=$(abspath $(BIN)):$$PATH; \
+	mixstudy progress --params $(CONFIG) --watch 60 & watcher=$$!; \
+	snakemake --cores all --resources gpu=$(SLOTS) --rerun-incomplete --configfile $(CONFIG); status=$$?; \
+	kill $$watcher 2>/dev/null; exit $$status
 
 smoke:
 	$(MAKE) study CONFIG=config/smoke.yaml

@@ -141,6 +141,16 @@ def cmd_runs(args) -> None:
         print(spec.run_id)
 
 
+def cmd_progress(args) -> None:
+    from mixstudy.progress import progress_lines, watch
+
+    params = _params(args)
+    if args.watch:
+        watch(params, args.runs_root, args.watch)
+    else:
+        print("\n".join(progress_lines(params, args.runs_root)))
+
+
 def cmd_aggregate(args) -> None:
     from mixstudy.tables import aggregate
 
@@ -223,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=["all", "tuning", "sweep"], default="all", help="which grid (default all)")
     p.add_argument("--packs", action="store_true", help="list the packs of compute.pack_size runs the workflow trains together")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("progress", help="runs finished, running and waiting per stage, and an estimate of the time left")
+    _add_params(p)
+    _add_runs_root(p)
+    p.add_argument("--watch", type=float, metavar="SECONDS", help="print again every SECONDS until every run has finished")
+    p.set_defaults(func=cmd_progress)
 
     p = sub.add_parser("aggregate", help="tables (CSV, Markdown, LaTeX), runs.csv, problems.csv and summary.json from the run folders")
     _add_params(p)

@@ -35,6 +35,7 @@ from mixstudy.fileio import atomic_path, write_json, write_text
 from mixstudy.metrics import accuracy, fgsm_perturb, fit_temperature, nll, summarise
 from mixstudy.mixing import Mixer
 from mixstudy.models import build_model, mixing_points
+from mixstudy.progress import PROGRESS_FILE
 from mixstudy.packing import check_packable, pack_modules, pack_optimizer_state, unpack_optimizer_state, unpack_state
 from mixstudy.provenance import provenance
 
@@ -506,6 +507,7 @@ def train_runs(
                 row["elapsed_s"] = round(prior_seconds + time.perf_counter() - started, 3)
                 member.history.append(row)
                 updates[labels[index]] = row
+                write_json(out_dirs[index] / PROGRESS_FILE, {"epoch": row["epoch"], "epochs": epochs, "elapsed_s": row["elapsed_s"]})
             reporter.update(updates)
             if checkpoint_every and pack.epoch % checkpoint_every == 0 and pack.epoch < epochs:
                 for index, (member, out_dir) in enumerate(zip(pack.members, out_dirs)):
@@ -566,6 +568,7 @@ def _finish_run(member: Trainer, data, normalise, out_dir: Path, extra: dict, pr
         record["wall_time_s"] = round(prior_seconds + time.perf_counter() - started, 3)
     elif on_diverge == "error":
         write_json(out_dir / "failure.json", record)
+        (out_dir / PROGRESS_FILE).unlink(missing_ok=True)
         return record
 
     write_text(out_dir / "history.tsv", history_tsv(member.history))
@@ -573,6 +576,7 @@ def _finish_run(member: Trainer, data, normalise, out_dir: Path, extra: dict, pr
         torch.save({"config": member.config, "model": member.model.state_dict()}, tmp)
     write_json(out_dir / "metrics.json", record)
     (out_dir / RESUME_FILE).unlink(missing_ok=True)
+    (out_dir / PROGRESS_FILE).unlink(missing_ok=True)
     (out_dir / "failure.json").unlink(missing_ok=True)
     if failure:
         log.error("%s: run FAILED: %s (recorded in metrics.json with status 'failed')", out_dir, failure)

@@ -1,0 +1,101 @@
+"""How far the study's runs are: per stage, runs finished, running and waiting, and the time left.
+
+A training run writes ``progress.json`` (epoch, epochs, seconds so far) into its folder after every
+epoch and removes it when it finishes, so this module reads small files only (no torch, no
+Snakemake). The estimate of the time left is the work left, in epochs, at the speed the running
+and finished runs of the same stage have shown, shared over the runs training at once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mixstudy import study
+
+PROGRESS_FILE = "progress.json"
+
+
+@dataclass
+class RunState:
+    spec: study.RunSpec
+    state: str  # finished | running | waiting
+    epoch: int
+    epochs: int
+    seconds: float  # training seconds so far (finished: the whole run)
+
+
+def _epochs(params: dict, spec: study.RunSpec) -> int:
+    return spec.overrides.get("train", {}).get("epochs", params["train"]["epochs"])
+
+
+def run_state(params: dict, spec: study.RunSpec, runs_root: str | Path) -> RunState:
+    folder = spec.folder(runs_root)
+    epochs = _epochs(params, spec)
+    metrics, progress = folder / "metrics.json", folder / PROGRESS_FILE
+    if metrics.is_file():
+        try:
+            record = json.loads(metrics.read_text())
+            return RunState(spec, "finished", epochs, epochs, float(record.get("wall_time_s") or 0))
+        except (json.JSONDecodeError, OSError, ValueError):
+            pass  # being written or damaged: not finished
+    if progress.is_file():
+        try:
+            now = json.loads(progress.read_text())
+            return RunState(spec, "running", int(now["epoch"]), int(now["epochs"]), float(now["elapsed_s"]))
+        except (json.JSONDecodeError, OSError, KeyError, ValueError):
+            pass
+    return RunState(spec, "waiting", 0, epochs, 0.0)
+
+
+def seconds_per_epoch(states: list[RunState]) -> float | None:
+    """The stage's observed speed: training seconds per epoch over its finished and running runs."""
+    epochs = sum(s.epoch for s in states if s.state != "waiting")
+    seconds = sum(s.seconds for s in states if s.state != "waiting")
+    return seconds / epochs if epochs and seconds else None
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+
+def progress_lines(params: dict, runs_root: str | Path) -> list[str]:
+    """One line per stage, then the estimate of the time left."""
+    specs = study.all_runs(params)
+    states = [run_state(params, spec, runs_root) for spec in specs]
+    lines, work_left_s, unknown = [], 0.0, False
+    for stage in dict.fromkeys(spec.stage for spec in specs):
+        in_stage = [s for s in states if s.spec.stage == stage]
+        counts = {kind: sum(s.state == kind for s in in_stage) for kind in ("finished", "running", "waiting")}
+        running = ", ".join(f"{s.spec.run_id} epoch {s.epoch}/{s.epochs}" for s in in_stage if s.state == "running")
+        lines.append(
+            f"{stage}: {counts['finished']} of {len(in_stage)} runs finished, {counts['running']} running"
+            + (f" ({running})" if running else "") + f", {counts['waiting']} waiting"
+        )
+        rate = seconds_per_epoch(in_stage)
+        epochs_left = sum(s.epochs - s.epoch for s in in_stage if s.state != "finished")
+        if epochs_left and rate is None:
+            unknown = True
+        elif epochs_left:
+            work_left_s += epochs_left * rate
+    slots = max(1, sum(s.state == "running" for s in states))
+    if unknown:
+        lines.append("time left: not known yet (no run of a remaining stage has trained an epoch)")
+    elif work_left_s:
+        lines.append(f"time left: about {_duration(work_left_s / slots)} of training ({slots} at once)")
+    else:
+        lines.append("every run has finished")
+    return lines
+
+
+def watch(params: dict, runs_root: str | Path, every_s: float, echo=print) -> None:
+    """Print the progress every ``every_s`` seconds until every run has finished (or interrupted)."""
+    while True:
+        lines = progress_lines(params, runs_root)
+        echo(f"[progress {time.strftime('%H:%M:%S')}] " + " | ".join(lines))
+        if lines[-1] == "every run has finished":
+            return
+        time.sleep(every_s)

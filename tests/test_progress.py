@@ -1,0 +1,78 @@
+"""Progress of the study's runs: stage counts, running epochs and the estimate of the time left."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mixstudy import study, training
+from mixstudy.cli import main
+from mixstudy.config import load_params
+from mixstudy.progress import PROGRESS_FILE, progress_lines
+
+from conftest import PARAMS_FILE, TINY_OVERRIDES, make_study_data
+
+GRIDS = TINY_OVERRIDES + [
+    "tuning.grid.scheduler=[step]", "tuning.grid.momentum=[0.9]", "tuning.grid.weight_decay=[0.001]",
+    "tuning.seeds=[0, 1]", "tuning.epochs=100", "train.epochs=400", "sweep.alphas=[4.0]",
+    "sweep.layer_sets=[[0, 2]]", "sweep.seeds=[0]", "sweep.cutmix_alphas=[]", "sweep.label_smoothing=[]",
+    "sweep.cutout_sizes=[]",
+]
+
+
+@pytest.fixture
+def params():
+    return load_params([PARAMS_FILE], GRIDS)
+
+
+def _finished(root, run_id, wall):
+    folder = root / run_id
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"status": "ok", "wall_time_s": wall}))
+
+
+def _running(root, run_id, epoch, epochs, elapsed):
+    folder = root / run_id
+    folder.mkdir(parents=True)
+    (folder / PROGRESS_FILE).write_text(json.dumps({"epoch": epoch, "epochs": epochs, "elapsed_s": elapsed}))
+
+
+def test_counts_and_time_left_from_the_observed_speed(tmp_path, params):
+    _finished(tmp_path, "tuning/step_mom0.9_wd0.001/seed0", 200.0)  # 100 epochs: 2 s per epoch
+    _running(tmp_path, "tuning/step_mom0.9_wd0.001/seed1", 50, 100, 100.0)
+    _running(tmp_path, "sweep/baseline/seed0", 100, 400, 300.0)  # 3 s per epoch
+    lines = progress_lines(params, tmp_path)
+    assert lines[0] == ("tuning: 1 of 2 runs finished, 1 running (tuning/step_mom0.9_wd0.001/seed1 epoch 50/100), "
+                        "0 waiting")
+    assert lines[1].startswith("sweep: 0 of 2 runs finished, 1 running (sweep/baseline/seed0 epoch 100/400)")
+    assert lines[1].endswith("1 waiting")
+    # left: tuning 50 epochs x 2 s = 100 s; sweep 300 + 400 epochs x 3 s = 2100 s; two run at once
+    assert lines[2] == "time left: about 18 min of training (2 at once)"
+
+
+def test_time_left_is_not_guessed_before_a_stage_has_trained(tmp_path, params):
+    lines = progress_lines(params, tmp_path)
+    assert lines[-1].startswith("time left: not known yet")
+
+
+def test_training_writes_progress_each_epoch_and_removes_it_at_the_end(tmp_path, tiny_config, tiny_data, monkeypatch):
+    seen = []
+    real_write = training.write_json
+
+    def spy(path, obj):
+        if path.name == PROGRESS_FILE:
+            seen.append(obj)
+        real_write(path, obj)
+
+    monkeypatch.setattr(training, "write_json", spy)
+    training.run_training(tiny_config(train={"epochs": 3}), tiny_data, tmp_path / "run", progress="lines")
+    assert [(p["epoch"], p["epochs"]) for p in seen] == [(1, 3), (2, 3), (3, 3)]
+    assert not (tmp_path / "run" / PROGRESS_FILE).exists()
+
+
+def test_progress_command_prints_every_stage(tmp_path, capsys):
+    assert main(["progress", "--params", str(PARAMS_FILE), *sum((["--set", o] for o in GRIDS), []),
+                 "--runs-root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "tuning: 0 of 2 runs finished" in out and "sweep: 0 of 2 runs finished" in out
