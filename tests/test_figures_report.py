@@ -158,7 +158,7 @@ def test_report_flags_departures_from_the_study_setting():
     from mixstudy.report import departures_from_study
 
     assert departures_from_study(load_params(["params.yaml"])) == []
-    small = load_params(["params.yaml", "config/small.yaml"])
+    small = load_params(["params.yaml", "config/smoke.yaml"])
     flagged = departures_from_study(small)
     assert any("train.epochs" in text and "400" in text for text in flagged)
     assert not any("train.lr" in text for text in flagged)
