@@ -18,6 +18,7 @@ import jsonschema
 import yaml
 
 from mixstudy.errors import ConfigError
+from mixstudy.networks import mixing_points
 
 SCHEMA_PATH = Path(str(resources.files("mixstudy") / "schemas" / "params.schema.yaml"))
 
@@ -151,8 +152,6 @@ def check_validation_settings(params: dict) -> None:
 
 def check_mixing_points(params: dict) -> None:
     """Every mixing point named in ``mixing.layers`` and ``sweep.layer_sets`` must exist in the network."""
-    from mixstudy.models import mixing_points  # models imports torch; keep config import light
-
     valid = mixing_points(params["model"]["name"])
     named = {("mixing.layers", tuple(params["mixing"].get("layers", [0])))}
     named |= {("sweep.layer_sets", tuple(s)) for s in params["sweep"]["layer_sets"]}

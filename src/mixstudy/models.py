@@ -13,7 +13,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from mixstudy.errors import ConfigError
+from mixstudy.networks import MIXING_POINTS, mixing_points  # noqa: F401  (re-exported)
 
 NUM_CLASSES = 10
 
@@ -131,16 +131,6 @@ def preactresnet18(base_width: int = 64) -> StagedNet:
         nn.BatchNorm2d(8 * w), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8 * w, NUM_CLASSES)
     )
     return StagedNet([stem_and_layer1, layer2, layer3_and_4], head)
-
-
-# Each network's mixing points, declared once (the input of each stage).
-MIXING_POINTS = {"convnet": (0, 1, 2), "preactresnet18": (0, 1, 2)}
-
-
-def mixing_points(name: str) -> tuple[int, ...]:
-    if name not in MIXING_POINTS:
-        raise ConfigError(f"model.name: unknown network {name!r}; choose one of: {', '.join(MIXING_POINTS)}")
-    return MIXING_POINTS[name]
 
 
 def build_model(model_params: dict) -> StagedNet:

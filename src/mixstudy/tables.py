@@ -27,7 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from mixstudy import study
-from mixstudy.fileio import write_json, write_text
+from mixstudy.fileio import RESUME_FILE, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,6 @@ def missing_reason(folder: Path) -> str:
         except (json.JSONDecodeError, OSError):
             error = "(unreadable)"
         return f"no metrics.json; failure.json: {error}"
-    from mixstudy.training import RESUME_FILE  # imports torch; only needed for this message
-
     if (folder / RESUME_FILE).is_file():
         return f"no metrics.json; {RESUME_FILE} present (running or interrupted)"
     if folder.is_dir():

@@ -31,7 +31,7 @@ from mixstudy import engine
 from mixstudy.config import config_hash
 from mixstudy.data import StudyData
 from mixstudy.errors import ConfigError, DivergedError
-from mixstudy.fileio import atomic_path, write_json, write_text
+from mixstudy.fileio import RESUME_FILE, atomic_path, write_json, write_text
 from mixstudy.metrics import accuracy, fgsm_perturb, fit_temperature, nll, summarise
 from mixstudy.mixing import Mixer
 from mixstudy.models import build_model, mixing_points
@@ -41,7 +41,6 @@ from mixstudy.provenance import provenance
 log = logging.getLogger(__name__)
 
 SCHEDULERS = ("step", "cosine", "warm_restarts")
-RESUME_FILE = "resume.pt"
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, sched: dict):
