@@ -24,7 +24,7 @@ MIXINGS = {
 
 
 def _train(config, data, out, **kwargs) -> dict:
-    return training.run_training(config, data, out, progress="lines", **kwargs)
+    return training.train_runs([config], data, [out], progress="lines", **kwargs)[0]
 
 
 def _history(out: Path, drop=("elapsed_s",)) -> list[dict]:

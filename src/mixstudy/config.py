@@ -153,7 +153,7 @@ def check_validation_settings(params: dict) -> None:
 def check_mixing_points(params: dict) -> None:
     """Every mixing point named in ``mixing.layers`` and ``sweep.layer_sets`` must exist in the network."""
     valid = mixing_points(params["model"]["name"])
-    named = {("mixing.layers", tuple(params["mixing"].get("layers", [0])))}
+    named = {("mixing.layers", tuple(params["mixing"]["layers"]))}
     named |= {("sweep.layer_sets", tuple(s)) for s in params["sweep"]["layer_sets"]}
     for key, layer_set in sorted(named):
         bad = sorted(set(layer_set) - set(valid))

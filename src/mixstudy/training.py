@@ -426,25 +426,12 @@ def try_resume(trainer: Trainer, out_dir: Path) -> bool:
     return True
 
 
-def run_training(
-    config: dict,
-    data: StudyData,
-    out_dir: str | Path,
-    progress: str = "auto",
-    on_diverge: str = "error",
-    data_provenance: dict | None = None,
-) -> dict:
-    """Train one configuration and write its run folder; return the metrics record."""
-    return train_runs([config], data, [out_dir], progress, on_diverge, data_provenance)[0]
-
-
 def train_runs(
     configs: list[dict],
     data: StudyData,
     out_dirs: list[str | Path],
     progress: str = "auto",
     on_diverge: str = "error",
-    data_provenance: dict | None = None,
 ) -> list[dict]:
     """Train several configurations as one pack (one alone is a plain run); write each run folder.
 
@@ -465,7 +452,7 @@ def train_runs(
     torch.set_num_threads(compute["threads"])
     device = engine.resolve_device(compute["device"])
     started = time.perf_counter()
-    origin = provenance(device, data.subset_sha256, data_provenance or data.data_manifest)  # the code that starts the run
+    origin = provenance(device, data.subset_sha256, data.data_manifest)  # the code that starts the run
 
     x_train = engine.to_float(engine.to_device_images(data.x_train, device), compute["channels_last"])
     y_train = torch.from_numpy(data.y_train).to(device)
