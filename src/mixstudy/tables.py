@@ -28,6 +28,7 @@ from scipy import stats
 
 from mixstudy import study
 from mixstudy.fileio import RESUME_FILE, write_json, write_text
+from mixstudy.selection import rank_configurations
 
 log = logging.getLogger(__name__)
 
@@ -305,9 +306,16 @@ def best_mixing(analysis: Analysis, method: str = "manifold") -> pd.Series | Non
 
 
 def best_tuning(analysis: Analysis) -> pd.Series | None:
+    """The configuration ``mixstudy select`` chooses for the sweep (:data:`selection.SELECTION_RULE`)."""
+    runs = analysis.runs
+    tuning = runs[runs["stage"] == "tuning"] if not runs.empty else runs
+    if tuning.empty:
+        return None
+    ranking, _ = rank_configurations(tuning)
+    if ranking.iloc[0]["finished_seeds"] == 0:
+        return None
     cells = analysis.stage("tuning")
-    cells = cells[cells["n"] > 0]
-    return None if cells.empty else cells.loc[cells["acc_mean"].idxmax()]
+    return cells[cells["name"] == ranking.iloc[0]["name"]].iloc[0]
 
 
 def cell_label(cell) -> str:

@@ -1,0 +1,144 @@
+"""The tuning selection on fabricated tuning folders with a known best: one rule for the sweep
+(``mixstudy select``), the tables, summary.json and the report."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from mixstudy import study
+from mixstudy.errors import MixstudyError
+from mixstudy.selection import SELECTION_RULE, select_best
+from mixstudy.tables import analyse, best_tuning, summary_metrics, mixing_differences
+
+from test_aggregate import small_params
+
+GRID = [
+    "tuning.grid.scheduler=[step, cosine, warm_restarts]",
+    "tuning.grid.momentum=[0.9, 0.95]",
+    "tuning.grid.weight_decay=[0.001]",
+    "tuning.seeds=[0, 1]",
+]
+# (test accuracy, validation accuracy) per configuration and seed. By validation the best is
+# cosine/0.95 (mean 0.55); by test it would be step/0.9 (mean 0.60); the worst is warm_restarts/0.95.
+SCORES = {
+    "step_mom0.9_wd0.001": [(0.60, 0.40), (0.60, 0.42)],
+    "step_mom0.95_wd0.001": [(0.45, 0.50), (0.47, 0.52)],
+    "cosine_mom0.9_wd0.001": [(0.44, 0.52), (0.46, 0.54)],
+    "cosine_mom0.95_wd0.001": [(0.50, 0.56), (0.52, 0.54)],
+    "warm_restarts_mom0.9_wd0.001": [(0.48, 0.49), (0.48, 0.51)],
+    "warm_restarts_mom0.95_wd0.001": [(0.30, 0.20), (0.31, 0.21)],
+}
+BEST_BY_VAL = ("cosine", 0.95, 0.001)
+BEST_BY_TEST = ("step", 0.9, 0.001)
+
+
+@pytest.fixture
+def params():
+    return small_params(*GRID)
+
+
+def write_tuning_run(root: Path, params: dict, spec: study.RunSpec, test_acc: float, val_acc: float | None,
+                     status: str = "ok", stale: bool = False) -> None:
+    config = study.spec_config(params, spec, None)
+    if stale:  # a folder left from an earlier params.yaml: another tuning budget
+        config["train"]["epochs"] += 1
+    metrics = {"test": {"acc": test_acc, "nll": 1.0, "ece": 0.1, "brier": 0.5}}
+    if val_acc is not None:
+        metrics["val"] = {"acc": val_acc, "nll": 1.0, "ece": 0.1, "brier": 0.5}
+    record = {"status": status, "error": None if status == "ok" else "loss became nan", "config": config,
+              "metrics": metrics if status == "ok" else None, "wall_time_s": 1.0, "epochs_completed": 1}
+    folder = spec.folder(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(record))
+
+
+def write_tuning(root: Path, params: dict, with_val: bool = True, **special) -> None:
+    """Every tuning run of SCORES; ``special`` maps a run id to extra arguments (stale, status)."""
+    for spec in study.tuning_runs(params):
+        test_acc, val_acc = SCORES[spec.name][spec.seed]
+        write_tuning_run(root, params, spec, test_acc, val_acc if with_val else None, **special.get(spec.run_id, {}))
+
+
+def chosen(selection: dict) -> tuple:
+    return selection["scheduler"], selection["momentum"], selection["weight_decay"]
+
+
+def tables_choice(params: dict, root: Path) -> tuple:
+    best = best_tuning(analyse(params, root))
+    return best["scheduler"], best["momentum"], best["weight_decay"]
+
+
+def test_selection_picks_the_best_validation_mean(tmp_path, params):
+    write_tuning(tmp_path, params)
+    selection = select_best(study.tuning_runs(params), tmp_path)
+    assert chosen(selection) == BEST_BY_VAL
+    assert selection["mean_acc"] == pytest.approx(0.55)
+    assert selection["selected_by"] == "mean val accuracy over seeds"
+    means = [row["mean_acc"] for row in selection["ranking"]]
+    assert means == sorted(means, reverse=True) and means[-1] == pytest.approx(0.205)  # the worst ranks last
+    assert tables_choice(params, tmp_path) == BEST_BY_VAL
+
+
+def test_without_validation_the_test_mean_decides(tmp_path, params):
+    write_tuning(tmp_path, params, with_val=False)
+    selection = select_best(study.tuning_runs(params), tmp_path)
+    assert chosen(selection) == BEST_BY_TEST
+    assert selection["selected_by"] == "mean test accuracy over seeds"
+    assert tables_choice(params, tmp_path) == BEST_BY_TEST
+
+
+def test_stale_runs_are_left_out(tmp_path, params):
+    """A stale configuration with the best scores is skipped; a stale seed leaves its configuration's mean."""
+    stale = {
+        "tuning/warm_restarts_mom0.95_wd0.001/seed0": {"stale": True},
+        "tuning/warm_restarts_mom0.95_wd0.001/seed1": {"stale": True},
+        "tuning/step_mom0.95_wd0.001/seed1": {"stale": True},
+    }
+    write_tuning(tmp_path, params, **stale)
+    for run_id in ("tuning/warm_restarts_mom0.95_wd0.001/seed0", "tuning/warm_restarts_mom0.95_wd0.001/seed1"):
+        write_tuning_run(tmp_path, params, study.find_run(params, run_id), 0.99, 0.99, stale=True)  # best, if counted
+    selection = select_best(study.tuning_runs(params), tmp_path)
+    assert chosen(selection) == BEST_BY_VAL
+    ranking = {row["name"]: row for row in selection["ranking"]}
+    assert ranking["warm_restarts_mom0.95_wd0.001"]["finished_seeds"] == 0
+    assert math.isnan(ranking["warm_restarts_mom0.95_wd0.001"]["mean_acc"])
+    assert ranking["step_mom0.95_wd0.001"]["mean_acc"] == pytest.approx(0.50)  # seed 1 (0.52) left out
+    assert ranking["step_mom0.95_wd0.001"]["stale_seeds"] == 1
+    assert tables_choice(params, tmp_path) == BEST_BY_VAL
+
+
+def test_failed_runs_are_left_out(tmp_path, params):
+    failed = {f"tuning/cosine_mom0.95_wd0.001/seed{seed}": {"status": "failed"} for seed in (0, 1)}
+    write_tuning(tmp_path, params, **failed)
+    selection = select_best(study.tuning_runs(params), tmp_path)
+    assert chosen(selection) == ("cosine", 0.9, 0.001)  # the next best by validation (0.53)
+    assert tables_choice(params, tmp_path) == ("cosine", 0.9, 0.001)
+
+
+def test_summary_names_the_selected_configuration(tmp_path, params):
+    write_tuning(tmp_path, params)
+    analysis = analyse(params, tmp_path)
+    summary = summary_metrics(analysis, mixing_differences(analysis))
+    assert summary["tuning.best.acc_mean"] == pytest.approx(51.0)  # cosine/0.95's test mean, in percent
+
+
+def test_a_missing_tuning_run_stops_the_selection(tmp_path, params):
+    write_tuning(tmp_path, params)
+    (study.tuning_runs(params)[0].folder(tmp_path) / "metrics.json").unlink()
+    with pytest.raises(MixstudyError, match="1 tuning run"):
+        select_best(study.tuning_runs(params), tmp_path)
+
+
+def test_every_run_failed_or_stale_is_an_error(tmp_path, params):
+    write_tuning(tmp_path, params, **{spec.run_id: {"stale": True} for spec in study.tuning_runs(params)})
+    with pytest.raises(MixstudyError, match="failed or is stale"):
+        select_best(study.tuning_runs(params), tmp_path)
+    assert best_tuning(analyse(params, tmp_path)) is None
+
+
+def test_the_rule_is_stated_once_in_words():
+    assert "validation" in SELECTION_RULE and "stale" in SELECTION_RULE and "else on the test set" in SELECTION_RULE
