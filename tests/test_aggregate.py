@@ -40,6 +40,8 @@ ACCURACY = {
     "manifold_S0-2_alpha1": [0.55, 0.56, 0.60],
     "manifold_S0-2_alpha4": [0.60, 0.62, 0.61],
     "cutmix_alpha1": [0.54, 0.57, 0.55],
+    "label_smoothing_eps0.1": [0.51, 0.53, 0.54],
+    "cutout_16": [0.52, 0.55, 0.53],
 }
 
 
@@ -134,7 +136,7 @@ def complete_root(tmp_path, params):
 
 def test_collect_runs_lists_every_expected_run(complete_root, params):
     runs, problems = collect_runs(params, complete_root)
-    assert len(runs) == len(study.all_runs(params)) == 2 * 3 + 6 * 3
+    assert len(runs) == len(study.all_runs(params)) == 2 * 3 + 8 * 3  # sweep: baseline, 4 manifold, CutMix, LS, Cutout
     assert problems.empty
     row = runs.set_index("run_id").loc["sweep/manifold_S0-2_alpha4/seed1"]
     assert (row["method"], row["alpha"], row["layers"], row["status"]) == ("manifold", 4.0, "0-2", "ok")
@@ -166,9 +168,9 @@ def test_summary_keys_and_values(complete_root, params, tmp_path):
     aggregate(params, complete_root, tmp_path / "tables", summary_path)
     summary = strict_json(summary_path)
     assert all(isinstance(value, (int, float)) for value in summary.values())
-    assert summary["runs.expected"] == summary["runs.finished"] == 24
+    assert summary["runs.expected"] == summary["runs.finished"] == 30
     assert summary["runs.failed"] == summary["runs.missing"] == summary["runs.mismatched"] == 0
-    assert summary["compute.total_hours"] == pytest.approx(24 * 360 / 3600)
+    assert summary["compute.total_hours"] == pytest.approx(30 * 360 / 3600)
     assert summary["baseline.acc_mean"] == pytest.approx(statistics.mean(percent(ACCURACY["baseline"])), abs=1e-6)
     assert summary["baseline.acc_std"] == pytest.approx(statistics.stdev(percent(ACCURACY["baseline"])), abs=1e-6)
     assert summary["baseline.n"] == 3
@@ -220,7 +222,7 @@ def test_failed_run_is_listed_and_excluded(tmp_path, params):
     assert problems.loc["sweep/baseline/seed2", "problem"] == "failed"
     assert "nan" in problems.loc["sweep/baseline/seed2", "reason"]
     summary = strict_json(summary_path)
-    assert summary["runs.failed"] == 1 and summary["runs.finished"] == 23
+    assert summary["runs.failed"] == 1 and summary["runs.finished"] == 29
     assert summary["baseline.n"] == 2
     assert summary["baseline.acc_mean"] == pytest.approx(51.0, abs=1e-6)  # seeds 0 and 1 only
     problems_csv = (tmp_path / "tables" / "problems.csv").read_text()
@@ -255,10 +257,10 @@ def test_aggregate_writes_every_table_format(complete_root, params, tmp_path):
     out = tmp_path / "tables"
     aggregate(params, complete_root, out, tmp_path / "summary.json")
     for stem in ("table1_tuning", "table2_baseline", "table3_acc", "table3_nll", "table3_ece", "table3_delta_acc",
-                 "table4_cutmix"):
+                 "table4_comparison"):
         for suffix in ("csv", "md", "tex"):
             assert (out / f"{stem}.{suffix}").stat().st_size > 0, f"{stem}.{suffix}"
-    assert len((out / "runs.csv").read_text().splitlines()) == 25
+    assert len((out / "runs.csv").read_text().splitlines()) == 31
     tuning = (out / "table1_tuning.md").read_text()
     assert "47.00 ± 2.00" in tuning and "3/3" in tuning
     latex = (out / "table3_acc.tex").read_text()
@@ -268,7 +270,7 @@ def test_aggregate_writes_every_table_format(complete_root, params, tmp_path):
 def test_no_runs_at_all_still_aggregates(tmp_path, params):
     analysis = aggregate(params, tmp_path / "nothing", tmp_path / "tables", tmp_path / "summary.json")
     summary = strict_json(tmp_path / "summary.json")
-    assert summary["runs.missing"] == summary["runs.expected"] == 24
+    assert summary["runs.missing"] == summary["runs.expected"] == 30
     assert "baseline.acc_mean" not in summary and summary["baseline.n"] == 0
     assert set(analysis.problems["reason"]) == {"no run folder"}
     assert "—" in (tmp_path / "tables" / "table3_acc.md").read_text()

@@ -120,7 +120,7 @@ def test_report_sets_ours_beside_the_published_numbers(tmp_path, study_dir, para
     assert "Final baseline: ours, 52.33 %, is 3.74 percentage points lower than the published 56.07 %." in text
     assert "Best tuning configuration (Table 1): ours, 47.00 %, is 5.59 percentage points lower" in text
     assert "Mixup at the published best (S={0,2}, α=4)" in text
-    assert "24 runs are in the grids: 22 finished, 1 failed, 1 missing" in text
+    assert "30 runs are in the grids: 28 finished, 1 failed, 1 missing" in text
     assert "cosine, momentum 0.9, weight decay 0.001" in text
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert not link.startswith("/") and (results / link).is_file(), link
@@ -147,7 +147,7 @@ def test_cli_commands_write_their_outputs(tmp_path, runs_root, capsys):
     assert cli.main(["report", *common, "--runs-root", str(runs_root), "--out", str(results / "report.md"),
                      "--figures-dir", str(results / "figures"), "--selection", str(tmp_path / "none.yaml")]) == 0
     printed = capsys.readouterr().out
-    assert "22 of 24 runs finished, 1 failed, 1 missing" in printed
+    assert "28 of 30 runs finished, 1 failed, 1 missing" in printed
     assert "skipped fig1_mixing_examples" in printed
     assert (tmp_path / "metrics" / "summary.json").is_file() and (results / "tables" / "table3_acc.tex").is_file()
     assert (results / "report.html").is_file() and (results / "figures" / "acc_vs_alpha.png").is_file()

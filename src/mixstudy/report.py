@@ -234,8 +234,8 @@ def results_sections(analysis: Analysis, figures_dir: Path, report_dir: Path, se
         table_markdown(tables["table3_nll"]), table_markdown(tables["table3_ece"]),
         "## Differences to the baseline\n", table_markdown(tables["table3_delta_acc"]), figure("sweep_delta_heatmap"),
     ]
-    if "table4_cutmix" in tables:
-        parts += ["## CutMix\n", table_markdown(tables["table4_cutmix"])]
+    if "table4_comparison" in tables:
+        parts += ["## CutMix, label smoothing and Cutout\n", table_markdown(tables["table4_comparison"])]
     parts += [
         "## Training and calibration: baseline vs best mixup\n", figure("training_curves"), figure("reliability"),
         "## Figure 1\n", figure("fig1_mixing_examples"),
