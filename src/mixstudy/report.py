@@ -19,6 +19,7 @@ import yaml
 
 from mixstudy import study
 from mixstudy.fileio import write_text
+from mixstudy.selection import SELECTION_RULE
 from mixstudy.tables import (
     CONFIDENCE, Analysis, analyse, best_mixing, best_tuning, cell_label, format_interval, format_p, format_signed,
     mixing_differences, study_tables,
@@ -202,12 +203,22 @@ def table_markdown(table) -> str:
     return f"**{table.title}**\n\n{table.markdown()}"
 
 
-def selection_text(selection: dict | None) -> str:
+def selection_text(analysis: Analysis, selection: dict | None) -> str:
+    """The selection rule, stated once, and the choice the sweep trained with (flagged when the
+    finished tuning runs now rank another configuration first)."""
+    rule = f"The best tuning configuration, here and for the sweep, is {SELECTION_RULE}.\n\n"
     if selection is None:
-        return "No tuning selection file was found; the sweep's scheduler, momentum and weight decay are not shown.\n"
+        return rule + "No tuning selection file was found; the sweep's scheduler, momentum and weight decay are not shown.\n"
     chosen = f"{selection['scheduler']}, momentum {selection['momentum']}, weight decay {selection['weight_decay']}"
     how = f" ({selection['selected_by']}: {100 * selection['mean_acc']:.2f} %)" if "mean_acc" in selection else ""
-    return f"The sweep trains with the tuning's choice: {chosen}{how}.\n"
+    text = rule + f"The sweep trains with the tuning's choice: {chosen}{how}.\n"
+    best = best_tuning(analysis)
+    if best is not None and (best["scheduler"], best["momentum"], best["weight_decay"]) != (
+        selection["scheduler"], selection["momentum"], selection["weight_decay"]
+    ):
+        text += (f"\n**The finished tuning runs now rank {best['name']} first**, not the choice above: "
+                 "run `mixstudy select` again and retrain the sweep.\n")
+    return text
 
 
 STATISTICS_NOTE = (
@@ -227,7 +238,7 @@ def results_sections(analysis: Analysis, figures_dir: Path, report_dir: Path, se
 
     parts = [
         "## Baseline tuning (Table 1)\n", table_markdown(tables["table1_tuning"]), figure("tuning_bars"),
-        selection_text(selection),
+        selection_text(analysis, selection),
         "## Final baseline\n", table_markdown(tables["table2_baseline"]),
         "## Manifold mixup sweep (Table 3)\n", STATISTICS_NOTE, table_markdown(tables["table3_acc"]),
         figure("sweep_acc_heatmap"), figure("acc_vs_alpha"), figure("acc_vs_alpha_panels"),
