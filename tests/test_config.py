@@ -243,3 +243,18 @@ def test_params_file_without_a_key_and_no_params_yaml_is_refused_naming_it(base,
         cfg.load_params(cfg.layered_on_defaults([partial], defaults=tmp_path / "params.yaml"))
     parent, _, leaf = key.rpartition(".")
     assert f"{parent}: '{leaf}' is a required property" in str(info.value)
+
+
+@pytest.mark.parametrize("written, stored", [("on", "on"), ("off", "off"), ('"on"', "on"), ("'off'", "off"), ("auto", "auto")])
+def test_amp_takes_the_word_a_user_writes(written, stored, tmp_path):
+    """YAML 1.1 reads a bare on/off as a boolean; amp keeps the word, in an override and in a file."""
+    assert cfg.load_params([PARAMS_FILE], [f"compute.amp={written}"])["compute"]["amp"] == stored
+    override = tmp_path / "amp.yaml"
+    override.write_text(f"compute:\n  amp: {written}\n")
+    assert cfg.load_params([PARAMS_FILE, override])["compute"]["amp"] == stored
+
+
+def test_amp_refuses_other_words_naming_the_spellings():
+    with pytest.raises(ConfigError) as info:
+        cfg.load_params([PARAMS_FILE], ["compute.amp=bf16"])
+    assert "compute.amp" in str(info.value) and "auto, on, off" in str(info.value)

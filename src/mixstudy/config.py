@@ -90,7 +90,22 @@ def load_params(files: Iterable[str | Path], overrides: Iterable[str] = ()) -> d
         params = deep_merge(params, read_yaml(path))
     for assignment in overrides:
         params = apply_override(params, assignment)
+    params = as_written(params)
     validate_params(params)
+    return params
+
+
+# Settings whose words YAML 1.1 reads as booleans (on/off, yes/no): the boolean goes back to the word.
+WORDS_FOR_BOOLEANS = {("compute", "amp"): {True: "on", False: "off"}}
+
+
+def as_written(params: dict) -> dict:
+    """``amp: on`` (or ``--set compute.amp=on``) means the word a user wrote, not YAML's boolean."""
+    params = copy.deepcopy(params)
+    for (section, key), words in WORDS_FOR_BOOLEANS.items():
+        value = params.get(section, {}).get(key) if isinstance(params.get(section), dict) else None
+        if isinstance(value, bool):
+            params[section][key] = words[value]
     return params
 
 

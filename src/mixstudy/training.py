@@ -231,9 +231,9 @@ class Pack:
 
 
 def autocast_context(device: torch.device, amp: str):
-    """bf16 autocast on CUDA when asked for (``auto`` or ``on``); CPU runs in float32."""
-    if device.type == "cuda" and amp in ("auto", "on"):
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    """bf16 autocast where asked for: ``on`` on any device, ``auto`` on CUDA only; otherwise float32."""
+    if amp == "on" or (amp == "auto" and device.type == "cuda"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 
