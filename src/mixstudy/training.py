@@ -98,7 +98,7 @@ class Seeds:
 class Trainer:
     """One run's state (its own network, optimizer and random streams), checkpointed as one object.
 
-    While a pack trains, the pack holds the live weights; :meth:`Pack.sync` copies a member's
+    While a pack trains, the pack holds the live weights; :meth:`PackedTrainer.sync` copies a member's
     share back here before it is checkpointed or evaluated.
     """
 
@@ -196,7 +196,7 @@ def _dropout_generator(device: torch.device, init_seed: int) -> torch.Generator:
 
 
 @dataclass
-class Pack:
+class PackedTrainer:
     """K runs trained as one packed network (see mixstudy.packing); K = 1 is a plain run."""
 
     members: list[Trainer]
@@ -206,7 +206,7 @@ class Pack:
     epoch: int
 
     @classmethod
-    def of(cls, members: list[Trainer]) -> "Pack":
+    def of(cls, members: list[Trainer]) -> "PackedTrainer":
         first = members[0]
         model = pack_modules([m.model for m in members], [m.dropout_gen for m in members]).to(first.device)
         if first.config["compute"]["channels_last"]:
@@ -251,7 +251,7 @@ def _member_mixes(members: list[Trainer], draws: list) -> dict:
     return {point: mix_at(point) for point in {d.point for d in draws if d is not None}}
 
 
-def train_epoch(pack: Pack, forward, x_train: torch.Tensor, y_train: torch.Tensor, normalise) -> list[dict]:
+def train_epoch(pack: PackedTrainer, forward, x_train: torch.Tensor, y_train: torch.Tensor, normalise) -> list[dict]:
     """One pass over the subset for every member; sums stay on the device (one sync per epoch).
 
     Each member draws its batch order, augmentation and mixing from its own streams, exactly as
@@ -458,7 +458,7 @@ def train_runs(
     y_train = torch.from_numpy(data.y_train).to(device)
     normalise = engine.Normalise().to(device)
 
-    pack = Pack.of(_resumed_or_new_members(configs, out_dirs, device))
+    pack = PackedTrainer.of(_resumed_or_new_members(configs, out_dirs, device))
     prior_seconds = pack.members[0].history[-1]["elapsed_s"] if pack.members[0].history else 0.0
     forward = torch.compile(pack.model) if compute["compile"] else pack.model
     labels = [out_dir.name if len(out_dirs) == 1 else str(out_dir) for out_dir in out_dirs]
@@ -581,7 +581,7 @@ def check_validation_split(config: dict, data: StudyData) -> None:
         )
 
 
-def _evaluate_during_training(pack: Pack, index: int, row: dict, data: StudyData, normalise, device, final: bool) -> None:
+def _evaluate_during_training(pack: PackedTrainer, index: int, row: dict, data: StudyData, normalise, device, final: bool) -> None:
     """Add this epoch's optional columns to ``row``: test accuracy every ``evaluation.every``
     epochs; validation accuracy and NLL every ``evaluation.val_every`` epochs and at the last,
     where the member also keeps the weights of its best validation epoch."""
