@@ -87,24 +87,24 @@ def mean_of(cell: pd.Series | None) -> float | None:
 
 def comparison_rows(analysis: Analysis) -> list[tuple[str, float | None, pd.Series | None, str]]:
     """(what, published, our cell, how we name our cell) for each published number."""
-    published = analysis.params.get("report", {}).get("published", {})
+    published = analysis.params["report"]["published"]
     tuning, best = best_tuning(analysis), best_mixing(analysis)
-    at_published = published_cell(analysis, published.get("best_mixup_config"))
+    at_published = published_cell(analysis, published["best_mixup_config"])
     rows = [
-        ("Best tuning configuration (Table 1)", published.get("tuning_best"), tuning,
+        ("Best tuning configuration (Table 1)", published["tuning_best"], tuning,
          tuning["name"] if tuning is not None else "—"),
-        ("Final baseline", published.get("baseline"), analysis.baseline(), "sweep/baseline"),
-        ("Best manifold mixup", published.get("best_mixup"), best, cell_label(best) if best is not None else "—"),
+        ("Final baseline", published["baseline"], analysis.baseline(), "sweep/baseline"),
+        ("Best manifold mixup", published["best_mixup"], best, cell_label(best) if best is not None else "—"),
     ]
     if at_published is not None:
-        rows.append((f"Mixup at the published best ({cell_label(at_published)})", published.get("best_mixup"),
+        rows.append((f"Mixup at the published best ({cell_label(at_published)})", published["best_mixup"],
                      at_published, cell_label(at_published)))
     return rows
 
 
 def departures_from_study(params: dict) -> list[str]:
     """Settings of this configuration that differ from the study's (``report.published.setting``)."""
-    setting = params.get("report", {}).get("published", {}).get("setting", {})
+    setting = params["report"]["published"]["setting"]
     departures = []
     for dotted, published in setting.items():
         value = params
@@ -138,8 +138,8 @@ def comparison_section(analysis: Analysis, differences: pd.DataFrame) -> str:
     })
     words = [compare_in_words(what, mean_of(cell), published) for what, published, cell, _ in rows]
     words.append(gain_in_words(analysis, differences))
-    published = analysis.params.get("report", {}).get("published", {})
-    config = published.get("best_mixup_config")
+    published = analysis.params["report"]["published"]
+    config = published["best_mixup_config"]
     intro = f"The study reports its best mixup at {config}. " if config else ""
     return (
         "## Our numbers beside the published ones\n\n"
@@ -151,10 +151,10 @@ def comparison_section(analysis: Analysis, differences: pd.DataFrame) -> str:
 
 
 def gain_in_words(analysis: Analysis, differences: pd.DataFrame) -> str:
-    published = analysis.params.get("report", {}).get("published", {})
+    published = analysis.params["report"]["published"]
     best = best_mixing(analysis)
     claimed = ""
-    if published.get("best_mixup") is not None and published.get("baseline") is not None:
+    if published["best_mixup"] is not None and published["baseline"] is not None:
         gain = format_signed(published["best_mixup"] - published["baseline"])
         claimed = f"The published gain of mixup over the baseline is {gain} points. "
     if best is None or analysis.baseline()["n"] == 0:
