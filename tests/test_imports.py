@@ -1,5 +1,5 @@
 """Aggregation, selection, figures and the report never import torch (a second of start-up,
-not ten, and a tenth of the memory: docs/performance.md)."""
+not six, and a sixth of the memory: docs/testing.md)."""
 
 from __future__ import annotations
 
