@@ -170,3 +170,14 @@ def test_fgsm_accuracy_of_a_linear_model_is_what_the_attack_computes(epsilon):
     assert metrics.accuracy(model(images), labels) == pytest.approx(6 / 7)
     accuracy = fgsm_accuracy(model, images, labels, nn.Identity(), epsilon, batch_size=3)
     assert accuracy == pytest.approx(FGSM_EXPECTED[epsilon])
+
+
+def test_fgsm_leaves_pixels_the_loss_does_not_depend_on():
+    """A zero gradient has sign 0: those pixels do not move (the step is epsilon times the sign)."""
+    model = _hand_checkable_linear_model()
+    with torch.no_grad():
+        model[1].weight[:, 4:] = 0.0  # the model reads the first channel only (pixels 0-3)
+    images = torch.full((2, 3, 2, 2), 0.3, dtype=torch.float64)
+    adversarial = metrics.fgsm_perturb(model, images, torch.tensor([0, 0]), 0.1, nn.Identity())
+    assert torch.equal(adversarial[:, 1:], images[:, 1:])
+    assert torch.allclose(adversarial[:, 0], torch.full_like(images[:, 0], 0.4))

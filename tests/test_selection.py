@@ -126,18 +126,45 @@ def test_summary_names_the_selected_configuration(tmp_path, params):
     assert summary["tuning.best.acc_mean"] == pytest.approx(51.0)  # cosine/0.95's test mean, in percent
 
 
-def test_a_missing_tuning_run_stops_the_selection(tmp_path, params):
+def test_missing_tuning_runs_stop_the_selection_naming_three(tmp_path, params):
     write_tuning(tmp_path, params)
-    (study.tuning_runs(params)[0].folder(tmp_path) / "metrics.json").unlink()
-    with pytest.raises(MixstudyError, match="1 tuning run"):
-        select_best(study.tuning_runs(params), tmp_path)
+    specs = study.tuning_runs(params)
+    for spec in specs[:4]:
+        (spec.folder(tmp_path) / "metrics.json").unlink()
+    with pytest.raises(MixstudyError, match="^4 tuning run") as info:
+        select_best(specs, tmp_path)
+    assert all(spec.run_id in str(info.value) for spec in specs[:3]) and specs[3].run_id not in str(info.value)
 
 
 def test_every_run_failed_or_stale_is_an_error(tmp_path, params):
     write_tuning(tmp_path, params, **{spec.run_id: {"stale": True} for spec in study.tuning_runs(params)})
-    with pytest.raises(MixstudyError, match="failed or is stale"):
+    with pytest.raises(MixstudyError, match="^every tuning run failed or is stale; there is no configuration to select$"):
         select_best(study.tuning_runs(params), tmp_path)
     assert best_tuning(analyse(params, tmp_path)) is None
+
+
+def test_stale_runs_are_named_in_the_log(tmp_path, params, caplog):
+    stale = "tuning/step_mom0.95_wd0.001/seed1"
+    write_tuning(tmp_path, params, **{stale: {"stale": True}})
+    select_best(study.tuning_runs(params), tmp_path)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"{stale} is stale and left out of the selection: train.epochs is 101")
+
+
+def test_the_selection_file_is_plain_yaml_read_back_unchanged(tmp_path, params):
+    import yaml
+
+    from mixstudy.selection import write_selection
+
+    write_tuning(tmp_path, params)
+    selection = select_best(study.tuning_runs(params), tmp_path)
+    write_selection(selection, tmp_path / "selection.yaml")
+    text = (tmp_path / "selection.yaml").read_text()
+    assert "numpy" not in text and text.startswith("scheduler: cosine\nmomentum: 0.95\n")  # in order, plain numbers
+    read = yaml.safe_load(text)
+    assert chosen(read) == BEST_BY_VAL and read["ranking"] == selection["ranking"]
+    assert study.read_selection(tmp_path / "selection.yaml")["scheduler"] == "cosine"
 
 
 def test_the_rule_is_stated_once_in_words():
