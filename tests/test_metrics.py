@@ -51,6 +51,9 @@ def test_brier(example):
         0.01 + 0.09 + 0.01 + 0.01,  # 0.12
     ]
     assert metrics.brier(*example) == pytest.approx(sum(per_sample) / 6, rel=1e-6)
+    # without the last class among the labels, the one-hot still spans every class of the logits
+    logits, labels = example
+    assert metrics.brier(logits[:3], labels[:3]) == pytest.approx(sum(per_sample[:3]) / 3, rel=1e-6)
 
 
 def test_ece_and_reliability_table(example):
@@ -181,3 +184,10 @@ def test_fgsm_leaves_pixels_the_loss_does_not_depend_on():
     adversarial = metrics.fgsm_perturb(model, images, torch.tensor([0, 0]), 0.1, nn.Identity())
     assert torch.equal(adversarial[:, 1:], images[:, 1:])
     assert torch.allclose(adversarial[:, 0], torch.full_like(images[:, 0], 0.4))
+
+
+def test_ece_first_bin_holds_the_lowest_confidences():
+    # ten equal logits: confidence 0.1, inside the first of 4 bins (0, 0.25]
+    table = metrics.calibration(torch.zeros(3, 10), torch.tensor([0, 1, 2]), n_bins=4)
+    assert table["bin_count"] == [3, 0, 0, 0]
+    assert table["ece"] == pytest.approx(abs(1 / 3 - 0.1))
