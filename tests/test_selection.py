@@ -56,10 +56,10 @@ def write_tuning_run(root: Path, params: dict, spec: study.RunSpec, test_acc: fl
     (folder / "metrics.json").write_text(json.dumps(record))
 
 
-def write_tuning(root: Path, params: dict, with_val: bool = True, **special) -> None:
-    """Every tuning run of SCORES; ``special`` maps a run id to extra arguments (stale, status)."""
+def write_tuning(root: Path, params: dict, with_val: bool = True, scores: dict = SCORES, **special) -> None:
+    """Every tuning run of ``scores``; ``special`` maps a run id to extra arguments (stale, status)."""
     for spec in study.tuning_runs(params):
-        test_acc, val_acc = SCORES[spec.name][spec.seed]
+        test_acc, val_acc = scores[spec.name][spec.seed]
         write_tuning_run(root, params, spec, test_acc, val_acc if with_val else None, **special.get(spec.run_id, {}))
 
 
@@ -117,6 +117,24 @@ def test_failed_runs_are_left_out(tmp_path, params):
     selection = select_best(study.tuning_runs(params), tmp_path)
     assert chosen(selection) == ("cosine", 0.9, 0.001)  # the next best by validation (0.53)
     assert tables_choice(params, tmp_path) == ("cosine", 0.9, 0.001)
+    row = next(r for r in selection["ranking"] if r["name"] == "cosine_mom0.95_wd0.001")
+    assert (row["finished_seeds"], row["failed_seeds"], row["stale_seeds"]) == (0, 2, 0)
+
+
+def test_one_finished_run_without_validation_makes_the_test_mean_decide(tmp_path, params):
+    write_tuning(tmp_path, params)
+    spec = study.find_run(params, "tuning/step_mom0.9_wd0.001/seed1")
+    write_tuning_run(tmp_path, params, spec, *SCORES[spec.name][1][:1], None)
+    selection = select_best(study.tuning_runs(params), tmp_path)
+    assert chosen(selection) == BEST_BY_TEST and selection["selected_by"] == "mean test accuracy over seeds"
+
+
+def test_ties_keep_grid_order(tmp_path, params):
+    """cosine/0.9 ties step/0.95 (grid order: step first; by name cosine would be)."""
+    tied = {name: [(0.4, 0.4), (0.4, 0.4)] for name in SCORES}
+    tied["step_mom0.95_wd0.001"] = tied["cosine_mom0.9_wd0.001"] = [(0.5, 0.6), (0.5, 0.6)]
+    write_tuning(tmp_path, params, scores=tied)
+    assert chosen(select_best(study.tuning_runs(params), tmp_path)) == ("step", 0.95, 0.001)
 
 
 def test_summary_names_the_selected_configuration(tmp_path, params):
