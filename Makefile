@@ -10,7 +10,7 @@ CONFIG ?= config/first.yaml
 GPUS := $(shell nvidia-smi -L 2>/dev/null | grep -c GPU)
 SLOTS ?= $(if $(filter-out 0,$(GPUS)),$(GPUS),$(shell nproc))
 
-.PHONY: study smoke test install slurm-deps
+.PHONY: study smoke test test-other-cpu install slurm-deps mutation
 
 $(BIN)/mixstudy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,3 +40,23 @@ slurm-deps:
 # scheduler, the other worker runs other files. `.ci/run` on a fresh clone: 11.5-12 min, install included.
 test: install slurm-deps
 	PATH=$(abspath $(BIN)):$$PATH pytest -q -n 2 --dist loadfile
+	$(MAKE) test-other-cpu
+
+# What another x86 CPU would compute: the numerical tests again with ATen's and oneDNN's kernels
+# held to another instruction set (AVX2 on an AVX-512 machine, the baseline kernels elsewhere).
+# float32 digits change with them (docs/testing.md); about 1 minute.
+NUMERICAL_TESTS := tests/test_packing.py tests/test_speed_settings.py tests/test_metrics.py tests/test_calibration.py \
+	tests/test_mixing.py tests/test_training.py tests/test_resume.py tests/test_models.py
+OTHER_ISA := $(if $(shell grep -m1 -o avx512f /proc/cpuinfo 2>/dev/null),ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2,ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41)
+test-other-cpu: install
+	$(OTHER_ISA) PATH=$(abspath $(BIN)):$$PATH pytest -q -n 2 --dist loadfile $(NUMERICAL_TESTS)
+
+# Mutation testing (outside CI's time budget): mutmut mutates the modules whose mistakes change
+# results (mixing, metrics, selection, tables, report; [tool.mutmut] in pyproject.toml) and runs
+# their fast tests against each mutant. MUTANTS narrows the run, e.g. MUTANTS='mixstudy.selection*'.
+# The score and every surviving mutant judged harmless, with the reason: docs/mutation.md.
+MUTANTS ?=
+mutation: install
+	$(BIN)/pip install --quiet -e '.[mutation]'
+	PATH=$(abspath $(BIN)):$$PATH mutmut run --max-children $(shell nproc) $(MUTANTS)
+	PATH=$(abspath $(BIN)):$$PATH mutmut results

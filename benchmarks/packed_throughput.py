@@ -34,7 +34,7 @@ def pack_configs(params: dict, size: int) -> list[dict]:
 
 def seconds_per_epoch(configs: list[dict], data, device: torch.device, epochs: int) -> float:
     channels_last = configs[0]["compute"]["channels_last"]
-    pack = training.Pack.of([training.make_trainer(config, device) for config in configs])
+    pack = training.PackedTrainer.of([training.make_trainer(config, device) for config in configs])
     x_train = engine.to_float(engine.to_device_images(data.x_train, device), channels_last)
     y_train = torch.from_numpy(data.y_train).to(device)
     normalise = engine.Normalise().to(device)

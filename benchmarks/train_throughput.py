@@ -80,7 +80,7 @@ def reference_loop(config, data, epochs: int, evaluate_every_epoch: bool) -> flo
 def engine_loop(config, data, epochs: int) -> float:
     device = torch.device("cpu")
     channels_last = config["compute"]["channels_last"]
-    pack = training.Pack.of([training.make_trainer(config, device)])
+    pack = training.PackedTrainer.of([training.make_trainer(config, device)])
     x_train = engine.to_float(engine.to_device_images(data.x_train, device), channels_last)
     y_train = torch.from_numpy(data.y_train)
     x_test = engine.to_device_images(data.x_test, device)

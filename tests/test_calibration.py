@@ -80,7 +80,7 @@ def _val_config(tiny_config, **sections):
 
 def test_run_reports_the_best_validation_epoch_and_its_test_metrics(tmp_path, tiny_config):
     data = make_study_data(n_val_per_class=2)
-    record = training.run_training(_val_config(tiny_config), data, tmp_path / "run", progress="lines")
+    record = training.train_runs([_val_config(tiny_config)], data, [tmp_path / "run"], progress="lines")[0]
     history = [json.loads(json.dumps(row)) for row in _history_rows(tmp_path / "run")]
     best = record["metrics"]["test_best_val"]
     assert best["epoch"] == training.best_validation_epoch(history, "val_acc")
@@ -96,8 +96,8 @@ def test_the_test_set_never_reaches_the_selection(tmp_path, tiny_config):
     other_test = make_study_data(n_val_per_class=2, n_test=30, seed=9)
     second = make_study_data(n_val_per_class=2)
     second.x_test, second.y_test = other_test.x_test, other_test.y_test
-    a = training.run_training(config, first, tmp_path / "a", progress="lines")
-    b = training.run_training(config, second, tmp_path / "b", progress="lines")
+    a = training.train_runs([config], first, [tmp_path / "a"], progress="lines")[0]
+    b = training.train_runs([config], second, [tmp_path / "b"], progress="lines")[0]
     assert a["metrics"]["test_best_val"]["epoch"] == b["metrics"]["test_best_val"]["epoch"]
     assert a["metrics"]["val"] == b["metrics"]["val"]
     assert a["metrics"]["test_ts"]["temperature"] == b["metrics"]["test_ts"]["temperature"]
@@ -106,7 +106,7 @@ def test_the_test_set_never_reaches_the_selection(tmp_path, tiny_config):
 
 def test_temperature_scaled_metrics_are_recorded(tmp_path, tiny_config):
     data = make_study_data(n_val_per_class=2)
-    record = training.run_training(_val_config(tiny_config), data, tmp_path / "run", progress="lines")
+    record = training.train_runs([_val_config(tiny_config)], data, [tmp_path / "run"], progress="lines")[0]
     scaled, raw = record["metrics"]["test_ts"], record["metrics"]["test"]
     assert scaled["temperature"] > 0
     assert scaled["acc"] == raw["acc"]  # one positive temperature never changes the argmax
@@ -116,7 +116,7 @@ def test_temperature_scaled_metrics_are_recorded(tmp_path, tiny_config):
 def test_temperature_scaling_without_a_validation_split_is_refused_before_writing(tmp_path, tiny_config, tiny_data):
     config = _val_config(tiny_config)
     with pytest.raises(ConfigError, match="evaluation.temperature_scaling"):
-        training.run_training(config, tiny_data, tmp_path / "run", progress="lines")
+        training.train_runs([config], tiny_data, [tmp_path / "run"], progress="lines")[0]
     assert not (tmp_path / "run").exists()
 
 

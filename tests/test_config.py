@@ -217,3 +217,44 @@ def test_deep_merge_leaves_inputs_untouched():
 def test_config_hash_ignores_key_order_and_sees_values():
     assert cfg.config_hash({"a": 1, "b": {"c": 2, "d": 3}}) == cfg.config_hash({"b": {"d": 3, "c": 2}, "a": 1})
     assert cfg.config_hash({"a": 1}) != cfg.config_hash({"a": 2})
+
+
+# Keys the schema file itself leaves optional (required only by config._schema): a file without
+# them must never train with some other value.
+ONCE_OPTIONAL = ["model.widths", "model.dropout", "evaluation.ece_bins", "compute.amp", "train.augment.cutout"]
+
+
+@pytest.mark.parametrize("key", ONCE_OPTIONAL)
+def test_params_file_without_a_key_gets_the_params_yaml_value(base, tmp_path, key):
+    partial = tmp_path / "partial.yaml"
+    partial.write_text(yaml.safe_dump(_delete(base, key)))
+    params = cfg.load_params(cfg.layered_on_defaults([partial], defaults=PARAMS_FILE))
+    node, expected = params, base
+    for part in key.split("."):
+        node, expected = node[part], expected[part]
+    assert node == expected
+
+
+@pytest.mark.parametrize("key", ONCE_OPTIONAL)
+def test_params_file_without_a_key_and_no_params_yaml_is_refused_naming_it(base, tmp_path, key):
+    partial = tmp_path / "partial.yaml"
+    partial.write_text(yaml.safe_dump(_delete(base, key)))
+    with pytest.raises(ConfigError) as info:
+        cfg.load_params(cfg.layered_on_defaults([partial], defaults=tmp_path / "params.yaml"))
+    parent, _, leaf = key.rpartition(".")
+    assert f"{parent}: '{leaf}' is a required property" in str(info.value)
+
+
+@pytest.mark.parametrize("written, stored", [("on", "on"), ("off", "off"), ('"on"', "on"), ("'off'", "off"), ("auto", "auto")])
+def test_amp_takes_the_word_a_user_writes(written, stored, tmp_path):
+    """YAML 1.1 reads a bare on/off as a boolean; amp keeps the word, in an override and in a file."""
+    assert cfg.load_params([PARAMS_FILE], [f"compute.amp={written}"])["compute"]["amp"] == stored
+    override = tmp_path / "amp.yaml"
+    override.write_text(f"compute:\n  amp: {written}\n")
+    assert cfg.load_params([PARAMS_FILE, override])["compute"]["amp"] == stored
+
+
+def test_amp_refuses_other_words_naming_the_spellings():
+    with pytest.raises(ConfigError) as info:
+        cfg.load_params([PARAMS_FILE], ["compute.amp=bf16"])
+    assert "compute.amp" in str(info.value) and "auto, on, off" in str(info.value)

@@ -20,6 +20,7 @@ from mixstudy.training import autocast_context
 
 def test_autocast_is_bf16_on_cuda_and_off_on_cpu():
     assert isinstance(autocast_context(torch.device("cpu"), "auto"), nullcontext)
+    assert isinstance(autocast_context(torch.device("cpu"), "off"), nullcontext)
     assert isinstance(autocast_context(torch.device("cuda"), "off"), nullcontext)
     with pytest.warns(UserWarning) if not torch.cuda.is_available() else nullcontext():
         context = autocast_context(torch.device("cuda"), "auto")
@@ -29,13 +30,13 @@ def test_autocast_is_bf16_on_cuda_and_off_on_cpu():
 
 def test_bf16_forward_gives_float32_loss_and_gradients():
     torch.manual_seed(0)
-    model = convnet(widths=(4, 8, 8)).to(memory_format=torch.channels_last)
+    model = convnet(widths=(4, 8, 8), dropout=0.25, leaky_slope=0.1).to(memory_format=torch.channels_last)
     images = torch.rand(6, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     mixer = Mixer("manifold", alpha=1.0, layers=(0, 1, 2))
     draw = mixer.draw(np.random.default_rng(0), 6, (32, 32), "cpu")
     targets = mixer.targets(torch.arange(6) % 10, draw)
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
-        logits = model(engine.Normalise()(images), mix_at=draw.point, mix=lambda h: mixer.mix(h, draw))
+        logits = model(engine.Normalise()(images), mixes={draw.point: lambda h: mixer.mix(h, draw)})
         loss = mixed_loss(logits, targets)
     assert logits.shape == (6, 10) and logits.dtype == torch.bfloat16
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
@@ -63,3 +64,26 @@ def test_evaluation_images_stay_uint8_until_each_batch():
     as_float = engine.to_float(on_device, channels_last=True)
     assert as_float.dtype == torch.float32 and as_float.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(as_float * 255, torch.from_numpy(images).permute(0, 3, 1, 2).float(), atol=1e-4)
+
+
+def test_amp_on_means_bf16_autocast_on_cpu_too():
+    context = autocast_context(torch.device("cpu"), "on")
+    assert isinstance(context, torch.autocast) and context.fast_dtype == torch.bfloat16
+    assert context.device == "cpu"
+
+
+def _trained(tiny_config, tiny_data, out, amp: str) -> tuple[dict, dict]:
+    from mixstudy import training
+
+    config = tiny_config(train={"epochs": 1}, compute={"amp": amp})
+    record = training.train_runs([config], tiny_data, [out], progress="lines")[0]
+    return record["metrics"]["test"], torch.load(out / "model.pt", weights_only=False)["model"]
+
+
+def test_amp_on_trains_in_bf16_on_cpu_and_auto_is_float32(tmp_path, tiny_config, tiny_data):
+    off, off_weights = _trained(tiny_config, tiny_data, tmp_path / "off", "off")
+    auto, auto_weights = _trained(tiny_config, tiny_data, tmp_path / "auto", "auto")
+    on, on_weights = _trained(tiny_config, tiny_data, tmp_path / "on", "on")
+    assert auto == off and all(torch.equal(auto_weights[k], off_weights[k]) for k in off_weights)
+    assert on["nll"] != off["nll"]  # bf16 rounding shows in the result
+    assert all(w.dtype == off_weights[k].dtype for k, w in on_weights.items())  # weights stay float32

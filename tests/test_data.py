@@ -315,22 +315,58 @@ def test_stratified_subset_is_deterministic_per_seed(fake_arrays):
     assert not np.array_equal(a.val_indices, c.val_indices)
 
 
-def test_stratified_subset_golden_pcg64_stream(fake_arrays):
-    """Seed 0 gives, per class in order 0..9, the first draws of numpy's PCG64 ``permutation``
-    stream; computed here from one shared Generator permuting each class's positions."""
-    labels = fake_arrays["y_train"]
-    per_class, val_per_class = 6, 2
-    rng = np.random.Generator(np.random.PCG64(0))
-    expected_train, expected_val = [], []
+# Seed 0 on 200 labels 0..9 in turn (np.arange(200) % 10), 3 training and 2 validation images
+# per class. Written once from an independent computation (``_from_scratch_subset`` below: a
+# Fisher-Yates shuffle on PCG64's raw 64-bit outputs) and kept here, so a change of numpy's
+# stream, of the draw order or of the sorting shows as a changed list.
+GOLDEN_TRAIN = [8, 19, 27, 40, 41, 45, 48, 53, 54, 55, 60, 72, 73, 87, 106,
+                109, 111, 112, 113, 124, 126, 135, 147, 148, 161, 174, 176, 189, 190, 192]
+GOLDEN_VAL = [5, 6, 14, 17, 20, 52, 58, 61, 71, 75, 86, 98, 102, 129, 130, 134, 143, 159, 163, 177]
+
+
+def test_stratified_subset_golden_pcg64_stream():
+    subset = data.stratified_subset(np.arange(200) % 10, per_class=3, val_per_class=2, seed=0)
+    assert subset.train_indices.tolist() == GOLDEN_TRAIN
+    assert subset.val_indices.tolist() == GOLDEN_VAL
+
+
+class _Uint32FromPCG64:
+    """numpy's bounded integers for ``shuffle``, from PCG64's raw outputs: a 64-bit output gives
+    two uint32 draws, low half first; a bound is drawn by masked rejection."""
+
+    def __init__(self, seed: int):
+        self.bits, self.high = np.random.PCG64(seed), None
+
+    def uint32(self) -> int:
+        if self.high is not None:
+            value, self.high = self.high, None
+            return value
+        raw = int(self.bits.random_raw())
+        self.high = raw >> 32
+        return raw & 0xFFFFFFFF
+
+    def at_most(self, maximum: int) -> int:
+        mask = (1 << maximum.bit_length()) - 1
+        while (value := self.uint32() & mask) > maximum:
+            pass
+        return value
+
+
+def _from_scratch_subset(labels, per_class, val_per_class, seed):
+    """The same draw without numpy's ``permutation``: Fisher-Yates from the last position down."""
+    rng, train, val = _Uint32FromPCG64(seed), [], []
     for cls in range(10):
-        members = np.nonzero(labels == cls)[0]
-        order = rng.permutation(len(members))  # same stream as permuting the members themselves
-        chosen = members[order[: per_class + val_per_class]]
-        expected_train += chosen[:per_class].tolist()
-        expected_val += chosen[per_class:].tolist()
-    subset = data.stratified_subset(labels, per_class, val_per_class, seed=0)
-    assert subset.train_indices.tolist() == sorted(expected_train)
-    assert subset.val_indices.tolist() == sorted(expected_val)
+        members = [int(i) for i in np.flatnonzero(labels == cls)]
+        for i in range(len(members) - 1, 0, -1):
+            j = rng.at_most(i)
+            members[i], members[j] = members[j], members[i]
+        train += members[:per_class]
+        val += members[per_class : per_class + val_per_class]
+    return sorted(train), sorted(val)
+
+
+def test_golden_subset_is_what_a_from_scratch_shuffle_of_pcg64_gives():
+    assert _from_scratch_subset(np.arange(200) % 10, 3, 2, seed=0) == (GOLDEN_TRAIN, GOLDEN_VAL)
 
 
 def test_subset_larger_than_a_class_is_refused_without_output(tmp_path, prepared_npz, fake_arrays):

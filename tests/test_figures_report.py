@@ -162,3 +162,56 @@ def test_report_flags_departures_from_the_study_setting():
     flagged = departures_from_study(small)
     assert any("train.epochs" in text and "400" in text for text in flagged)
     assert not any("train.lr" in text for text in flagged)
+
+
+def comparison_table(text: str) -> dict[str, dict[str, str]]:
+    """The report's published-vs-ours table, by quantity."""
+    section = text.split("## Our numbers beside the published ones", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    return {row[0]: dict(zip(header, row)) for row in rows}
+
+
+def test_every_published_and_ours_number_comes_from_its_table(tmp_path, params, runs_root):
+    """Each row of the comparison: the published number from report.published, ours from the
+    aggregated tables (summary.json), and the difference ours minus published."""
+    import json
+
+    from mixstudy.tables import aggregate
+
+    aggregate(params, runs_root, tmp_path / "tables", tmp_path / "summary.json")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    published = params["report"]["published"]
+    markdown_path, _ = write_report(params, runs_root, tmp_path / "report.md", tmp_path / "figures")
+    text = markdown_path.read_text()
+    rows = comparison_table(text)
+    expected = {
+        "Best tuning configuration (Table 1)": (published["tuning_best"], summary["tuning.best.acc_mean"]),
+        "Final baseline": (published["baseline"], summary["baseline.acc_mean"]),
+        "Best manifold mixup": (published["best_mixup"], summary["sweep.best.acc_mean"]),
+        "Mixup at the published best (S={0,2}, α=4)": (published["best_mixup"], summary["sweep.S=0-2.alpha=4.acc_mean"]),
+    }
+    assert set(rows) == set(expected)
+    for quantity, (theirs, ours) in expected.items():
+        row = rows[quantity]
+        assert float(row["published (%)"]) == pytest.approx(theirs, abs=0.005), quantity
+        assert float(row["ours (%)"]) == pytest.approx(ours, abs=0.005), quantity
+        assert float(row["ours − published (points)"]) == pytest.approx(ours - theirs, abs=0.01), quantity
+    gain = published["best_mixup"] - published["baseline"]
+    assert f"The published gain of mixup over the baseline is {gain:+.2f} points." in text
+    assert f"minus the baseline, is {summary['sweep.best.delta_acc']:+.2f} points" in text
+
+
+def test_report_states_the_selection_rule_once(tmp_path, params, runs_root):
+    from mixstudy.selection import SELECTION_RULE
+
+    markdown_path, _ = write_report(params, runs_root, tmp_path / "report.md", tmp_path / "figures")
+    assert markdown_path.read_text().count(SELECTION_RULE) == 1
+
+
+def test_report_flags_a_selection_the_tuning_runs_no_longer_rank_first(tmp_path, params, runs_root):
+    selection = tmp_path / "selection.yaml"
+    selection.write_text("scheduler: step\nmomentum: 0.9\nweight_decay: 0.001\n")
+    markdown_path, _ = write_report(params, runs_root, tmp_path / "report.md", tmp_path / "figures", selection)
+    assert "The finished tuning runs now rank cosine_mom0.9_wd0.001 first" in markdown_path.read_text()

@@ -51,6 +51,9 @@ def test_brier(example):
         0.01 + 0.09 + 0.01 + 0.01,  # 0.12
     ]
     assert metrics.brier(*example) == pytest.approx(sum(per_sample) / 6, rel=1e-6)
+    # without the last class among the labels, the one-hot still spans every class of the logits
+    logits, labels = example
+    assert metrics.brier(logits[:3], labels[:3]) == pytest.approx(sum(per_sample[:3]) / 3, rel=1e-6)
 
 
 def test_ece_and_reliability_table(example):
@@ -139,3 +142,52 @@ def test_ece_bins_are_closed_on_the_right():
     assert table["bin_accuracy"][1] == pytest.approx(0.5)
     assert table["bin_confidence"][1] == pytest.approx(0.5)
     assert table["ece"] == pytest.approx(0.0, abs=1e-12)
+
+
+# FGSM on a linear two-class model where the attack's effect is computable by hand: logits
+# (z0, z1) = (5.4, sum of the 12 pixels), so an image of constant value v is classed 1 iff v > 0.45.
+# The loss gradient moves every pixel by +epsilon for label 0 and by -epsilon for label 1, so an
+# image stays correct iff its value after the step is still on its side of 0.45.
+FGSM_VALUES = [0.1, 0.2, 0.3, 0.4, 0.6, 0.5, 0.7]
+FGSM_LABELS = [0, 0, 0, 0, 0, 1, 1]
+# epsilon -> correct images by hand: clean 0.1-0.4 and 0.5, 0.7 (6 of 7); at 0.1: 0.1-0.3 (0.4 -> 0.5
+# crosses) and 0.7 (0.5 -> 0.4 crosses); at 0.2: 0.1, 0.2 and 0.7.
+FGSM_EXPECTED = {0.1: 4 / 7, 0.2: 3 / 7}
+
+
+def _hand_checkable_linear_model() -> nn.Module:
+    linear = nn.Linear(12, 2).double()
+    with torch.no_grad():
+        linear.weight.copy_(torch.stack([torch.zeros(12), torch.ones(12)]))
+        linear.bias.copy_(torch.tensor([5.4, 0.0]))
+    return nn.Sequential(nn.Flatten(), linear)
+
+
+@pytest.mark.parametrize("epsilon", sorted(FGSM_EXPECTED))
+def test_fgsm_accuracy_of_a_linear_model_is_what_the_attack_computes(epsilon):
+    from mixstudy.training import fgsm_accuracy
+
+    model = _hand_checkable_linear_model()
+    images = torch.tensor(FGSM_VALUES, dtype=torch.float64)[:, None, None, None].expand(-1, 3, 2, 2).contiguous()
+    labels = torch.tensor(FGSM_LABELS)
+    assert metrics.accuracy(model(images), labels) == pytest.approx(6 / 7)
+    accuracy = fgsm_accuracy(model, images, labels, nn.Identity(), epsilon, batch_size=3)
+    assert accuracy == pytest.approx(FGSM_EXPECTED[epsilon])
+
+
+def test_fgsm_leaves_pixels_the_loss_does_not_depend_on():
+    """A zero gradient has sign 0: those pixels do not move (the step is epsilon times the sign)."""
+    model = _hand_checkable_linear_model()
+    with torch.no_grad():
+        model[1].weight[:, 4:] = 0.0  # the model reads the first channel only (pixels 0-3)
+    images = torch.full((2, 3, 2, 2), 0.3, dtype=torch.float64)
+    adversarial = metrics.fgsm_perturb(model, images, torch.tensor([0, 0]), 0.1, nn.Identity())
+    assert torch.equal(adversarial[:, 1:], images[:, 1:])
+    assert torch.allclose(adversarial[:, 0], torch.full_like(images[:, 0], 0.4))
+
+
+def test_ece_first_bin_holds_the_lowest_confidences():
+    # ten equal logits: confidence 0.1, inside the first of 4 bins (0, 0.25]
+    table = metrics.calibration(torch.zeros(3, 10), torch.tensor([0, 1, 2]), n_bins=4)
+    assert table["bin_count"] == [3, 0, 0, 0]
+    assert table["ece"] == pytest.approx(abs(1 / 3 - 0.1))

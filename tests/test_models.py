@@ -13,10 +13,13 @@ from mixstudy.training import check_run_config
 from conftest import PARAMS_FILE, TINY_OVERRIDES
 
 
+TINY_CONVNET = {"name": "convnet", "widths": [4, 8, 8], "dropout": 0.25, "leaky_slope": 0.1}
+
+
 def _tiny(name: str) -> models.StagedNet:
     torch.manual_seed(0)
     if name == "convnet":
-        return models.build_model({"name": "convnet", "widths": [4, 8, 8], "dropout": 0.25, "leaky_slope": 0.1})
+        return models.build_model(TINY_CONVNET)
     return models.preactresnet18(base_width=4)
 
 
@@ -37,19 +40,31 @@ def test_output_shape(name):
         assert model(_images(batch=3)).shape == (3, 10)
 
 
-def test_build_model_full_size_preactresnet18_output_shape():
+def test_build_model_full_size_preactresnet18_says_it_ignores_the_convnet_settings(caplog):
     torch.manual_seed(0)
-    model = models.build_model({"name": "preactresnet18"}).eval()
+    model = models.build_model({**TINY_CONVNET, "name": "preactresnet18"}).eval()
     assert model.mixing_points == (0, 1, 2)
     with torch.no_grad():
         assert model(_images(batch=2)).shape == (2, 10)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs[0].out_channels == 64 and model.head[-1].in_features == 512  # not model.widths
+    assert all(f"model.{key}" in caplog.text for key in ("widths", "dropout", "leaky_slope"))
 
 
-def test_build_model_uses_configured_widths():
-    model = models.build_model({"name": "convnet", "widths": [4, 8, 16]})
+def test_build_model_uses_every_configured_setting():
+    model = models.build_model({"name": "convnet", "widths": [4, 8, 16], "dropout": 0.4, "leaky_slope": 0.2})
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in convs] == [4] * 3 + [8] * 3 + [16] * 3
     assert model.head[-1].in_features == 16
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.4}
+    assert {m.negative_slope for m in model.modules() if isinstance(m, torch.nn.LeakyReLU)} == {0.2}
+
+
+@pytest.mark.parametrize("key", ["widths", "dropout", "leaky_slope"])
+def test_build_model_has_no_default_of_its_own(key):
+    """params.yaml holds the one default: a model section without a key is an error, not another network."""
+    with pytest.raises(KeyError, match=key):
+        models.build_model({k: v for k, v in TINY_CONVNET.items() if k != key})
 
 
 class _StageInputs:
@@ -91,7 +106,7 @@ def test_manifold_mixing_changes_nothing_before_its_point(name, point):
         plain_out = model(x)
         plain_rec.remove()
         mixed_rec = _StageInputs(model)
-        mixed_out = model(x, mix_at=point, mix=mix)
+        mixed_out = model(x, mixes={point: mix})
         mixed_rec.remove()
 
     assert len(calls) == 1  # mixed exactly once
@@ -100,17 +115,6 @@ def test_manifold_mixing_changes_nothing_before_its_point(name, point):
     expected = lam * plain_rec.inputs[f"stage{point}"] + (1 - lam) * plain_rec.inputs[f"stage{point}"][perm]
     assert torch.equal(mixed_rec.inputs[f"stage{point}"], expected)
     assert not torch.allclose(mixed_out, plain_out)
-
-
-@pytest.mark.parametrize("name", ["convnet", "preactresnet18"])
-def test_forward_without_mixing_never_calls_mix(name):
-    model = _tiny(name).eval()
-
-    def mix(h):  # pragma: no cover - must not be called
-        raise AssertionError("mix called without mix_at")
-
-    with torch.no_grad():
-        model(_images(batch=2), mix=mix)
 
 
 def test_build_model_unknown_name_lists_valid_names():

@@ -15,7 +15,7 @@ MANIFOLD = {"method": "manifold", "alpha": 1.0, "layers": [0, 1, 2]}
 
 
 def _metrics(config, data, out) -> dict:
-    return training.run_training(config, data, out, progress="lines")["metrics"]["test"]
+    return training.train_runs([config], data, [out], progress="lines")[0]["metrics"]["test"]
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ MIXINGS = {
 
 
 def _train(config, data, out, **kwargs) -> dict:
-    return training.run_training(config, data, out, progress="lines", **kwargs)
+    return training.train_runs([config], data, [out], progress="lines", **kwargs)[0]
 
 
 def _history(out: Path, drop=("elapsed_s",)) -> list[dict]:
@@ -186,7 +186,7 @@ def test_load_checkpoint_round_trips(tmp_path, tiny_config, tiny_data):
 
     images = engine.to_device_images(tiny_data.x_test, torch.device("cpu"))
     logits = training.predict(model, images, engine.Normalise(), 64)
-    metrics, _ = summarise(logits, torch.from_numpy(tiny_data.y_test))
+    metrics, _ = summarise(logits, torch.from_numpy(tiny_data.y_test), config["evaluation"]["ece_bins"])
     assert metrics["acc"] == record["metrics"]["test"]["acc"]
     assert metrics["nll"] == pytest.approx(record["metrics"]["test"]["nll"], rel=1e-5)
 
@@ -318,3 +318,45 @@ def test_batches_drop_only_a_trailing_batch_of_one(n, expected):
     chunks = engine.batches(order, 8)
     assert [len(c) for c in chunks] == expected
     assert torch.equal(torch.cat(chunks), order[: sum(expected)])
+
+
+# Every evaluation setting, set away from its params.yaml value, must show in what the run writes.
+EVALUATION = {
+    "ece_bins": 7,
+    "fgsm_epsilons": [0.01, 0.03],
+    "every": 1,
+    "test_limit": 10,
+    "val_every": 1,
+    "best_by": "val_nll",
+    "temperature_scaling": True,
+}
+
+
+def test_every_evaluation_setting_is_observed_in_the_written_metrics(tmp_path, tiny_config):
+    from mixstudy import engine
+
+    data = make_study_data(n_val_per_class=2, n_test=20)
+    config = tiny_config(train={"epochs": 3}, evaluation=EVALUATION)
+    record = _train(config, data, tmp_path / "run")
+    metrics, reliability = record["metrics"], record["reliability"]
+
+    # ece_bins: every reliability table has 7 bins, and the ECE is the 7-bin ECE of the saved weights
+    assert {split: len(table["bin_count"]) for split, table in reliability.items()} == {"test": 7, "val": 7, "test_ts": 7}
+    model, _ = training.load_checkpoint(tmp_path / "run" / "model.pt")
+    x_test = engine.to_device_images(data.x_test[:10], torch.device("cpu"))
+    logits = training.split_logits(model, x_test, engine.Normalise(), config["compute"], torch.device("cpu"))
+    recomputed, _ = summarise(logits, torch.from_numpy(data.y_test[:10]), 7)
+    assert metrics["test"]["ece"] == recomputed["ece"]
+    # test_limit: the test metrics count 10 images
+    assert sum(reliability["test"]["bin_count"]) == 10 and sum(reliability["val"]["bin_count"]) == 20
+    # fgsm_epsilons: one accuracy per radius and split
+    for split in ("test", "val"):
+        assert {key for key in metrics[split] if key.startswith("fgsm")} == {"fgsm_acc@0.01", "fgsm_acc@0.03"}
+    # every and val_every: test and validation columns at every epoch
+    history = _history(tmp_path / "run")
+    assert all(row["test_acc"] != "" and row["val_nll"] != "" for row in history)
+    # best_by: the kept weights are those of the lowest validation NLL
+    best_epoch = min(history, key=lambda row: float(row["val_nll"]))["epoch"]
+    assert metrics["test_best_val"]["best_by"] == "val_nll" and metrics["test_best_val"]["epoch"] == int(best_epoch)
+    # temperature_scaling: the scaled test metrics and their temperature
+    assert metrics["test_ts"]["temperature"] > 0

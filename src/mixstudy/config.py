@@ -18,6 +18,7 @@ import jsonschema
 import yaml
 
 from mixstudy.errors import ConfigError
+from mixstudy.networks import mixing_points
 
 SCHEMA_PATH = Path(str(resources.files("mixstudy") / "schemas" / "params.schema.yaml"))
 
@@ -89,7 +90,22 @@ def load_params(files: Iterable[str | Path], overrides: Iterable[str] = ()) -> d
         params = deep_merge(params, read_yaml(path))
     for assignment in overrides:
         params = apply_override(params, assignment)
+    params = as_written(params)
     validate_params(params)
+    return params
+
+
+# Settings whose words YAML 1.1 reads as booleans (on/off, yes/no): the boolean goes back to the word.
+WORDS_FOR_BOOLEANS = {("compute", "amp"): {True: "on", False: "off"}}
+
+
+def as_written(params: dict) -> dict:
+    """``amp: on`` (or ``--set compute.amp=on``) means the word a user wrote, not YAML's boolean."""
+    params = copy.deepcopy(params)
+    for (section, key), words in WORDS_FOR_BOOLEANS.items():
+        value = params.get(section, {}).get(key) if isinstance(params.get(section), dict) else None
+        if isinstance(value, bool):
+            params[section][key] = words[value]
     return params
 
 
@@ -151,10 +167,8 @@ def check_validation_settings(params: dict) -> None:
 
 def check_mixing_points(params: dict) -> None:
     """Every mixing point named in ``mixing.layers`` and ``sweep.layer_sets`` must exist in the network."""
-    from mixstudy.models import mixing_points  # models imports torch; keep config import light
-
     valid = mixing_points(params["model"]["name"])
-    named = {("mixing.layers", tuple(params["mixing"].get("layers", [0])))}
+    named = {("mixing.layers", tuple(params["mixing"]["layers"]))}
     named |= {("sweep.layer_sets", tuple(s)) for s in params["sweep"]["layer_sets"]}
     for key, layer_set in sorted(named):
         bad = sorted(set(layer_set) - set(valid))

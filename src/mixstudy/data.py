@@ -136,7 +136,7 @@ def fetch_cifar10(data_params: dict) -> tuple[dict[str, np.ndarray], str]:
     if source == "npz" or (source == "auto" and npz_path.is_file()):
         if not npz_path.is_file():
             raise DataError(f"data.npz_path: {npz_path} does not exist")
-        return load_npz(npz_path, data_params.get("npz_sha256")), f"npz:{npz_path}"
+        return load_npz(npz_path, data_params["npz_sha256"]), f"npz:{npz_path}"
     if source == "official" or (source == "auto" and _official_present(official_dir)):
         if not _official_present(official_dir):
             raise DataError(f"data.official_dir: {official_dir} holds neither {OFFICIAL_ARCHIVE} nor cifar-10-batches-py/")

@@ -388,7 +388,8 @@ def run_folders(context: FigureContext, cell: pd.Series) -> list[Path]:
     return [context.runs_root / run_id for run_id in rows["run_id"]]
 
 
-def read_histories(folders: list[Path]) -> pd.DataFrame:
+def require_histories(folders: list[Path]) -> pd.DataFrame:
+    """The stacked histories (tables.read_histories), or MissingFigureData: the figure is skipped."""
     histories = tables.read_histories(folders)
     if histories is None:
         raise MissingFigureData(f"no history.tsv in {folders[0].parent if folders else 'the run folders'}")
@@ -405,7 +406,7 @@ def training_curves(context: FigureContext) -> plt.Figure:
     fig, (loss_ax, acc_ax, lr_ax) = plt.subplots(1, 3, figsize=(15, 4.2))
     schedules = []
     for (label, cell, colour), style in zip(compared_configs(context), ("-", "--")):
-        by_epoch = read_histories(run_folders(context, cell)).groupby("epoch")
+        by_epoch = require_histories(run_folders(context, cell)).groupby("epoch")
         label = f"{label} ({cell['n']} seeds)"
         draw_mean_band(loss_ax, by_epoch, "train_loss", 1, colour, style, label)
         draw_mean_band(acc_ax, by_epoch, "train_acc", 100, colour, style, label)

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+RESUME_FILE = "resume.pt"  # a run's resumable checkpoint, beside its other files (mixstudy.training)
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

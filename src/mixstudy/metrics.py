@@ -21,7 +21,7 @@ def brier(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return ((probs - onehot) ** 2).sum(1).mean().item()
 
 
-def calibration(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> dict:
+def calibration(logits: torch.Tensor, labels: torch.Tensor, n_bins: int) -> dict:
     """Expected calibration error over equal-width confidence bins, with the per-bin table.
 
     Bin i holds confidences in (i/n, (i+1)/n] (the first bin also holds 0). ECE is the
@@ -46,7 +46,7 @@ def calibration(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) ->
     }
 
 
-def summarise(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> tuple[dict, dict]:
+def summarise(logits: torch.Tensor, labels: torch.Tensor, n_bins: int) -> tuple[dict, dict]:
     """All logit-based metrics, and the reliability table for diagrams."""
     reliability = calibration(logits, labels, n_bins)
     metrics = {

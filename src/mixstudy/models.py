@@ -7,15 +7,18 @@ declares its points once, through the number of its stages.
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from mixstudy.errors import ConfigError
+from mixstudy.networks import MIXING_POINTS, mixing_points  # noqa: F401  (re-exported)
 
 NUM_CLASSES = 10
+
+log = logging.getLogger(__name__)
 
 
 class StagedNet(nn.Module):
@@ -30,17 +33,10 @@ class StagedNet(nn.Module):
     def mixing_points(self) -> tuple[int, ...]:
         return tuple(range(len(self.stages)))
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        mix_at: int | None = None,
-        mix: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        mixes: dict[int, Callable[[torch.Tensor], torch.Tensor]] | None = None,
-    ) -> torch.Tensor:
-        """``mix`` is applied at point ``mix_at``; ``mixes`` maps several points to their mix (packed runs)."""
-        mixes = dict(mixes or {})
-        if mix is not None:
-            mixes[mix_at] = mix
+    def forward(self, x: torch.Tensor, mixes: dict[int, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> torch.Tensor:
+        """``mixes`` maps mixing points to the function that mixes there (one point per run; a pack
+        mixes each member's channels at that member's point)."""
+        mixes = mixes or {}
         for point, stage in enumerate(self.stages):
             if point in mixes:
                 x = mixes[point](x)
@@ -78,12 +74,10 @@ def conv_block(c_in: int, c_out: int, slope: float, dropout: float) -> nn.Sequen
     return nn.Sequential(*layers)
 
 
-def convnet(widths=(32, 64, 128), dropout: float = 0.25, leaky_slope: float = 0.1) -> StagedNet:
+def convnet(widths: tuple[int, int, int], dropout: float, leaky_slope: float) -> StagedNet:
     """The study's network: three blocks of three conv layers, global pooling, linear layer.
 
-    Defaults: widths 32/64/128 keep a 400-epoch run on 500 images CPU-affordable (the study
-    does not publish its widths); dropout 0.25 and slope 0.1 are the common choices for this
-    VGG-style block (Keras CIFAR example, manifold mixup code's LeakyReLU).
+    Its settings come from ``model:`` in params.yaml, which says why they were chosen.
     """
     channels = [3, *widths]
     stages = [conv_block(channels[i], channels[i + 1], leaky_slope, dropout) for i in range(3)]
@@ -121,7 +115,10 @@ def _resnet_layer(c_in: int, c_out: int, blocks: int, stride: int) -> nn.Sequent
     return nn.Sequential(*layers)
 
 
-def preactresnet18(base_width: int = 64) -> StagedNet:
+PREACT_BASE_WIDTH = 64  # the manifold mixup paper's PreActResNet18: widths 64, 128, 256, 512
+
+
+def preactresnet18(base_width: int = PREACT_BASE_WIDTH) -> StagedNet:
     """PreActResNet18; mixing points: input, after stage 1, after stage 2 (as in the paper's code)."""
     w = base_width
     stem_and_layer1 = nn.Sequential(nn.Conv2d(3, w, 3, padding=1, bias=False), _resnet_layer(w, w, 2, 1))
@@ -133,23 +130,17 @@ def preactresnet18(base_width: int = 64) -> StagedNet:
     return StagedNet([stem_and_layer1, layer2, layer3_and_4], head)
 
 
-# Each network's mixing points, declared once (the input of each stage).
-MIXING_POINTS = {"convnet": (0, 1, 2), "preactresnet18": (0, 1, 2)}
-
-
-def mixing_points(name: str) -> tuple[int, ...]:
-    if name not in MIXING_POINTS:
-        raise ConfigError(f"model.name: unknown network {name!r}; choose one of: {', '.join(MIXING_POINTS)}")
-    return MIXING_POINTS[name]
+CONVNET_ONLY = ("widths", "dropout", "leaky_slope")
 
 
 def build_model(model_params: dict) -> StagedNet:
+    """The network ``model:`` names, from validated settings (params.yaml holds every default)."""
     name = model_params["name"]
     mixing_points(name)
     if name == "convnet":
-        return convnet(
-            widths=tuple(model_params.get("widths", (32, 64, 128))),
-            dropout=model_params.get("dropout", 0.25),
-            leaky_slope=model_params.get("leaky_slope", 0.1),
-        )
+        return convnet(tuple(model_params["widths"]), model_params["dropout"], model_params["leaky_slope"])
+    log.warning(
+        "model.name preactresnet18 has the paper's widths (64, 128, 256, 512), no dropout and ReLU: "
+        "model.%s apply to convnet only and are not used", ", model.".join(CONVNET_ONLY),
+    )
     return preactresnet18()

@@ -18,6 +18,7 @@ import yaml
 
 from mixstudy import study
 from mixstudy.fileio import write_text
+from mixstudy.selection import SELECTION_RULE
 from mixstudy.tables import (
     CONFIDENCE, Analysis, analyse, best_mixing, best_tuning, cell_label, format_interval, format_p, format_signed,
     mixing_differences, published_best_cell, published_cell, study_tables,
@@ -76,24 +77,24 @@ def mean_of(cell: pd.Series | None) -> float | None:
 
 def comparison_rows(analysis: Analysis) -> list[tuple[str, float | None, pd.Series | None, str]]:
     """(what, published, our cell, how we name our cell) for each published number."""
-    published = analysis.params.get("report", {}).get("published", {})
+    published = analysis.params["report"]["published"]
     tuning, best = best_tuning(analysis), best_mixing(analysis)
-    at_published = published_cell(analysis, published.get("best_mixup_config"))
+    at_published = published_cell(analysis, published["best_mixup_config"])
     rows = [
-        ("Best tuning configuration (Table 1)", published.get("tuning_best"), tuning,
+        ("Best tuning configuration (Table 1)", published["tuning_best"], tuning,
          tuning["name"] if tuning is not None else "—"),
-        ("Final baseline", published.get("baseline"), analysis.baseline(), "sweep/baseline"),
-        ("Best manifold mixup", published.get("best_mixup"), best, cell_label(best) if best is not None else "—"),
+        ("Final baseline", published["baseline"], analysis.baseline(), "sweep/baseline"),
+        ("Best manifold mixup", published["best_mixup"], best, cell_label(best) if best is not None else "—"),
     ]
     if at_published is not None:
-        rows.append((f"Mixup at the published best ({cell_label(at_published)})", published.get("best_mixup"),
+        rows.append((f"Mixup at the published best ({cell_label(at_published)})", published["best_mixup"],
                      at_published, cell_label(at_published)))
     return rows
 
 
 def departures_from_study(params: dict) -> list[str]:
     """Settings of this configuration that differ from the study's (``report.published.setting``)."""
-    setting = params.get("report", {}).get("published", {}).get("setting", {})
+    setting = params["report"]["published"]["setting"]
     departures = []
     for dotted, published in setting.items():
         value = params
@@ -127,8 +128,8 @@ def comparison_section(analysis: Analysis, differences: pd.DataFrame) -> str:
     })
     words = [compare_in_words(what, mean_of(cell), published) for what, published, cell, _ in rows]
     words.append(gain_in_words(analysis, differences))
-    published = analysis.params.get("report", {}).get("published", {})
-    config = published.get("best_mixup_config")
+    published = analysis.params["report"]["published"]
+    config = published["best_mixup_config"]
     intro = f"The study reports its best mixup at {config}. " if config else ""
     return (
         "## Our numbers beside the published ones\n\n"
@@ -140,10 +141,10 @@ def comparison_section(analysis: Analysis, differences: pd.DataFrame) -> str:
 
 
 def gain_in_words(analysis: Analysis, differences: pd.DataFrame) -> str:
-    published = analysis.params.get("report", {}).get("published", {})
+    published = analysis.params["report"]["published"]
     best = best_mixing(analysis)
     claimed = ""
-    if published.get("best_mixup") is not None and published.get("baseline") is not None:
+    if published["best_mixup"] is not None and published["baseline"] is not None:
         gain = format_signed(published["best_mixup"] - published["baseline"])
         claimed = f"The published gain of mixup over the baseline is {gain} points. "
     if best is None or analysis.baseline()["n"] == 0:
@@ -192,12 +193,22 @@ def table_markdown(table) -> str:
     return f"**{table.title}**\n\n{table.markdown()}"
 
 
-def selection_text(selection: dict | None) -> str:
+def selection_text(analysis: Analysis, selection: dict | None) -> str:
+    """The selection rule, stated once, and the choice the sweep trained with (flagged when the
+    finished tuning runs now rank another configuration first)."""
+    rule = f"The best tuning configuration, here and for the sweep, is {SELECTION_RULE}.\n\n"
     if selection is None:
-        return "No tuning selection file was found; the sweep's scheduler, momentum and weight decay are not shown.\n"
+        return rule + "No tuning selection file was found; the sweep's scheduler, momentum and weight decay are not shown.\n"
     chosen = f"{selection['scheduler']}, momentum {selection['momentum']}, weight decay {selection['weight_decay']}"
     how = f" ({selection['selected_by']}: {100 * selection['mean_acc']:.2f} %)" if "mean_acc" in selection else ""
-    return f"The sweep trains with the tuning's choice: {chosen}{how}.\n"
+    text = rule + f"The sweep trains with the tuning's choice: {chosen}{how}.\n"
+    best = best_tuning(analysis)
+    if best is not None and (best["scheduler"], best["momentum"], best["weight_decay"]) != (
+        selection["scheduler"], selection["momentum"], selection["weight_decay"]
+    ):
+        text += (f"\n**The finished tuning runs now rank {best['name']} first**, not the choice above: "
+                 "run `mixstudy select` again and retrain the sweep.\n")
+    return text
 
 
 STATISTICS_NOTE = (
@@ -217,7 +228,7 @@ def results_sections(analysis: Analysis, figures_dir: Path, report_dir: Path, se
 
     parts = [
         "## Baseline tuning (Table 1)\n", table_markdown(tables["table1_tuning"]), figure("tuning_bars"),
-        selection_text(selection),
+        selection_text(analysis, selection),
         "## Final baseline\n", table_markdown(tables["table2_baseline"]),
         "## Manifold mixup sweep (Table 3)\n", STATISTICS_NOTE, table_markdown(tables["table3_acc"]),
         figure("sweep_acc_heatmap"), figure("acc_vs_alpha"), figure("acc_vs_alpha_panels"),

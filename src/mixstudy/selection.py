@@ -1,62 +1,97 @@
-"""Pick the best baseline configuration from the finished tuning runs (the study's Table 1)."""
+"""The best tuning configuration (the study's Table 1), by one rule that the sweep (``mixstudy
+select``), the tables, ``summary.json`` and the report all use: :func:`rank_configurations`.
+"""
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 import yaml
 
 from mixstudy.errors import MixstudyError
 from mixstudy.fileio import write_text
 from mixstudy.study import RunSpec
 
+log = logging.getLogger(__name__)
+
+SELECTION_RULE = (
+    "the tuning configuration with the highest mean accuracy over its finished seeds, on the validation "
+    "split when every finished tuning run has one, else on the test set; failed runs, and stale runs "
+    "(whose recorded configuration is not the one their run id asks for), are left out"
+)
+DESCRIPTORS = ["scheduler", "momentum", "weight_decay"]
+
+
+def selection_split(runs: pd.DataFrame) -> str:
+    """``val`` when every finished run has a validation accuracy, else ``test``."""
+    finished = runs[runs["status"] == "ok"]
+    if finished.empty or "val_acc" not in finished:
+        return "test"
+    return "val" if pd.to_numeric(finished["val_acc"], errors="coerce").notna().all() else "test"
+
+
+def rank_configurations(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Tuning configurations, best first, and the split that ranked them (see ``SELECTION_RULE``).
+
+    ``runs`` has one row per tuning run as :func:`mixstudy.tables.collect_runs` makes them
+    (``name``, ``status`` ok/failed/mismatched, ``acc``, ``val_acc``, the descriptors); accuracies
+    keep the unit they come in. A configuration without a finished seed ranks last (mean NaN);
+    ties keep grid order.
+    """
+    split = selection_split(runs)
+    score = "val_acc" if split == "val" else "acc"
+    rows = []
+    for name, group in runs.groupby("name", sort=False):
+        finished = group[group["status"] == "ok"]
+        described = finished.iloc[0] if not finished.empty else group.iloc[0]
+        rows.append({
+            "name": name,
+            **{key: described[key] for key in DESCRIPTORS},
+            "mean_acc": float(pd.to_numeric(finished[score]).mean()) if not finished.empty else float("nan"),
+            "finished_seeds": len(finished),
+            "failed_seeds": int((group["status"] == "failed").sum()),
+            "stale_seeds": int((group["status"] == "mismatched").sum()),
+        })
+    ranking = pd.DataFrame(rows).sort_values("mean_acc", ascending=False, kind="stable", na_position="last")
+    return ranking.reset_index(drop=True), split
+
 
 def select_best(specs: list[RunSpec], runs_root: str | Path) -> dict:
-    """Mean accuracy over seeds per configuration; validation accuracy when the runs have it, else test.
+    """The tuning's choice for the sweep, from the finished tuning runs.
 
-    Every tuning run must be finished: a selection over a partial grid would silently change
-    when the missing runs arrive.
+    Every tuning run must have a metrics.json: a selection over a partial grid would silently
+    change when the missing runs arrive.
     """
-    by_name: dict[str, list[dict]] = {}
-    missing = []
+    from mixstudy.tables import inspect_run  # tables builds on this module
+
+    rows, missing = [], []
     for spec in specs:
-        path = spec.folder(runs_root) / "metrics.json"
-        if not path.is_file():
+        row, problem = inspect_run(spec, runs_root)
+        if row is None:
             missing.append(spec.run_id)
-            continue
-        by_name.setdefault(spec.name, []).append(json.loads(path.read_text()))
+        else:
+            rows.append(row)
+            if problem and problem["problem"] == "mismatched":
+                log.warning("%s is stale and left out of the selection: %s", spec.run_id, problem["reason"])
     if missing:
         raise MixstudyError(f"{len(missing)} tuning run(s) are not finished, e.g. {missing[:3]}; train them first")
-    table = []
-    split = "val" if all("val" in (r["metrics"] or {}) for runs in by_name.values() for r in runs) else "test"
-    for name, records in by_name.items():
-        scores = [r["metrics"][split]["acc"] for r in records if r["status"] == "ok"]
-        train = records[0]["config"]["train"]
-        table.append(
-            {
-                "name": name,
-                "scheduler": train["scheduler"]["name"],
-                "momentum": train["momentum"],
-                "weight_decay": train["weight_decay"],
-                "mean_acc": float(np.mean(scores)) if scores else float("-inf"),
-                "finished_seeds": len(scores),
-                "failed_seeds": len(records) - len(scores),
-            }
-        )
-    table.sort(key=lambda row: row["mean_acc"], reverse=True)
-    best = table[0]
+    ranking, split = rank_configurations(pd.DataFrame(rows))
+    best = ranking.iloc[0]
     if best["finished_seeds"] == 0:
-        raise MixstudyError("every tuning run failed; there is no configuration to select")
+        raise MixstudyError("every tuning run failed or is stale; there is no configuration to select")
     return {
-        "scheduler": best["scheduler"],
-        "momentum": best["momentum"],
-        "weight_decay": best["weight_decay"],
+        **{key: _plain(best[key]) for key in DESCRIPTORS},
         "selected_by": f"mean {split} accuracy over seeds",
-        "mean_acc": best["mean_acc"],
-        "ranking": table,
+        "mean_acc": float(best["mean_acc"]),
+        "ranking": [{key: _plain(value) for key, value in row.items()} for row in ranking.to_dict("records")],
     }
+
+
+def _plain(value):
+    """numpy scalars as plain Python numbers, so the selection file is plain YAML."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def write_selection(selection: dict, out: str | Path) -> None:

@@ -28,7 +28,8 @@ import pandas as pd
 from scipy import stats
 
 from mixstudy import study
-from mixstudy.fileio import write_json, write_text
+from mixstudy.fileio import RESUME_FILE, write_json, write_text
+from mixstudy.selection import rank_configurations
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +172,6 @@ def missing_reason(folder: Path) -> str:
         except (json.JSONDecodeError, OSError):
             error = "(unreadable)"
         return f"no metrics.json; failure.json: {error}"
-    from mixstudy.training import RESUME_FILE  # imports torch; only needed for this message
-
     if (folder / RESUME_FILE).is_file():
         return f"no metrics.json; {RESUME_FILE} present (running or interrupted)"
     if folder.is_dir():
@@ -346,9 +345,16 @@ def best_mixing(analysis: Analysis, method: str = "manifold") -> pd.Series | Non
 
 
 def best_tuning(analysis: Analysis) -> pd.Series | None:
+    """The configuration ``mixstudy select`` chooses for the sweep (:data:`selection.SELECTION_RULE`)."""
+    runs = analysis.runs
+    tuning = runs[runs["stage"] == "tuning"] if not runs.empty else runs
+    if tuning.empty:
+        return None
+    ranking, _ = rank_configurations(tuning)
+    if ranking.iloc[0]["finished_seeds"] == 0:
+        return None
     cells = analysis.stage("tuning")
-    cells = cells[cells["n"] > 0]
-    return None if cells.empty else cells.loc[cells["acc_mean"].idxmax()]
+    return cells[cells["name"] == ranking.iloc[0]["name"]].iloc[0]
 
 
 def cell_label(cell) -> str:

@@ -31,7 +31,7 @@ from mixstudy import engine
 from mixstudy.config import config_hash
 from mixstudy.data import StudyData
 from mixstudy.errors import ConfigError, DivergedError
-from mixstudy.fileio import atomic_path, write_json, write_text
+from mixstudy.fileio import RESUME_FILE, atomic_path, write_json, write_text
 from mixstudy.metrics import accuracy, fgsm_perturb, fit_temperature, nll, summarise
 from mixstudy.mixing import Mixer
 from mixstudy.models import build_model, mixing_points
@@ -42,7 +42,6 @@ from mixstudy.provenance import provenance
 log = logging.getLogger(__name__)
 
 SCHEDULERS = ("step", "cosine", "warm_restarts")
-RESUME_FILE = "resume.pt"
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, sched: dict):
@@ -100,7 +99,7 @@ class Seeds:
 class Trainer:
     """One run's state (its own network, optimizer and random streams), checkpointed as one object.
 
-    While a pack trains, the pack holds the live weights; :meth:`Pack.sync` copies a member's
+    While a pack trains, the pack holds the live weights; :meth:`PackedTrainer.sync` copies a member's
     share back here before it is checkpointed or evaluated.
     """
 
@@ -198,7 +197,7 @@ def _dropout_generator(device: torch.device, init_seed: int) -> torch.Generator:
 
 
 @dataclass
-class Pack:
+class PackedTrainer:
     """K runs trained as one packed network (see mixstudy.packing); K = 1 is a plain run."""
 
     members: list[Trainer]
@@ -208,7 +207,7 @@ class Pack:
     epoch: int
 
     @classmethod
-    def of(cls, members: list[Trainer]) -> "Pack":
+    def of(cls, members: list[Trainer]) -> "PackedTrainer":
         first = members[0]
         model = pack_modules([m.model for m in members], [m.dropout_gen for m in members]).to(first.device)
         if first.config["compute"]["channels_last"]:
@@ -233,9 +232,9 @@ class Pack:
 
 
 def autocast_context(device: torch.device, amp: str):
-    """bf16 autocast on CUDA when asked for (``auto`` or ``on``); CPU runs in float32."""
-    if device.type == "cuda" and amp in ("auto", "on"):
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    """bf16 autocast where asked for: ``on`` on any device, ``auto`` on CUDA only; otherwise float32."""
+    if amp == "on" or (amp == "auto" and device.type == "cuda"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 
@@ -253,7 +252,7 @@ def _member_mixes(members: list[Trainer], draws: list) -> dict:
     return {point: mix_at(point) for point in {d.point for d in draws if d is not None}}
 
 
-def train_epoch(pack: Pack, forward, x_train: torch.Tensor, y_train: torch.Tensor, normalise) -> list[dict]:
+def train_epoch(pack: PackedTrainer, forward, x_train: torch.Tensor, y_train: torch.Tensor, normalise) -> list[dict]:
     """One pass over the subset for every member; sums stay on the device (one sync per epoch).
 
     Each member draws its batch order, augmentation and mixing from its own streams, exactly as
@@ -428,25 +427,12 @@ def try_resume(trainer: Trainer, out_dir: Path) -> bool:
     return True
 
 
-def run_training(
-    config: dict,
-    data: StudyData,
-    out_dir: str | Path,
-    progress: str = "auto",
-    on_diverge: str = "error",
-    data_provenance: dict | None = None,
-) -> dict:
-    """Train one configuration and write its run folder; return the metrics record."""
-    return train_runs([config], data, [out_dir], progress, on_diverge, data_provenance)[0]
-
-
 def train_runs(
     configs: list[dict],
     data: StudyData,
     out_dirs: list[str | Path],
     progress: str = "auto",
     on_diverge: str = "error",
-    data_provenance: dict | None = None,
 ) -> list[dict]:
     """Train several configurations as one pack (one alone is a plain run); write each run folder.
 
@@ -467,13 +453,13 @@ def train_runs(
     torch.set_num_threads(compute["threads"])
     device = engine.resolve_device(compute["device"])
     started = time.perf_counter()
-    origin = provenance(device, data.subset_sha256, data_provenance or data.data_manifest)  # the code that starts the run
+    origin = provenance(device, data.subset_sha256, data.data_manifest)  # the code that starts the run
 
     x_train = engine.to_float(engine.to_device_images(data.x_train, device), compute["channels_last"])
     y_train = torch.from_numpy(data.y_train).to(device)
     normalise = engine.Normalise().to(device)
 
-    pack = Pack.of(_resumed_or_new_members(configs, out_dirs, device))
+    pack = PackedTrainer.of(_resumed_or_new_members(configs, out_dirs, device))
     prior_seconds = pack.members[0].history[-1]["elapsed_s"] if pack.members[0].history else 0.0
     forward = torch.compile(pack.model) if compute["compile"] else pack.model
     labels = [out_dir.name if len(out_dirs) == 1 else str(out_dir) for out_dir in out_dirs]
@@ -599,7 +585,7 @@ def check_validation_split(config: dict, data: StudyData) -> None:
         )
 
 
-def _evaluate_during_training(pack: Pack, index: int, row: dict, data: StudyData, normalise, device, final: bool) -> None:
+def _evaluate_during_training(pack: PackedTrainer, index: int, row: dict, data: StudyData, normalise, device, final: bool) -> None:
     """Add this epoch's optional columns to ``row``: test accuracy every ``evaluation.every``
     epochs; validation accuracy and NLL every ``evaluation.val_every`` epochs and at the last,
     where the member also keeps the weights of its best validation epoch."""
