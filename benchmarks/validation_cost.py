@@ -42,7 +42,7 @@ def main() -> None:
     config = run_config(params, 0)
     data = load_study_data(params["data"]["out"], subset_file(params["subset"]))
     device = torch.device("cpu")
-    pack = training.Pack.of([training.make_trainer(config, device)])
+    pack = training.PackedTrainer.of([training.make_trainer(config, device)])
     normalise = engine.Normalise()
     x_train = engine.to_float(engine.to_device_images(data.x_train, device), config["compute"]["channels_last"])
     y_train = torch.from_numpy(data.y_train)

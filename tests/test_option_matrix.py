@@ -80,7 +80,8 @@ MATRIX = [
     ("evaluation.temperature_scaling", "false", BASELINE),
     ("compute.channels_last", "true", BASELINE),
     ("compute.channels_last", "false", MANIFOLD),
-    ("compute.amp", '"off"', BASELINE),
+    ("compute.amp", "off", BASELINE),
+    ("compute.amp", "on", MANIFOLD),  # bf16 autocast, on CPU too
     ("compute.threads", "2", BASELINE),
     ("compute.eval_batch_size", "1000", BASELINE),
     ("model.name", "preactresnet18", MANIFOLD),
@@ -180,7 +181,7 @@ def test_option_runs_to_the_end(tmp_path, option, value, run_id):
     config = study.spec_config(params, spec, None) if run_id else study.run_config(params, 0)
     root = tmp_path / "runs"
     data = make_study_data(n_val_per_class=params["subset"]["val_per_class"])
-    training.run_training(config, data, spec.folder(root), progress="lines")
+    training.train_runs([config], data, [spec.folder(root)], progress="lines")
     _check_run_folder(spec.folder(root), config)
     _through_the_results(params, root, tmp_path, in_grid=run_id is not None)
 
@@ -189,7 +190,7 @@ def test_resume_across_a_checkpoint_finishes_the_same_run(tmp_path, monkeypatch)
     params = _row_params("train.checkpoint_every", "1")
     config = study.run_config(params, 0, {"train": {"epochs": 3}, "evaluation": {"every": 1}})
     data = make_study_data(n_val_per_class=2)
-    whole = training.run_training(config, data, tmp_path / "whole", progress="lines")
+    whole = training.train_runs([config], data, [tmp_path / "whole"], progress="lines")[0]
 
     real_epoch = training.train_epoch
     calls = {"n": 0}
@@ -202,10 +203,10 @@ def test_resume_across_a_checkpoint_finishes_the_same_run(tmp_path, monkeypatch)
 
     monkeypatch.setattr(training, "train_epoch", crash_in_epoch_three)
     with pytest.raises(KeyboardInterrupt):
-        training.run_training(config, data, tmp_path / "resumed", progress="lines")
+        training.train_runs([config], data, [tmp_path / "resumed"], progress="lines")
     assert (tmp_path / "resumed" / training.RESUME_FILE).is_file()
     monkeypatch.setattr(training, "train_epoch", real_epoch)
-    resumed = training.run_training(config, data, tmp_path / "resumed", progress="lines")
+    resumed = training.train_runs([config], data, [tmp_path / "resumed"], progress="lines")[0]
     assert resumed["metrics"] == whole["metrics"]
     _check_run_folder(tmp_path / "resumed", config)
 

@@ -66,7 +66,7 @@ def test_training_writes_progress_each_epoch_and_removes_it_at_the_end(tmp_path,
         real_write(path, obj)
 
     monkeypatch.setattr(training, "write_json", spy)
-    training.run_training(tiny_config(train={"epochs": 3}), tiny_data, tmp_path / "run", progress="lines")
+    training.train_runs([tiny_config(train={"epochs": 3})], tiny_data, [tmp_path / "run"], progress="lines")
     assert [(p["epoch"], p["epochs"]) for p in seen] == [(1, 3), (2, 3), (3, 3)]
     assert not (tmp_path / "run" / PROGRESS_FILE).exists()
 

@@ -517,7 +517,7 @@ def test_curves(context: FigureContext) -> plt.Figure:
     for index, (name, runs) in enumerate(done[done["besttest_acc"].notna()].groupby("name", sort=False)):
         cell = context.analysis.configs[context.analysis.configs["name"] == name].iloc[0]
         colour = BASELINE_COLOUR if name == "baseline" else config_colour(context, cell)
-        histories = read_histories([context.runs_root / run_id for run_id in runs["run_id"]]).dropna(subset=["test_acc"])
+        histories = require_histories([context.runs_root / run_id for run_id in runs["run_id"]]).dropna(subset=["test_acc"])
         draw_mean_band(ax, histories.groupby("epoch"), "test_acc", 100, colour, ("-", "--", ":")[index % 3],
                        f"{cell_label(cell)} ({len(runs)} seeds)")
     ax.set_xlabel("epoch")
