@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import yaml
 
 from mixstudy.errors import MixstudyError
 from mixstudy.fileio import write_text
-from mixstudy.study import RunSpec
+from mixstudy.study import RunSpec, read_run_record
 
 
 def select_best(specs: list[RunSpec], runs_root: str | Path) -> dict:
@@ -26,7 +25,7 @@ def select_best(specs: list[RunSpec], runs_root: str | Path) -> dict:
         if not path.is_file():
             missing.append(spec.run_id)
             continue
-        by_name.setdefault(spec.name, []).append(json.loads(path.read_text()))
+        by_name.setdefault(spec.name, []).append(read_run_record(spec.folder(runs_root)))
     if missing:
         raise MixstudyError(f"{len(missing)} tuning run(s) are not finished, e.g. {missing[:3]}; train them first")
     table = []
