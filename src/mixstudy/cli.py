@@ -187,12 +187,31 @@ def cmd_aggregate(args) -> None:
     from mixstudy.tables import aggregate
 
     params = _params(args)
-    analysis = aggregate(params, args.runs_root, args.out_dir, args.summary)
+    analysis = aggregate(params, args.runs_root, args.out_dir, args.summary, _expectation(params, args))
     counts = analysis.counts()
     print(
         f"wrote tables to {args.out_dir} and {args.summary}: {counts['finished']} of {counts['expected']} runs finished, "
         f"{counts['failed']} failed, {counts['missing']} missing, {counts['mismatched']} mismatched"
     )
+
+
+def _expectation(params: dict, args):
+    """What runs are checked against: the tuning's choice and the subset, where they exist."""
+    from mixstudy import study
+    from mixstudy.data import subset_file
+    from mixstudy.tables import Expectation
+
+    selection = study.read_selection(args.selection) if Path(args.selection).is_file() else None
+    subset = Path(args.subset or subset_file(params["subset"]))
+    return Expectation(selection, _subset_sha256(subset) if subset.is_file() else None)
+
+
+def _subset_sha256(path: Path) -> str:
+    """The content hash of a subset's training images, as runs record it."""
+    try:
+        return json.loads(path.read_text())["train_sha256"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise MixstudyError(f"{path} is not a subset file ({err}); run `mixstudy subset` again") from err
 
 
 def cmd_figures(args) -> None:
@@ -277,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_root(p)
     p.add_argument("--out-dir", default=DEFAULT_TABLES_DIR, help=f"folder for the tables (default {DEFAULT_TABLES_DIR})")
     p.add_argument("--summary", default=DEFAULT_SUMMARY, help=f"flat metrics file for DVC (default {DEFAULT_SUMMARY})")
+    p.add_argument("--selection", default=DEFAULT_SELECTION, help=f"tuning choice the sweep runs must have, if present (default {DEFAULT_SELECTION})")
+    p.add_argument("--subset", help="subset the runs must have trained on, if present (default: the one named by the subset.* parameters)")
     p.set_defaults(func=cmd_aggregate)
 
     p = sub.add_parser("figures", help="the study's figures as PNG and PDF; figures without data are skipped")
