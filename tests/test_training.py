@@ -153,7 +153,7 @@ def test_run_folder_contents(tmp_path, tiny_config, tiny_data):
     out = tmp_path / "run"
     record = _train(config, tiny_data, out)
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["history.tsv", "metrics.json", "model.pt"]  # no resume.pt, failure.json or temp files
+    assert names == ["history.tsv", "metrics.json", "model.pt", "train.log"]  # no resume.pt, failure.json, lock or temp files
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(record))
     assert saved["status"] == "ok" and saved["error"] is None

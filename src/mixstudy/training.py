@@ -550,7 +550,7 @@ def clear_other_run(folder: Path, config: dict, subset_sha256: str, replace: boo
             "or pass --replace to train over it"
         )
     log.warning("%s: replacing its %s run", folder, "other" if other else "damaged")
-    for name in ("metrics.json", *study.RUN_OUTPUTS[1:], "failure.json"):
+    for name in ("metrics.json", *study.RUN_OUTPUTS[1:], "failure.json", "train.log"):
         (folder / name).unlink(missing_ok=True)
 
 
@@ -564,6 +564,38 @@ def _train_pack(
     data_provenance: dict | None,
 ) -> list[dict]:
     """Train the runs as one pack and write each folder (the folders are locked and checked)."""
+    with run_logs(out_dirs):
+        return _train_locked_pack(configs, data, out_dirs, device, progress, on_diverge, data_provenance)
+
+
+@contextmanager
+def run_logs(out_dirs: list[Path]):
+    """Append this process's mixstudy log lines to each trained run's train.log (a pack's runs share them)."""
+    logger = logging.getLogger("mixstudy")
+    handlers = [logging.FileHandler(out_dir / "train.log") for out_dir in out_dirs]
+    level = logger.level
+    logger.setLevel(min(level or logging.INFO, logging.INFO))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        logger.setLevel(level)
+
+
+def _train_locked_pack(
+    configs: list[dict],
+    data: StudyData,
+    out_dirs: list[Path],
+    device: torch.device,
+    progress: str,
+    on_diverge: str,
+    data_provenance: dict | None,
+) -> list[dict]:
     first = configs[0]
     data = limit_test_set(data, first["evaluation"]["test_limit"])
     compute = first["compute"]
