@@ -572,7 +572,7 @@ def _train_pack(
 def run_logs(out_dirs: list[Path]):
     """Append this process's mixstudy log lines to each trained run's train.log (a pack's runs share them)."""
     logger = logging.getLogger("mixstudy")
-    handlers = [logging.FileHandler(out_dir / "train.log") for out_dir in out_dirs]
+    handlers = [logging.FileHandler(out_dir / "train.log", delay=True) for out_dir in out_dirs]  # opened at the first line
     level = logger.level
     logger.setLevel(min(level or logging.INFO, logging.INFO))
     for handler in handlers:

@@ -39,12 +39,11 @@ def params_json(*sections):
 def run_spec_arguments(specs):
     """`--run-spec JSON` per run: what the grid asks of it (run sections, seed, own settings)."""
     sections = {key: config[key] for key in study.RUN_SECTIONS}
-    return " ".join(
-        "--run-spec " + shlex.quote(json.dumps(
-            {"run_id": spec.run_id, "sections": sections, "seed": spec.seed, "overrides": spec.overrides}, sort_keys=True
-        ))
+    specs_json = [
+        json.dumps({"run_id": spec.run_id, "sections": sections, "seed": spec.seed, "overrides": spec.overrides}, sort_keys=True)
         for spec in specs
-    )
+    ]
+    return " ".join(f"--run-spec {shlex.quote(text)}" for text in specs_json)
 
 
 # --- what is finished, by content (read only) ----------------------------------------------------
@@ -142,12 +141,6 @@ def selection_argument(wildcards, input):
     return f"--use-selection --selection {input.selection}" if "selection" in input.keys() else ""
 
 
-rule rebuild_request:
-    output:
-        temp("results/rebuild/{run_id}.txt"),
-    params:
-        reason=lambda wildcards: shlex.quote(REBUILD.get(wildcards.run_id, "requested")),
-    wildcard_constraints:
-        run_id=r"(tuning|sweep)/[^/]+/seed\d+",
-    shell:
-        "echo {params.reason} > {output}"
+def one_run(run_id):
+    """The run a training rule's wildcards name (its folder), as a list for run_inputs and run_spec_arguments."""
+    return [RUN_BY_ID[run_id]]

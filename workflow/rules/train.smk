@@ -32,3 +32,20 @@ rule train_all:
     input:
         SELECTION,
         every_run_file(TUNING_RUNS + SWEEP_RUNS),
+
+
+# A run with outputs that are not what is asked (another configuration, damaged files): a
+# temporary request file, made by a job, that its training job waits for (common.smk, REBUILD).
+rule rebuild_request:
+    output:
+        temp("results/rebuild/{run_id}.txt"),
+    params:
+        reason=lambda wildcards: shlex.quote(REBUILD.get(wildcards.run_id, "requested")),
+    wildcard_constraints:
+        run_id=r"(tuning|sweep)/[^/]+/seed\d+",
+    log:
+        "logs/rebuild/{run_id}.log",
+    conda:
+        "../envs/mixstudy.yaml"
+    shell:
+        "echo {params.reason} > {output} 2> {log}"

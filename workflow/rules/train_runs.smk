@@ -11,11 +11,6 @@ wildcard_constraints:
     alpha=r"[0-9.e+-]+",
 
 
-def one_run(run_id):
-    """The run's inputs and command-line spec, from its run id (the folder the rule matched)."""
-    return [RUN_BY_ID[run_id]]
-
-
 rule train_tuning:
     input:
         unpack(lambda wildcards: run_inputs(one_run(f"tuning/{wildcards.name}/seed{wildcards.seed}"))),
