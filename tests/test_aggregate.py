@@ -16,7 +16,7 @@ from scipy import stats
 
 from mixstudy import study
 from mixstudy.config import load_params
-from mixstudy.tables import aggregate, analyse, collect_runs, mixing_differences, study_tables, summary_metrics
+from mixstudy.tables import Expectation, aggregate, analyse, collect_runs, mixing_differences, study_tables, summary_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 SELECTION = {"scheduler": "cosine", "momentum": 0.9, "weight_decay": 0.001}
@@ -328,3 +328,42 @@ def test_calibration_and_best_epoch_tables_come_from_the_run_records(tmp_path, p
     assert best.loc["baseline", "bestval_acc"] == pytest.approx(100 * statistics.mean(accs) + 1)
     assert best.loc["baseline", "besttest_acc"] == pytest.approx(100 * statistics.mean(accs) + 2, abs=1e-4)
     assert best.loc["baseline", "bestval_epoch"] == 2
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda config: config["evaluation"].update(test_limit=1000), "evaluation.test_limit is 1000"),
+        (lambda config: config["model"].update(dropout=0.1), "model.dropout is 0.1"),
+        (lambda config: config["train"].update(momentum=0.95), "train.momentum is 0.95"),  # another selection
+    ],
+    ids=["evaluation", "model", "selection"],
+)
+def test_run_with_another_training_configuration_is_mismatched(tmp_path, params, change, reason):
+    """The whole configuration counts, not only the settings a run name encodes."""
+    root = tmp_path / "runs"
+    write_all_runs(root, params)
+    path = spec_of(params, "sweep/baseline/seed0").folder(root) / "metrics.json"
+    record = json.loads(path.read_text())
+    change(record["config"])
+    path.write_text(json.dumps(record))
+    analysis = analyse(params, root, Expectation(selection=SELECTION))
+    problem = analysis.problems.set_index("run_id").loc["sweep/baseline/seed0"]
+    assert problem["problem"] == "mismatched" and reason in problem["reason"]
+    assert analysis.configs.set_index("name").loc["baseline", "n"] == 2
+
+
+def test_compute_settings_do_not_make_a_run_mismatched(tmp_path, params):
+    root = tmp_path / "runs"
+    write_all_runs(root, params)
+    path = spec_of(params, "sweep/baseline/seed0").folder(root) / "metrics.json"
+    record = json.loads(path.read_text())
+    record["config"]["compute"].update(threads=8, device="cuda", eval_batch_size=1000)
+    path.write_text(json.dumps(record))
+    assert analyse(params, root, Expectation(selection=SELECTION)).problems.empty
+
+
+def test_run_on_another_subset_is_mismatched(complete_root, params):
+    analysis = analyse(params, complete_root, Expectation(selection=SELECTION, subset_sha256="f" * 64))
+    assert set(analysis.problems["problem"]) == {"mismatched"} and len(analysis.problems) == len(study.all_runs(params))
+    assert "subset" in analysis.problems["reason"].iloc[0]

@@ -242,3 +242,88 @@ def test_subset_train_evaluate_end_to_end(in_tmp, capsys, monkeypatch, prepared_
     assert code == 2
     assert "absent.yaml" in capsys.readouterr().err
     assert not (in_tmp / "results").exists()
+
+
+# --- bad input: one line naming the parameter or file and the fix, exit code 2, nothing written ---
+
+
+@pytest.fixture(scope="module")
+def small_subset(tmp_path_factory, prepared_npz) -> tuple[list[str], str]:
+    """Options that point every command at the prepared fake data, and a small subset file."""
+    subset = str(tmp_path_factory.mktemp("subset") / "subset.json")
+    common = ["--params", P, "--set", f"data.out={prepared_npz}", "--set", "subset.per_class=2",
+              "--set", "subset.val_per_class=0", "--set", "evaluation.temperature_scaling=false"]
+    assert main(["subset", *common, "--out", subset]) == 0
+    return common, subset
+
+
+def _empty_tuning_records(root: Path) -> None:
+    for line in ("step_mom0.9_wd0.001",):
+        folder = root / "results/runs/tuning" / line / "seed0"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text("")
+
+
+def _corrupt_resume(root: Path) -> None:
+    (root / "run").mkdir()
+    (root / "run" / "resume.pt").write_bytes(b"not a checkpoint")
+
+
+SMALL_TUNING = ["--set", "tuning.grid={scheduler: [step], momentum: [0.9], weight_decay: [0.001]}", "--set", "tuning.seeds=[0]"]
+
+BAD_INPUTS = {
+    # id: (command line after `mixstudy`, set-up of the folder, text the one error line must name)
+    "alpha_nan": (["train", "--out", "run", "--set", "mixing.alpha=.nan"], None, "mixing.alpha is nan"),
+    "alpha_inf": (["train", "--out", "run", "--set", "mixing.alpha=.inf"], None, "mixing.alpha is inf"),
+    "lr_inf": (["train", "--out", "run", "--set", "train.lr=.inf"], None, "train.lr is inf"),
+    "negative_seed": (["train", "--out", "run", "--seed", "-1"], None, "--seed -1"),
+    "out_under_a_file": (["train", "--out", "afile/run"], lambda root: (root / "afile").write_text("x"), "afile is a file"),
+    "corrupt_resume_point": (["train", "--out", "run"], _corrupt_resume, "resume.pt cannot be read"),
+    "malformed_selection": (
+        ["train", "--out", "run", "--use-selection", "--selection", "sel.yaml"],
+        lambda root: (root / "sel.yaml").write_text("scheduler: [unclosed\n"), "sel.yaml is not valid YAML",
+    ),
+    "selection_not_a_mapping": (
+        ["train", "--out", "run", "--use-selection", "--selection", "sel.yaml"],
+        lambda root: (root / "sel.yaml").write_text("- a list\n"), "sel.yaml does not hold a selection",
+    ),
+    "select_on_empty_tuning_metrics": (["select", *SMALL_TUNING], _empty_tuning_records, "metrics.json is empty or damaged"),
+    "evaluate_a_folder": (["evaluate", "adir"], lambda root: (root / "adir").mkdir(), "adir is a folder"),
+    "unknown_report_key": (["runs", "--set", "report.colour=red"], None, "report: Additional properties"),
+    "cuda_without_gpu": (["train", "--out", "run", "--set", "compute.device=cuda"], None, "compute.device: cuda"),
+}
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else b"/") for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, in_tmp, capsys, monkeypatch, small_subset):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv, set_up, named = BAD_INPUTS[case]
+    if set_up is not None:
+        set_up(in_tmp)
+    common, subset = small_subset
+    before = _tree(in_tmp)
+    extra = common + (["--subset", subset] if argv[0] == "train" else [])
+    code = main([*argv, *extra])
+    captured = capsys.readouterr()
+    lines = _lines(captured.err)
+    assert code == 2, captured.err
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"mixstudy {argv[0]}: error:") and named in lines[0], lines[0]
+    assert _tree(in_tmp) == before
+
+
+def test_set_values_parse_as_yaml_1_2_and_strings_stay_strings():
+    from mixstudy.config import load_params
+
+    digits = "1" * 64
+    params = load_params([PARAMS_FILE], ["train.lr=1e6", "compute.amp=on", f"data.npz_sha256={digits}", "mixing.alpha=4"])
+    assert params["train"]["lr"] == 1e6 and isinstance(params["train"]["lr"], float)
+    assert params["compute"]["amp"] == "on"
+    assert params["data"]["npz_sha256"] == digits
+    assert params["mixing"]["alpha"] == 4

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mixstudy.config import deep_merge, read_yaml
-from pipeline_helpers import copy_project, run
+from pipeline_helpers import copy_project, jobs_by_rule, run
 
 pytestmark = pytest.mark.slow
 
@@ -81,6 +81,36 @@ def test_push_and_pull_restore_outputs_bit_identical(dvc_project, tmp_path):
     run(["dvc", "pull"], dvc_project)
     assert {name: _tree_digest(dvc_project / name) for name in tracked} == before
     assert "up to date" in run(["dvc", "status"], dvc_project).stdout
+
+
+def _run_bytes(runs: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(runs)): p.read_bytes() for p in sorted(runs.glob("*/*/seed*/*")) if p.is_file()}
+
+
+def test_fresh_clone_and_pull_trains_nothing_and_a_new_alpha_trains_only_its_runs(dvc_project, tmp_path):
+    """A clone plus `dvc pull` gets new modification times in pull order, and no Snakemake metadata:
+    the same command plans no training, and an experiment adding one alpha trains only its runs."""
+    _commit(dvc_project, "results to clone")
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-f", "-d", "local", str(remote)], dvc_project)
+    run(["dvc", "push"], dvc_project)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(dvc_project), str(clone)], tmp_path)
+    run(["dvc", "remote", "add", "-f", "-d", "local", str(remote)], clone)
+    run(["dvc", "pull"], clone)
+    runs = clone / "results" / "runs"
+    pulled = _run_bytes(runs)
+    assert pulled == _run_bytes(dvc_project / "results" / "runs")
+
+    planned = run(["snakemake", "-n", "train_all", "--cores", "all", "--resources", "gpu=1"], clone).stdout
+    assert not [rule for rule in jobs_by_rule(planned) if rule.startswith("train_") and rule != "train_all"], planned
+
+    alphas = read_yaml(clone / "params.yaml")["sweep"]["alphas"]
+    run(["dvc", "exp", "run", "-S", f"sweep.alphas={[*alphas, 4.0]}"], clone)
+    after = _run_bytes(runs)
+    assert {name: after[name] for name in pulled} == pulled, "finished runs were trained again"
+    new = {name.rsplit("/", 1)[0] for name in set(after) - set(pulled)}
+    assert new == {f"sweep/manifold_S{s}_alpha4/seed{k}" for s in ("0", "0-2") for k in (0, 1)}
 
 
 def test_queued_experiment_does_not_return_stale_results(dvc_project):

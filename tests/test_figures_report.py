@@ -136,7 +136,8 @@ def test_report_without_figures_says_so(tmp_path, params, runs_root):
     assert "No tuning selection file was found" in text
 
 
-def test_cli_commands_write_their_outputs(tmp_path, runs_root, capsys):
+def test_cli_commands_write_their_outputs(tmp_path, runs_root, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no subset file or selection of the checkout's own runs is read
     common = ["--params", str(REPO / "params.yaml"), "--set", f"data.out={tmp_path / 'absent.npz'}"]
     for override in SMALL_GRIDS:
         common += ["--set", override]

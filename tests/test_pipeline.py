@@ -46,21 +46,28 @@ def test_smoke_chain_produces_every_output(smoke_project):
         assert (smoke_project / name).is_file(), name
     assert list((smoke_project / "results/figures").glob("*.png"))
     runs = sorted((smoke_project / "results/runs").glob("*/*/seed*/metrics.json"))
-    assert len(runs) == 2 + 2 + 4 + 2  # tuning, baseline, manifold, cutmix
+    assert len(runs) == 2 + 2 + 4 + 2 + 2 + 2  # tuning, baseline, manifold, cutmix, label smoothing, Cutout
     for metrics in runs:
         record = json.loads(metrics.read_text())
         assert record["status"] == "ok"
-        assert (metrics.parent / "benchmark.tsv").is_file()
+        run_id = metrics.parent.relative_to(smoke_project / "results/runs")
+        assert (smoke_project / "results/benchmarks" / f"{run_id}.tsv").is_file()
+        assert {p.name for p in metrics.parent.iterdir()} == {"metrics.json", "history.tsv", "model.pt", "train.log"}
     assert "Nothing to be done" in snakemake(smoke_project, "-n").stdout
 
 
 def _run_folders(project: Path) -> dict[str, set[str]]:
-    """Each run folder and its files, but Snakemake's benchmark (a pack's is under results/packs)."""
+    """Each run folder and its files."""
     runs = project / "results/runs"
     return {
-        str(m.parent.relative_to(runs)): {p.name for p in m.parent.iterdir()} - {"benchmark.tsv"}
+        str(m.parent.relative_to(runs)): {p.name for p in m.parent.iterdir()}
         for m in runs.glob("*/*/seed*/metrics.json")
     }
+
+
+# The size of each configuration's pack on the smoke grid with pack_size 4 (`mixstudy runs --packs`).
+PACK_SIZES = {"step_mom0.9_wd0.001": 1, "warm_restarts_mom0.9_wd0.001": 1, "baseline": 4, "manifold_S0_alpha1": 4,
+              "manifold_S0-2_alpha1": 4, "cutmix_alpha1": 4, "label_smoothing_eps0.1": 2, "cutout_16": 2}
 
 
 def test_packed_sweep_writes_the_same_run_folders(smoke_project, tmp_path):
@@ -68,8 +75,12 @@ def test_packed_sweep_writes_the_same_run_folders(smoke_project, tmp_path):
     (project / "config/pack4.yaml").write_text("compute:\n  pack_size: 4\n")
     planned = jobs_by_rule(snakemake(project, "-n", configfiles=("config/pack4.yaml",)).stdout)
     training_jobs = {rule: n for rule, n in planned.items() if rule.startswith("train_") and rule != "train_all"}
-    # 2 tuning configurations of one seed each; 8 sweep runs (one training setting) in 2 packs of 4.
-    assert training_jobs == {"train_pack_tuning_001": 1, "train_pack_tuning_002": 1, "train_pack_sweep_001": 1, "train_pack_sweep_002": 1}
+    # 2 tuning configurations of one seed each; 12 sweep runs: 10 of one training setting in packs of
+    # 4, 4 and 2, and the 2 Cutout runs (other augmentation) in a pack of their own.
+    assert training_jobs == {
+        "train_pack_tuning_001": 1, "train_pack_tuning_002": 1,
+        "train_pack_sweep_001": 1, "train_pack_sweep_002": 1, "train_pack_sweep_003": 1, "train_pack_sweep_004": 1,
+    }
 
     snakemake(project, configfiles=("config/pack4.yaml",))
     assert _run_folders(project) == _run_folders(smoke_project)
@@ -77,7 +88,7 @@ def test_packed_sweep_writes_the_same_run_folders(smoke_project, tmp_path):
         packed = json.loads((project / "results/runs" / run_id / "metrics.json").read_text())
         solo = json.loads((smoke_project / "results/runs" / run_id / "metrics.json").read_text())
         assert packed["status"] == "ok" and packed["config"] == solo["config"]
-        assert packed.get("pack", {"size": 1})["size"] == (4 if run_id.startswith("sweep") else 1)
+        assert packed.get("pack", {"size": 1})["size"] == PACK_SIZES[run_id.split("/")[1]]
     assert (project / "results/packs/sweep/pack001/benchmark.tsv").is_file()
     assert "training a pack of 4 runs" in (project / "results/runs/sweep/baseline/seed0/train.log").read_text()
     assert (project / "results/report.md").is_file()
@@ -149,3 +160,90 @@ def test_interrupted_snakemake_reruns_only_the_interrupted_job(tmp_path):
     assert "resuming" in (second / "train.log").read_text()
     assert "Nothing to be done" in run([*command, "-n"], project).stdout
     assert result.returncode == 0
+
+
+# --- the workflow's state is decided by content; reading the rules writes nothing ---------------
+
+
+def _project_state(project: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file and folder of the project (Snakemake's own .snakemake aside), with content and mtime."""
+    return {
+        str(path.relative_to(project)): (path.stat().st_mtime_ns, path.read_bytes() if path.is_file() else b"/")
+        for path in sorted(project.rglob("*"))
+        if ".snakemake" not in path.relative_to(project).parts
+    }
+
+
+def _training_jobs(counts: dict[str, int]) -> dict[str, int]:
+    return {rule: n for rule, n in counts.items() if rule.startswith("train_") and rule != "train_all"}
+
+
+def test_dry_runs_and_unlock_write_nothing(smoke_project):
+    """A dry run with another configfile, or an unlock, cannot change what a running job trains:
+    nothing is written while the rules are read (no shared params file, no run folders)."""
+    _override(smoke_project, "train:\n  epochs: 30\nevaluation:\n  test_limit: 0\n")
+    after_override = _project_state(smoke_project)
+    counts = _dry_run_with_change(smoke_project)
+    assert _training_jobs(counts), counts  # the other configuration would train every run ...
+    run(["snakemake", "--unlock"], smoke_project)  # params.yaml alone: 305 runs
+    run(["snakemake", "-n", "--cores", "all"], smoke_project)
+    assert _project_state(smoke_project) == after_override  # ... but reading it wrote nothing
+
+
+def _fingerprints(project: Path, pattern: str = "*/*/seed*") -> dict[str, bytes]:
+    """Each run's metrics.json, model.pt and train.log: unchanged bytes mean it was not trained again."""
+    runs = project / "results/runs"
+    return {
+        str(path.relative_to(runs)): path.read_bytes()
+        for folder in runs.glob(pattern)
+        for path in (folder / "metrics.json", folder / "model.pt", folder / "train.log")
+    }
+
+
+def test_new_modification_times_retrain_nothing(smoke_project):
+    """What a clone, a checkout or `dvc pull` does to modification times (here: every file touched
+    in random order) makes no training job: reruns are decided by content."""
+    import random
+
+    files = [p for p in (smoke_project / "data").rglob("*") if p.is_file()]
+    files += [p for p in (smoke_project / "results").rglob("*") if p.is_file()]
+    random.Random(0).shuffle(files)
+    for offset, path in enumerate(files):
+        os.utime(path, ns=(time.time_ns() + offset * 1_000_000,) * 2)
+    counts = jobs_by_rule(snakemake(smoke_project, "-n").stdout)
+    assert not _training_jobs(counts) and "select_baseline" not in counts, counts
+    counts = jobs_by_rule(run(["snakemake", "-n", "train_all", "--cores", "all", "--configfile", "config/smoke.yaml",
+                               "config/test-data.yaml"], smoke_project).stdout)
+    assert not _training_jobs(counts), counts
+
+
+def test_damaged_outputs_are_rebuilt_byte_identical(smoke_project):
+    """A deleted model.pt and a truncated metrics.json are found and rebuilt (and only those runs);
+    the same training gives the same model.pt, byte for byte."""
+    lost = smoke_project / "results/runs/sweep/cutmix_alpha1/seed1"
+    damaged = smoke_project / "results/runs/sweep/manifold_S0_alpha1/seed0"
+    model, metrics = (lost / "model.pt").read_bytes(), json.loads((damaged / "metrics.json").read_text())
+    (lost / "model.pt").unlink()
+    (damaged / "metrics.json").write_text((damaged / "metrics.json").read_text()[:50])
+    counts = jobs_by_rule(snakemake(smoke_project, "-n").stdout)
+    assert _training_jobs(counts) == {"train_cutmix": 1, "train_manifold": 1}, counts
+    snakemake(smoke_project)
+    assert (lost / "model.pt").read_bytes() == model
+    assert json.loads((damaged / "metrics.json").read_text())["metrics"] == metrics["metrics"]
+    rebuilt = _fingerprints(smoke_project)
+    # Snakemake's metadata of the two jobs names their rebuild request, so it schedules them once
+    # more (their input set changed): they keep the runs, train nothing and rewrite nothing.
+    snakemake(smoke_project)
+    assert _fingerprints(smoke_project) == rebuilt
+    assert "Nothing to be done" in snakemake(smoke_project, "-n").stdout
+
+
+def test_recreating_an_unchanged_selection_retrains_nothing(smoke_project):
+    """A lost selection.yaml is made again; sweep runs whose configuration did not change are kept."""
+    before = _fingerprints(smoke_project, "sweep/*/seed*")
+    (smoke_project / "results/tuning/selection.yaml").unlink()
+    snakemake(smoke_project, "train_all")
+    assert (smoke_project / "results/tuning/selection.yaml").is_file()
+    assert _fingerprints(smoke_project, "sweep/*/seed*") == before
+    kept = (smoke_project / "logs/runs/sweep/baseline/seed0.log").read_text()
+    assert "kept as it is" in kept

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from mixstudy import study, training
+from mixstudy import training
 from mixstudy.cli import main
 from mixstudy.config import load_params
 from mixstudy.progress import PROGRESS_FILE, progress_lines
 
-from conftest import PARAMS_FILE, TINY_OVERRIDES, make_study_data
+from conftest import PARAMS_FILE, TINY_OVERRIDES
 
 GRIDS = TINY_OVERRIDES + [
     "tuning.grid.scheduler=[step]", "tuning.grid.momentum=[0.9]", "tuning.grid.weight_decay=[0.001]",

@@ -74,7 +74,7 @@ def tables_choice(params: dict, root: Path) -> tuple:
 
 def test_selection_picks_the_best_validation_mean(tmp_path, params):
     write_tuning(tmp_path, params)
-    selection = select_best(study.tuning_runs(params), tmp_path)
+    selection = select_best(params, tmp_path)
     assert chosen(selection) == BEST_BY_VAL
     assert selection["mean_acc"] == pytest.approx(0.55)
     assert selection["selected_by"] == "mean val accuracy over seeds"
@@ -85,7 +85,7 @@ def test_selection_picks_the_best_validation_mean(tmp_path, params):
 
 def test_without_validation_the_test_mean_decides(tmp_path, params):
     write_tuning(tmp_path, params, with_val=False)
-    selection = select_best(study.tuning_runs(params), tmp_path)
+    selection = select_best(params, tmp_path)
     assert chosen(selection) == BEST_BY_TEST
     assert selection["selected_by"] == "mean test accuracy over seeds"
     assert tables_choice(params, tmp_path) == BEST_BY_TEST
@@ -101,7 +101,7 @@ def test_stale_runs_are_left_out(tmp_path, params):
     write_tuning(tmp_path, params, **stale)
     for run_id in ("tuning/warm_restarts_mom0.95_wd0.001/seed0", "tuning/warm_restarts_mom0.95_wd0.001/seed1"):
         write_tuning_run(tmp_path, params, study.find_run(params, run_id), 0.99, 0.99, stale=True)  # best, if counted
-    selection = select_best(study.tuning_runs(params), tmp_path)
+    selection = select_best(params, tmp_path)
     assert chosen(selection) == BEST_BY_VAL
     ranking = {row["name"]: row for row in selection["ranking"]}
     assert ranking["warm_restarts_mom0.95_wd0.001"]["finished_seeds"] == 0
@@ -114,7 +114,7 @@ def test_stale_runs_are_left_out(tmp_path, params):
 def test_failed_runs_are_left_out(tmp_path, params):
     failed = {f"tuning/cosine_mom0.95_wd0.001/seed{seed}": {"status": "failed"} for seed in (0, 1)}
     write_tuning(tmp_path, params, **failed)
-    selection = select_best(study.tuning_runs(params), tmp_path)
+    selection = select_best(params, tmp_path)
     assert chosen(selection) == ("cosine", 0.9, 0.001)  # the next best by validation (0.53)
     assert tables_choice(params, tmp_path) == ("cosine", 0.9, 0.001)
     row = next(r for r in selection["ranking"] if r["name"] == "cosine_mom0.95_wd0.001")
@@ -125,7 +125,7 @@ def test_one_finished_run_without_validation_makes_the_test_mean_decide(tmp_path
     write_tuning(tmp_path, params)
     spec = study.find_run(params, "tuning/step_mom0.9_wd0.001/seed1")
     write_tuning_run(tmp_path, params, spec, *SCORES[spec.name][1][:1], None)
-    selection = select_best(study.tuning_runs(params), tmp_path)
+    selection = select_best(params, tmp_path)
     assert chosen(selection) == BEST_BY_TEST and selection["selected_by"] == "mean test accuracy over seeds"
 
 
@@ -134,7 +134,7 @@ def test_ties_keep_grid_order(tmp_path, params):
     tied = {name: [(0.4, 0.4), (0.4, 0.4)] for name in SCORES}
     tied["step_mom0.95_wd0.001"] = tied["cosine_mom0.9_wd0.001"] = [(0.5, 0.6), (0.5, 0.6)]
     write_tuning(tmp_path, params, scores=tied)
-    assert chosen(select_best(study.tuning_runs(params), tmp_path)) == ("step", 0.95, 0.001)
+    assert chosen(select_best(params, tmp_path)) == ("step", 0.95, 0.001)
 
 
 def test_summary_names_the_selected_configuration(tmp_path, params):
@@ -150,21 +150,21 @@ def test_missing_tuning_runs_stop_the_selection_naming_three(tmp_path, params):
     for spec in specs[:4]:
         (spec.folder(tmp_path) / "metrics.json").unlink()
     with pytest.raises(MixstudyError, match="^4 tuning run") as info:
-        select_best(specs, tmp_path)
+        select_best(params, tmp_path)
     assert all(spec.run_id in str(info.value) for spec in specs[:3]) and specs[3].run_id not in str(info.value)
 
 
 def test_every_run_failed_or_stale_is_an_error(tmp_path, params):
     write_tuning(tmp_path, params, **{spec.run_id: {"stale": True} for spec in study.tuning_runs(params)})
     with pytest.raises(MixstudyError, match="^every tuning run failed or is stale; there is no configuration to select$"):
-        select_best(study.tuning_runs(params), tmp_path)
+        select_best(params, tmp_path)
     assert best_tuning(analyse(params, tmp_path)) is None
 
 
 def test_stale_runs_are_named_in_the_log(tmp_path, params, caplog):
     stale = "tuning/step_mom0.95_wd0.001/seed1"
     write_tuning(tmp_path, params, **{stale: {"stale": True}})
-    select_best(study.tuning_runs(params), tmp_path)
+    select_best(params, tmp_path)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1
     assert warnings[0].startswith(f"{stale} is stale and left out of the selection: train.epochs is 101")
@@ -176,7 +176,7 @@ def test_the_selection_file_is_plain_yaml_read_back_unchanged(tmp_path, params):
     from mixstudy.selection import write_selection
 
     write_tuning(tmp_path, params)
-    selection = select_best(study.tuning_runs(params), tmp_path)
+    selection = select_best(params, tmp_path)
     write_selection(selection, tmp_path / "selection.yaml")
     text = (tmp_path / "selection.yaml").read_text()
     assert "numpy" not in text and text.startswith("scheduler: cosine\nmomentum: 0.95\n")  # in order, plain numbers

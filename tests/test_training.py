@@ -153,7 +153,7 @@ def test_run_folder_contents(tmp_path, tiny_config, tiny_data):
     out = tmp_path / "run"
     record = _train(config, tiny_data, out)
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["history.tsv", "metrics.json", "model.pt"]  # no resume.pt, failure.json or temp files
+    assert names == ["history.tsv", "metrics.json", "model.pt", "train.log"]  # no resume.pt, failure.json, lock or temp files
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(record))
     assert saved["status"] == "ok" and saved["error"] is None
@@ -360,3 +360,71 @@ def test_every_evaluation_setting_is_observed_in_the_written_metrics(tmp_path, t
     assert metrics["test_best_val"]["best_by"] == "val_nll" and metrics["test_best_val"]["epoch"] == int(best_epoch)
     # temperature_scaling: the scaled test metrics and their temperature
     assert metrics["test_ts"]["temperature"] > 0
+
+
+# --- one writer per run folder; finished runs kept, never silently overwritten; byte-identical files ---
+
+
+def test_same_training_twice_gives_byte_identical_model_files(tmp_path, tiny_config, tiny_data):
+    config = tiny_config(mixing=MIXINGS["manifold"])
+    _train(config, tiny_data, tmp_path / "a")
+    _train(config, tiny_data, tmp_path / "b")
+    assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
+
+
+def test_a_second_writer_is_refused_while_the_folder_is_locked(tmp_path, tiny_config, tiny_data):
+    import subprocess
+    import sys
+
+    from mixstudy.errors import MixstudyError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
+         "print('held', flush=True); time.sleep(120)", str(out / training.LOCK_FILE)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(MixstudyError, match="being written by another mixstudy process"):
+            _train(tiny_config(), tiny_data, out)
+        assert sorted(p.name for p in out.iterdir()) == [training.LOCK_FILE]  # nothing else written
+    finally:
+        holder.kill()
+        holder.wait()
+    _train(tiny_config(), tiny_data, out)  # the holder died: its lock went with it
+    assert (out / "metrics.json").is_file() and not (out / training.LOCK_FILE).exists()
+
+
+def test_finished_run_is_kept_and_another_configuration_needs_replace(tmp_path, tiny_config, tiny_data):
+    from mixstudy.errors import MixstudyError
+
+    out = tmp_path / "run"
+    _train(tiny_config(seed=0), tiny_data, out)
+    finished = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    kept = _train(tiny_config(seed=0, compute={"eval_batch_size": 7}), tiny_data, out)  # compute settings do not count
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == finished
+    assert kept["config"]["seed"] == 0
+    with pytest.raises(MixstudyError, match="finished run of another configuration.*--replace"):
+        _train(tiny_config(seed=1), tiny_data, out)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == finished
+    record = _train(tiny_config(seed=1), tiny_data, out, replace=True)
+    assert record["config"]["seed"] == 1 == json.loads((out / "metrics.json").read_text())["config"]["seed"]
+
+
+@pytest.mark.parametrize("damage", ["delete_model", "truncate_model", "truncate_metrics"])
+def test_damaged_outputs_of_a_finished_run_are_rebuilt(tmp_path, tiny_config, tiny_data, damage):
+    out = tmp_path / "run"
+    config = tiny_config()
+    _train(config, tiny_data, out)
+    model = (out / "model.pt").read_bytes()
+    if damage == "delete_model":
+        (out / "model.pt").unlink()
+    elif damage == "truncate_model":
+        (out / "model.pt").write_bytes(model[:100])
+    else:
+        (out / "metrics.json").write_text('{"status": "ok", "conf')
+    _train(config, tiny_data, out)
+    assert (out / "model.pt").read_bytes() == model
+    assert json.loads((out / "metrics.json").read_text())["status"] == "ok"

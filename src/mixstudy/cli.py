@@ -30,6 +30,10 @@ def _add_params(parser: argparse.ArgumentParser) -> None:
         help="override file, layered on params.yaml (of the current folder); repeat to layer more, later files win",
     )
     parser.add_argument(
+        "--params-json", metavar="JSON",
+        help="parameters as JSON text, layered after the --params files (what the workflow passes its jobs)",
+    )
+    parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override one parameter, e.g. --set train.epochs=5 --set mixing.layers=[0,2]",
     )
@@ -40,9 +44,10 @@ def _add_runs_root(parser: argparse.ArgumentParser) -> None:
 
 
 def _params(args) -> dict:
-    from mixstudy.config import layered_on_defaults, load_params
+    from mixstudy.config import layered_on_defaults, load_params, parse_json_params
 
-    return load_params(layered_on_defaults(args.params or []), args.overrides)
+    extra = [parse_json_params(args.params_json)] if args.params_json else []
+    return load_params([*layered_on_defaults(args.params or []), *extra], args.overrides)
 
 
 def cmd_data(args) -> None:
@@ -66,10 +71,17 @@ def cmd_train(args) -> None:
     from mixstudy.data import load_study_data, subset_file
     from mixstudy.training import train_runs
 
-    params = _params(args)
-    configs, outs = _train_targets(params, args)
-    data = load_study_data(params["data"]["out"], args.subset or subset_file(params["subset"]))
-    records = train_runs(configs, data, outs, progress=args.progress, on_diverge=args.on_diverge)
+    if args.run_spec:
+        configs, outs = _spec_targets(args)
+        data_npz, subset = args.data, args.subset
+    else:
+        params = _params(args)
+        configs, outs = _train_targets(params, args)
+        data_npz, subset = args.data or params["data"]["out"], args.subset or subset_file(params["subset"])
+    if args.seed < 0:
+        raise MixstudyError(f"--seed {args.seed}: a seed is an integer >= 0, e.g. --seed 0")
+    data = load_study_data(data_npz, subset)
+    records = train_runs(configs, data, outs, progress=args.progress, on_diverge=args.on_diverge, replace=args.replace)
     for out, record in zip(outs, records):
         if record["status"] == "ok":
             test = record["metrics"]["test"]
@@ -97,6 +109,36 @@ def _train_targets(params: dict, args) -> tuple[list[dict], list[Path]]:
     return [study.run_config(params, args.seed, selection=selection)], [Path(args.out)]
 
 
+def _spec_targets(args) -> tuple[list[dict], list[Path]]:
+    """Runs given by the workflow as JSON specs (run id, run sections, seed, overrides): the
+    configuration reaches the job through its own command line, never through a shared file."""
+    from mixstudy import study
+    from mixstudy.config import parse_json_params
+
+    if not (args.data and args.subset):
+        raise MixstudyError("--run-spec needs --data and --subset")
+    specs = [parse_json_params(text) for text in args.run_spec]
+    selection = study.read_selection(args.selection) if args.use_selection else None
+    configs = [
+        study.run_config(spec["sections"], spec["seed"], spec["overrides"], selection) for spec in specs
+    ]
+    for config in configs:
+        config["compute"].update(_compute_overrides(args.overrides))
+    return configs, [Path(args.runs_root) / spec["run_id"] for spec in specs]
+
+
+def _compute_overrides(assignments: list[str]) -> dict:
+    """--set compute.KEY=VALUE with --run-spec (the workflow's threads per job)."""
+    from mixstudy.config import apply_override
+
+    compute = {}
+    for assignment in assignments:
+        if not assignment.startswith("compute."):
+            raise MixstudyError(f"--set {assignment}: with --run-spec only compute.* settings can be set")
+        compute.update(apply_override({}, assignment)["compute"])
+    return compute
+
+
 def cmd_evaluate(args) -> None:
     from mixstudy import engine
     from mixstudy.data import load_study_data, subset_file
@@ -116,11 +158,10 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_select(args) -> None:
-    from mixstudy import study
     from mixstudy.selection import select_best, write_selection
 
     params = _params(args)
-    selection = select_best(study.tuning_runs(params), args.runs_root)
+    selection = select_best(params, args.runs_root)
     write_selection(selection, args.out)
     print(
         f"wrote {args.out}: {selection['scheduler']}, momentum {selection['momentum']}, "
@@ -155,12 +196,31 @@ def cmd_aggregate(args) -> None:
     from mixstudy.tables import aggregate
 
     params = _params(args)
-    analysis = aggregate(params, args.runs_root, args.out_dir, args.summary)
+    analysis = aggregate(params, args.runs_root, args.out_dir, args.summary, _expectation(params, args))
     counts = analysis.counts()
     print(
         f"wrote tables to {args.out_dir} and {args.summary}: {counts['finished']} of {counts['expected']} runs finished, "
         f"{counts['failed']} failed, {counts['missing']} missing, {counts['mismatched']} mismatched"
     )
+
+
+def _expectation(params: dict, args):
+    """What runs are checked against: the tuning's choice and the subset, where they exist."""
+    from mixstudy import study
+    from mixstudy.data import subset_file
+    from mixstudy.tables import Expectation
+
+    selection = study.read_selection(args.selection) if Path(args.selection).is_file() else None
+    subset = Path(args.subset or subset_file(params["subset"]))
+    return Expectation(selection, _subset_sha256(subset) if subset.is_file() else None)
+
+
+def _subset_sha256(path: Path) -> str:
+    """The content hash of a subset's training images, as runs record it."""
+    try:
+        return json.loads(path.read_text())["train_sha256"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise MixstudyError(f"{path} is not a subset file ({err}); run `mixstudy subset` again") from err
 
 
 def cmd_figures(args) -> None:
@@ -208,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selection", default=DEFAULT_SELECTION, help=f"tuning choice for sweep runs (default {DEFAULT_SELECTION})")
     p.add_argument("--use-selection", action="store_true", help="apply the tuning choice to a single --out run too")
     p.add_argument("--subset", help="subset file (default: the one named by the subset.* parameters)")
+    p.add_argument("--data", help="prepared data file (default: data.out)")
+    p.add_argument(
+        "--run-spec", metavar="JSON", action="append",
+        help="a run as the workflow passes it: JSON with run_id, sections, seed and overrides (repeat for a pack)",
+    )
+    p.add_argument("--replace", action="store_true", help="train over a finished run of another configuration in the run folder")
     p.add_argument("--progress", choices=["auto", "bar", "lines"], default="auto", help="progress bar at a terminal, log lines otherwise (default auto)")
     p.add_argument(
         "--on-diverge", choices=["error", "record"], default="error",
@@ -245,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_root(p)
     p.add_argument("--out-dir", default=DEFAULT_TABLES_DIR, help=f"folder for the tables (default {DEFAULT_TABLES_DIR})")
     p.add_argument("--summary", default=DEFAULT_SUMMARY, help=f"flat metrics file for DVC (default {DEFAULT_SUMMARY})")
+    p.add_argument("--selection", default=DEFAULT_SELECTION, help=f"tuning choice the sweep runs must have, if present (default {DEFAULT_SELECTION})")
+    p.add_argument("--subset", help="subset the runs must have trained on, if present (default: the one named by the subset.* parameters)")
     p.set_defaults(func=cmd_aggregate)
 
     p = sub.add_parser("figures", help="the study's figures as PNG and PDF; figures without data are skipped")
@@ -275,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except MixstudyError as err:
         print(f"mixstudy {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a path that cannot be read or written: name it, no traceback
+        print(f"mixstudy {args.command}: error: {err.filename or ''}: {err.strerror or err}; check the path", file=sys.stderr)
         return 2
     return 0
 

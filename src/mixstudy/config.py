@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
@@ -34,18 +36,55 @@ def deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
+class Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 (core schema) scalars, as DVC reads params.yaml:
+    ``1e6`` is a number, ``on``/``off``/``yes``/``no`` stay strings, ``0777`` is decimal 777,
+    and only ``true``/``false`` are booleans."""
+
+
+Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (
+        "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+Yaml12Loader.add_constructor("tag:yaml.org,2002:int", lambda loader, node: int(loader.construct_scalar(node)))
+
+
+def parse_yaml(text: str):
+    """Parse YAML text with YAML 1.2 scalars (see :class:`Yaml12Loader`)."""
+    return yaml.load(text, Loader=Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"parameter file {path} does not exist")
     try:
-        content = yaml.safe_load(path.read_text())
+        content = parse_yaml(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from err
     if content is None:
         return {}
     if not isinstance(content, dict):
         raise ConfigError(f"{path} must hold a mapping of parameters, not {type(content).__name__}")
+    return content
+
+
+def parse_json_params(text: str) -> dict:
+    """Parameters given as JSON text (``--params-json``, ``--run-spec``): a mapping, or a ConfigError."""
+    try:
+        content = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"JSON parameters are not valid JSON ({err})") from err
+    if not isinstance(content, dict):
+        raise ConfigError(f"JSON parameters must be a mapping, not {type(content).__name__}")
     return content
 
 
@@ -56,9 +95,11 @@ def apply_override(params: dict, assignment: str) -> dict:
     dotted, raw_value = assignment.split("=", 1)
     keys = dotted.strip().split(".")
     try:
-        value = yaml.safe_load(raw_value)
+        value = parse_yaml(raw_value)
     except yaml.YAMLError as err:
         raise ConfigError(f"override {assignment!r}: value is not valid YAML ({err})") from err
+    if expects_string(keys) and value is not None and not isinstance(value, (str, list, dict)):
+        value = raw_value.strip()  # e.g. an all-digit sha256: the user means the text
     nested: Any = value
     for key in reversed(keys):
         nested = {key: nested}
@@ -83,11 +124,11 @@ def layered_on_defaults(files: list[str | Path], defaults: str | Path = DEFAULT_
     return [defaults, *files]
 
 
-def load_params(files: Iterable[str | Path], overrides: Iterable[str] = ()) -> dict:
-    """Merge parameter files in order, apply overrides, validate, and return the result."""
+def load_params(files: Iterable[str | Path | dict], overrides: Iterable[str] = ()) -> dict:
+    """Merge parameter files (or mappings) in order, apply overrides, validate, and return the result."""
     params: dict = {}
-    for path in files:
-        params = deep_merge(params, read_yaml(path))
+    for source in files:
+        params = deep_merge(params, source if isinstance(source, dict) else read_yaml(source))
     for assignment in overrides:
         params = apply_override(params, assignment)
     params = as_written(params)
@@ -107,6 +148,18 @@ def as_written(params: dict) -> dict:
         if isinstance(value, bool):
             params[section][key] = words[value]
     return params
+
+
+def expects_string(keys: list[str]) -> bool:
+    """Whether the schema types the parameter at ``keys`` as a string (and not as a number)."""
+    node = yaml.safe_load(SCHEMA_PATH.read_text())
+    for key in keys:
+        node = (node.get("properties") or {}).get(key) if isinstance(node, dict) else None
+        if node is None:
+            return False
+    types = node.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    return "string" in types and "number" not in types and "integer" not in types
 
 
 def _schema() -> dict:
@@ -152,8 +205,27 @@ def validate_params(params: dict) -> None:
     errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise ConfigError("invalid parameters: " + "; ".join(_describe(e) for e in errors))
+    check_finite(params)
     check_mixing_points(params)
     check_validation_settings(params)
+
+
+def non_finite_numbers(node, prefix: str = "") -> list[str]:
+    """Dotted keys of every NaN or infinite number in a nested configuration."""
+    if isinstance(node, dict):
+        return [key for name, value in node.items() for key in non_finite_numbers(value, f"{prefix}{name}.")]
+    if isinstance(node, list):
+        return [key for i, value in enumerate(node) for key in non_finite_numbers(value, f"{prefix[:-1]}[{i}].")]
+    if isinstance(node, float) and not math.isfinite(node):
+        return [f"{prefix[:-1]} is {node}"]
+    return []
+
+
+def check_finite(config: dict) -> None:
+    """NaN and infinities pass the schema's ranges (every comparison with NaN is false): refuse them."""
+    bad = non_finite_numbers(config)
+    if bad:
+        raise ConfigError(f"{'; '.join(bad)}: give a finite number")
 
 
 def check_validation_settings(params: dict) -> None:

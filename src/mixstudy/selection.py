@@ -12,7 +12,7 @@ import yaml
 
 from mixstudy.errors import MixstudyError
 from mixstudy.fileio import write_text
-from mixstudy.study import RunSpec
+from mixstudy.study import read_run_record, tuning_runs
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +58,19 @@ def rank_configurations(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return ranking.reset_index(drop=True), split
 
 
-def select_best(specs: list[RunSpec], runs_root: str | Path) -> dict:
-    """The tuning's choice for the sweep, from the finished tuning runs.
+def select_best(params: dict, runs_root: str | Path) -> dict:
+    """The tuning's choice for the sweep, from the finished tuning runs of ``params``' grid.
 
     Every tuning run must have a metrics.json: a selection over a partial grid would silently
     change when the missing runs arrive.
     """
-    from mixstudy.tables import inspect_run  # tables builds on this module
+    from mixstudy.tables import Expectation, inspect_run  # tables builds on this module
 
     rows, missing = [], []
-    for spec in specs:
-        row, problem = inspect_run(spec, runs_root)
+    for spec in tuning_runs(params):
+        row, problem = inspect_run(params, spec, runs_root, Expectation())
+        if row is None and (spec.folder(runs_root) / "metrics.json").is_file():
+            read_run_record(spec.folder(runs_root))  # raises, naming the damaged file and the fix
         if row is None:
             missing.append(spec.run_id)
         else:

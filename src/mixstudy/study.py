@@ -22,8 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from mixstudy.config import deep_merge
+from mixstudy.config import config_hash, deep_merge, parse_yaml
 from mixstudy.errors import ConfigError
+from mixstudy.fileio import sha256_file
 
 RUN_SECTIONS = ("model", "train", "mixing", "evaluation", "compute")
 
@@ -129,8 +130,13 @@ def read_selection(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path} does not exist; run `mixstudy select` on the tuning runs first")
-    selection = yaml.safe_load(path.read_text())
-    missing = {"scheduler", "momentum", "weight_decay"} - set(selection or {})
+    try:
+        selection = parse_yaml(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML ({str(err).splitlines()[0]}); delete it and run `mixstudy select` again") from err
+    if not isinstance(selection, dict):
+        raise ConfigError(f"{path} does not hold a selection mapping; delete it and run `mixstudy select` again")
+    missing = {"scheduler", "momentum", "weight_decay"} - set(selection)
     if missing:
         raise ConfigError(f"{path} lacks {sorted(missing)}; run `mixstudy select` again")
     return selection
@@ -205,3 +211,68 @@ def packs(specs: list[RunSpec], pack_size: int) -> list[Pack]:
             counters[stage] = counters.get(stage, 0) + 1
             result.append(Pack(stage, counters[stage], tuple(members[start : start + pack_size])))
     return result
+
+
+# --- finished runs, recognised by content -----------------------------------------------------
+
+RUN_OUTPUTS = ("metrics.json", "history.tsv", "model.pt")
+
+
+def training_config(config: dict) -> dict:
+    """What a run computes: its configuration without the compute settings (threads, device,
+    batch size of evaluation, packing), which change how fast it runs, not what it learns."""
+    return {key: value for key, value in config.items() if key != "compute"}
+
+
+def training_hash(config: dict, subset_sha256: str | None) -> str:
+    """The identity of a run's result: its training configuration and its training images."""
+    return config_hash({"config": training_config(config), "subset_sha256": subset_sha256})
+
+
+def recorded_training_hash(record: dict) -> str:
+    """The training hash of a finished run's metrics.json (runs of every version record both parts)."""
+    return training_hash(record.get("config") or {}, (record.get("provenance") or {}).get("subset_sha256"))
+
+
+def read_run_record(folder: str | Path) -> dict:
+    """A run folder's metrics.json; ConfigError naming the file when it is unreadable."""
+    path = Path(folder) / "metrics.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path} is empty or damaged ({err}); delete it and train the run again") from err
+    if not isinstance(record, dict) or "config" not in record or "status" not in record:
+        raise ConfigError(f"{path} is not a run record; delete it and train the run again")
+    return record
+
+
+def damaged_outputs(folder: str | Path, record: dict) -> list[str]:
+    """Outputs of a finished run that are missing, empty, or differ from the sha256 its metrics.json records."""
+    folder = Path(folder)
+    recorded = record.get("files") or {}
+    damaged = []
+    for name in RUN_OUTPUTS[1:]:
+        path = folder / name
+        if not path.is_file() or path.stat().st_size == 0:
+            damaged.append(f"{name} is missing or empty")
+        elif name in recorded and sha256_file(path) != recorded[name]:
+            damaged.append(f"{name} differs from the sha256 in metrics.json")
+    return damaged
+
+
+def unfinished_reason(folder: str | Path, expected_hash: str | None) -> str | None:
+    """Why a folder does not hold a finished, intact run with this training hash (None: it does).
+
+    ``expected_hash`` None accepts any configuration (only intactness is checked).
+    """
+    folder = Path(folder)
+    if not (folder / "metrics.json").is_file():
+        return "no metrics.json"
+    try:
+        record = read_run_record(folder)
+    except ConfigError as err:
+        return str(err)
+    if expected_hash is not None and recorded_training_hash(record) != expected_hash:
+        return "it holds a run of another training configuration or subset"
+    damaged = damaged_outputs(folder, record)
+    return "; ".join(damaged) if damaged else None

@@ -28,6 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from mixstudy import study
+from mixstudy.config import config_hash
 from mixstudy.fileio import RESUME_FILE, write_json, write_text
 from mixstudy.selection import rank_configurations
 
@@ -179,7 +180,42 @@ def missing_reason(folder: Path) -> str:
     return "no run folder"
 
 
-def inspect_run(spec: study.RunSpec, runs_root: str | Path) -> tuple[dict | None, dict | None]:
+@dataclass(frozen=True)
+class Expectation:
+    """What the aggregation checks a run against besides its run id: the tuning's choice (for
+    sweep runs that take it) and the subset's content hash. None: taken from the run itself."""
+
+    selection: dict | None = None
+    subset_sha256: str | None = None
+
+
+def expected_config(params: dict, spec: study.RunSpec, record: dict, expectation: Expectation) -> dict:
+    """The whole training configuration the grid asks of this run (compute settings left out)."""
+    selection = expectation.selection
+    if selection is None and study.needs_selection(params, spec):  # no selection given: the run's own
+        train = (record.get("config") or {}).get("train", {})
+        selection = {"scheduler": train.get("scheduler", {}).get("name"), "momentum": train.get("momentum"),
+                     "weight_decay": train.get("weight_decay")}
+    return study.training_config(study.spec_config(params, spec, selection))
+
+
+def configuration_mismatches(params: dict, spec: study.RunSpec, record: dict, expectation: Expectation) -> list[str]:
+    """Why a run's recorded training (its whole configuration and subset) is not what the grid asks."""
+    expected = expected_config(params, spec, record, expectation)
+    actual = study.training_config(record.get("config") or {})
+    differences = []
+    if config_hash(expected) != config_hash(actual):
+        differences = config_mismatches(expected, actual) + [
+            f"{key} is not asked for" for key in sorted(set(actual) - set(expected))
+        ]
+        differences = differences or ["the recorded configuration differs from the one asked for"]
+    recorded_subset = (record.get("provenance") or {}).get("subset_sha256")
+    if expectation.subset_sha256 is not None and recorded_subset != expectation.subset_sha256:
+        differences.append(f"trained on subset {str(recorded_subset)[:12]}, expected {expectation.subset_sha256[:12]}")
+    return differences
+
+
+def inspect_run(params: dict, spec: study.RunSpec, runs_root: str | Path, expectation: Expectation) -> tuple[dict | None, dict | None]:
     """The run's row (None when it has no readable metrics.json) and its problem (None when ok)."""
     described = describe_spec(spec)
     problem = {key: described[key] for key in ("run_id", "stage", "name", "seed")}
@@ -191,7 +227,7 @@ def inspect_run(spec: study.RunSpec, runs_root: str | Path) -> tuple[dict | None
     except (json.JSONDecodeError, OSError) as err:
         return None, {**problem, "problem": "missing", "reason": f"metrics.json cannot be read ({err})"}
     row = {**described, **record_columns(record), **best_test_epoch(folder)}
-    differences = config_mismatches({**spec.overrides, "seed": spec.seed}, record.get("config") or {})
+    differences = configuration_mismatches(params, spec, record, expectation)
     if differences:
         row["status"] = "mismatched"
         return row, {**problem, "problem": "mismatched", "reason": "; ".join(differences)}
@@ -200,16 +236,17 @@ def inspect_run(spec: study.RunSpec, runs_root: str | Path) -> tuple[dict | None
     return row, None
 
 
-def collect_runs(params: dict, runs_root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def collect_runs(params: dict, runs_root: str | Path, expectation: Expectation = Expectation()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The tidy table of expected runs that have a metrics.json, and the list of problems.
 
     ``runs`` has one row per expected run with a readable metrics.json; ``status`` is ``ok``,
-    ``failed`` or ``mismatched`` (its configuration is not the one its run id asks for).
-    ``problems`` lists every expected run that is missing, failed or mismatched, with the reason.
+    ``failed`` or ``mismatched`` (its whole training configuration, compute settings aside, or
+    its subset is not the one the grid asks for). ``problems`` lists every expected run that is
+    missing, failed or mismatched, with the reason.
     """
     rows, problems = [], []
     for spec in study.all_runs(params):
-        row, problem = inspect_run(spec, runs_root)
+        row, problem = inspect_run(params, spec, runs_root, expectation)
         if row is not None:
             rows.append(row)
         if problem is not None:
@@ -310,8 +347,8 @@ class Analysis:
         return float(pd.to_numeric(rows["wall_time_s"], errors="coerce").fillna(0).sum() / 3600)
 
 
-def analyse(params: dict, runs_root: str | Path) -> Analysis:
-    runs, problems = collect_runs(params, runs_root)
+def analyse(params: dict, runs_root: str | Path, expectation: Expectation = Expectation()) -> Analysis:
+    runs, problems = collect_runs(params, runs_root, expectation)
     done = finished_runs(runs)
     metrics = metric_columns(runs)
     expected = expected_runs(params)
@@ -766,10 +803,12 @@ def mean_curves(analysis: Analysis, runs_root: str | Path) -> pd.DataFrame:
     return curves.reset_index()
 
 
-def aggregate(params: dict, runs_root: str | Path, out_dir: str | Path, summary_path: str | Path) -> Analysis:
+def aggregate(
+    params: dict, runs_root: str | Path, out_dir: str | Path, summary_path: str | Path, expectation: Expectation = Expectation()
+) -> Analysis:
     """Write every table (CSV, Markdown, LaTeX), runs.csv, problems.csv and the flat summary.json."""
     out_dir = Path(out_dir)
-    analysis = analyse(params, runs_root)
+    analysis = analyse(params, runs_root, expectation)
     from mixstudy.published import published_tables  # published builds on this module
 
     for table in study_tables(analysis) + published_tables(analysis):

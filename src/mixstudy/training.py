@@ -20,18 +20,18 @@ import logging
 import math
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mixstudy import engine
-from mixstudy.config import config_hash
+from mixstudy import engine, study
+from mixstudy.config import check_finite, config_hash
 from mixstudy.data import StudyData
-from mixstudy.errors import ConfigError, DivergedError
-from mixstudy.fileio import RESUME_FILE, atomic_path, write_json, write_text
+from mixstudy.errors import ConfigError, DataError, DivergedError, MixstudyError
+from mixstudy.fileio import RESUME_FILE, sha256_bytes, write_bytes, write_json
 from mixstudy.metrics import accuracy, fgsm_perturb, fit_temperature, nll, summarise
 from mixstudy.mixing import Mixer
 from mixstudy.models import build_model, mixing_points
@@ -69,7 +69,10 @@ def build_optimizer(model: torch.nn.Module, train: dict) -> torch.optim.SGD:
 
 
 def check_run_config(config: dict) -> None:
-    """Checks a schema cannot make: mixing points exist in the network."""
+    """Checks a schema cannot make: finite numbers, a usable seed, mixing points that exist in the network."""
+    check_finite(config)
+    if not isinstance(config["seed"], int) or config["seed"] < 0:
+        raise ConfigError(f"seed: {config['seed']!r} is not a seed; give an integer >= 0 (--seed 0)")
     points = mixing_points(config["model"]["name"])
     mixing = config["mixing"]
     if mixing["alpha"] < 0:
@@ -408,16 +411,28 @@ def history_tsv(history: list[dict]) -> str:
     return buffer.getvalue()
 
 
+def torch_bytes(obj) -> bytes:
+    """``torch.save`` into memory: the archive's inner folder gets a fixed name ("archive"), not the
+    name of a random temporary file, so equal content gives equal bytes."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
 def save_resume_point(trainer: Trainer, out_dir: Path) -> None:
-    with atomic_path(out_dir / RESUME_FILE) as tmp:
-        torch.save(trainer.state_dict(), tmp)
+    write_bytes(out_dir / RESUME_FILE, torch_bytes(trainer.state_dict()))
 
 
 def try_resume(trainer: Trainer, out_dir: Path) -> bool:
     path = out_dir / RESUME_FILE
     if not path.is_file():
         return False
-    state = torch.load(path, map_location=trainer.device, weights_only=False)
+    try:
+        state = torch.load(path, map_location=trainer.device, weights_only=False)
+    except Exception as err:  # truncated or foreign files fail in zip or pickle loading
+        raise DataError(f"{path} cannot be read ({type(err).__name__}); delete it to train the run from the start") from err
+    if not isinstance(state, dict) or "config_hash" not in state:
+        raise DataError(f"{path} is not a mixstudy resume point; delete it to train the run from the start")
     if state.get("config_hash") != config_hash(trainer.config):
         log.warning("%s belongs to a different configuration; starting from scratch", path)
         path.unlink()
@@ -433,25 +448,142 @@ def train_runs(
     out_dirs: list[str | Path],
     progress: str = "auto",
     on_diverge: str = "error",
+    replace: bool = False,
 ) -> list[dict]:
     """Train several configurations as one pack (one alone is a plain run); write each run folder.
 
     Each run's folder is exactly what it would be had it trained alone: its own resume points,
     history, weights and metrics. A run whose loss turns non-finite is marked failed and stops
     learning; the others finish. With ``on_diverge="error"`` failed runs then raise.
+
+    Each folder is locked while it is written (a second writer is refused). A folder that already
+    holds a finished, intact run of the same training configuration and subset is kept as it is
+    (its record is returned, nothing is trained); one that holds a finished run of another
+    configuration is refused unless ``replace``.
     """
     for config in configs:
         check_run_config(config)
         check_validation_split(config, data)
     check_packable(configs)
-    first = configs[0]
-    data = limit_test_set(data, first["evaluation"]["test_limit"])
+    device = engine.resolve_device(configs[0]["compute"]["device"])  # before anything is written
     out_dirs = [Path(out_dir) for out_dir in out_dirs]
     for out_dir in out_dirs:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        check_run_folder_path(out_dir)
+    with ExitStack() as locks:
+        for out_dir in out_dirs:
+            locks.enter_context(locked_run_folder(out_dir))
+        kept = {i: kept_record(out_dirs[i], configs[i], data.subset_sha256) for i in range(len(configs))}
+        todo = [i for i, record in kept.items() if record is None]
+        for i in todo:
+            clear_other_run(out_dirs[i], configs[i], data.subset_sha256, replace)
+        trained = _train_pack([configs[i] for i in todo], data, [out_dirs[i] for i in todo], device, progress, on_diverge) if todo else []
+    records = dict(kept)
+    records.update(zip(todo, trained))
+    return [records[i] for i in range(len(configs))]
+
+
+LOCK_FILE = ".train.lock"
+
+
+def check_run_folder_path(folder: Path) -> None:
+    """A run folder must be a folder, under folders: one clear error instead of a traceback later."""
+    for path in (folder, *folder.parents):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"run folder {folder}: {path} is a file, not a folder; choose another --out")
+
+
+@contextmanager
+def locked_run_folder(folder: Path):
+    """Hold the run folder's lock (an OS lock on a file in it: a crashed writer cannot leave it held)."""
+    from filelock import FileLock, Timeout
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / LOCK_FILE)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise MixstudyError(
+            f"{folder} is being written by another mixstudy process; wait for it to finish or choose another --out"
+        ) from None
+    try:
+        yield
+    finally:
+        (folder / LOCK_FILE).unlink(missing_ok=True)  # while held: a waiter on the old file sees it unlinked and retries
+        lock.release()
+
+
+def kept_record(folder: Path, config: dict, subset_sha256: str) -> dict | None:
+    """The record of a finished, intact run of this very training in ``folder``, else None."""
+    if study.unfinished_reason(folder, study.training_hash(config, subset_sha256)) is not None:
+        return None
+    log.info("%s: already finished with this training configuration and subset; kept as it is", folder)
+    return study.read_run_record(folder)
+
+
+def clear_other_run(folder: Path, config: dict, subset_sha256: str, replace: bool) -> None:
+    """Before training: a finished run of another configuration is refused (or removed with
+    ``replace``); outputs of an unfinished or damaged run of this one are removed."""
+    metrics = folder / "metrics.json"
+    if not metrics.is_file():
+        return
+    try:
+        other = study.recorded_training_hash(study.read_run_record(folder)) != study.training_hash(config, subset_sha256)
+    except ConfigError:
+        other = False  # a damaged record: nothing finished to protect
+    if other and not replace:
+        raise MixstudyError(
+            f"{folder} holds a finished run of another configuration; choose another --out, "
+            "or pass --replace to train over it"
+        )
+    log.warning("%s: replacing its %s run", folder, "other" if other else "damaged")
+    for name in ("metrics.json", *study.RUN_OUTPUTS[1:], "failure.json", "train.log"):
+        (folder / name).unlink(missing_ok=True)
+
+
+def _train_pack(
+    configs: list[dict],
+    data: StudyData,
+    out_dirs: list[Path],
+    device: torch.device,
+    progress: str,
+    on_diverge: str,
+) -> list[dict]:
+    """Train the runs as one pack and write each folder (the folders are locked and checked)."""
+    with run_logs(out_dirs):
+        return _train_locked_pack(configs, data, out_dirs, device, progress, on_diverge)
+
+
+@contextmanager
+def run_logs(out_dirs: list[Path]):
+    """Append this process's mixstudy log lines to each trained run's train.log (a pack's runs share them)."""
+    logger = logging.getLogger("mixstudy")
+    handlers = [logging.FileHandler(out_dir / "train.log", delay=True) for out_dir in out_dirs]  # opened at the first line
+    level = logger.level
+    logger.setLevel(min(level or logging.INFO, logging.INFO))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        logger.setLevel(level)
+
+
+def _train_locked_pack(
+    configs: list[dict],
+    data: StudyData,
+    out_dirs: list[Path],
+    device: torch.device,
+    progress: str,
+    on_diverge: str,
+) -> list[dict]:
+    first = configs[0]
+    data = limit_test_set(data, first["evaluation"]["test_limit"])
     compute = first["compute"]
     torch.set_num_threads(compute["threads"])
-    device = engine.resolve_device(compute["device"])
     started = time.perf_counter()
     origin = provenance(device, data.subset_sha256, data.data_manifest)  # the code that starts the run
 
@@ -557,9 +689,11 @@ def _finish_run(member: Trainer, data, normalise, out_dir: Path, extra: dict, pr
         (out_dir / PROGRESS_FILE).unlink(missing_ok=True)
         return record
 
-    write_text(out_dir / "history.tsv", history_tsv(member.history))
-    with atomic_path(out_dir / "model.pt") as tmp:
-        torch.save({"config": member.config, "model": member.model.state_dict()}, tmp)
+    history = history_tsv(member.history).encode()
+    model = torch_bytes({"config": member.config, "model": member.model.state_dict()})
+    record["files"] = {"history.tsv": sha256_bytes(history), "model.pt": sha256_bytes(model)}
+    write_bytes(out_dir / "history.tsv", history)
+    write_bytes(out_dir / "model.pt", model)
     write_json(out_dir / "metrics.json", record)
     (out_dir / RESUME_FILE).unlink(missing_ok=True)
     (out_dir / PROGRESS_FILE).unlink(missing_ok=True)
@@ -635,9 +769,9 @@ def best_validation_metrics(member: Trainer, data: StudyData, normalise) -> dict
 
 def load_checkpoint(path: str | Path, device: torch.device | None = None) -> tuple[torch.nn.Module, dict]:
     """Rebuild a trained network from ``model.pt``."""
-    from mixstudy.errors import DataError
-
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; give the model.pt inside it (e.g. {path / 'model.pt'})")
     if not path.is_file():
         raise DataError(f"{path} does not exist; train the run first")
     try:

@@ -1,12 +1,21 @@
 # Shared helpers. The grids are expanded by mixstudy.study (never here), so the workflow,
 # DVC and the CLI agree on every run and its folder.
+#
+# Nothing is written while the rules are read: every job gets its settings through its own
+# declared params (JSON on its command line; Snakemake's params trigger reruns it when they
+# change), so a dry run, an unlock or another --configfile cannot change what a running job does.
+#
+# Reruns of training are decided by content (see README, "Reliability"): a run whose folder holds
+# a finished, intact run of the very training configuration and subset asked for is finished,
+# whatever the files' modification times say (a clone, a checkout or `dvc pull` retrains nothing).
 import json
+import shlex
 from pathlib import Path
 
 from mixstudy import study
 from mixstudy.config import validate_params
 from mixstudy.data import subset_file
-from mixstudy.fileio import write_text
+from mixstudy.errors import ConfigError
 
 validate_params(config)  # schema + mixing points: a bad parameter stops here, before any job
 
@@ -16,51 +25,122 @@ SUBSET = str(subset_file(config["subset"]))
 SELECTION = "results/tuning/selection.yaml"
 TUNING_RUNS = study.tuning_runs(config)
 SWEEP_RUNS = study.sweep_runs(config)
+RUN_BY_ID = {spec.run_id: spec for spec in TUNING_RUNS + SWEEP_RUNS}
 
 
-def write_if_changed(path, text):
-    path = Path(path)
-    if not path.is_file() or path.read_text() != text:
-        write_text(path, text)
-    return str(path)
+def params_json(*sections):
+    """The merged parameters (params.yaml + --configfile + --config), or some sections, as one
+    shell-quoted JSON argument for a job's command line (`mixstudy ... --params-json`)."""
+    chosen = {key: config[key] for key in sections} if sections else config
+    text = shlex.quote(json.dumps(chosen, sort_keys=True))
+    return lambda wildcards: text  # a function: Snakemake expands braces in plain params strings
 
 
-# The merged parameters (params.yaml + --configfile + --config) for the CLI. A fixed path, so
-# that a changed setting reruns only the jobs it shapes (Snakemake locks the folder, so two
-# workflows never share it at once).
-PARAMS = write_if_changed("results/params.json", json.dumps(config, indent=2, sort_keys=True))
+def run_spec_arguments(specs):
+    """`--run-spec JSON` per run: what the grid asks of it (run sections, seed, own settings)."""
+    sections = {key: config[key] for key in study.RUN_SECTIONS}
+    specs_json = [
+        json.dumps({"run_id": spec.run_id, "sections": sections, "seed": spec.seed, "overrides": spec.overrides}, sort_keys=True)
+        for spec in specs
+    ]
+    return " ".join(f"--run-spec {shlex.quote(text)}" for text in specs_json)
 
 
-def declare_run_configs():
-    """Write each run's own configuration to <run>/config.json when it changes.
-
-    The training rules take this file as input, so a changed hyper-parameter gives it a newer
-    modification time and Snakemake retrains that run, even where its metadata is missing
-    (fresh clones, DVC experiment workspaces). Compute settings are left out: they do not
-    change what a run computes.
-    """
-    for spec in TUNING_RUNS + SWEEP_RUNS:
-        run_config = study.run_config(config, spec.seed, spec.overrides)
-        run_config.pop("compute")
-        write_if_changed(spec.folder(RUNS) / "config.json", json.dumps(run_config, indent=2, sort_keys=True) + "\n")
+# --- what is finished, by content (read only) ----------------------------------------------------
 
 
-declare_run_configs()
+def _subset_sha256():
+    try:
+        return json.loads(Path(SUBSET).read_text())["train_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _current_selection():
+    try:
+        return study.read_selection(SELECTION)
+    except ConfigError:
+        return None
+
+
+SUBSET_SHA256 = _subset_sha256()
+CURRENT_SELECTION = _current_selection()
+
+
+def run_state(spec, selection):
+    """None when the run's folder holds a finished, intact run of what is asked; else why not."""
+    if SUBSET_SHA256 is None:
+        return "the subset is not made yet"
+    expected = study.training_hash(study.spec_config(config, spec, selection), SUBSET_SHA256)
+    return study.unfinished_reason(spec.folder(RUNS), expected)
+
+
+TUNING_STATE = {spec.run_id: run_state(spec, None) for spec in TUNING_RUNS}
+# The tuning's choice cannot change in this invocation when every tuning run is finished and
+# selection.yaml exists; otherwise sweep runs that read it wait for `select_baseline`, and the
+# training command keeps each one whose configuration did not change.
+SELECTION_SETTLED = CURRENT_SELECTION is not None and not any(TUNING_STATE.values())
+SWEEP_STATE = {
+    spec.run_id: run_state(spec, CURRENT_SELECTION)
+    for spec in SWEEP_RUNS
+    if SELECTION_SETTLED or not study.needs_selection(config, spec)
+}
+FINISHED = {run_id for run_id, reason in {**TUNING_STATE, **SWEEP_STATE}.items() if reason is None}
+# Runs with outputs on disk that are not what is asked (another configuration, damaged files):
+# a rebuild request (a temporary file made by a job) makes Snakemake run them.
+REBUILD = {
+    run_id: reason
+    for run_id, reason in {**TUNING_STATE, **SWEEP_STATE}.items()
+    if reason is not None and (RUN_BY_ID[run_id].folder(RUNS) / "metrics.json").exists()
+}
+
+
+def rebuild_request(run_id):
+    return f"results/rebuild/{run_id}.txt"
+
+
+def run_inputs(specs):
+    """A training job's inputs: unchanged inputs of finished runs are ancient (their modification
+    times do not matter); runs to rebuild wait for their rebuild request."""
+    inputs = {"data": DATA, "subset": SUBSET}
+    if any(study.needs_selection(config, spec) for spec in specs):
+        inputs["selection"] = SELECTION
+    if all(spec.run_id in FINISHED for spec in specs):
+        inputs = {key: ancient(path) for key, path in inputs.items()}
+    rebuild = [rebuild_request(spec.run_id) for spec in specs if spec.run_id in REBUILD]
+    if rebuild:
+        inputs["rebuild"] = rebuild
+    return inputs
 
 
 def run_files(specs, name="metrics.json"):
     return [str(spec.folder(RUNS) / name) for spec in specs]
 
 
-# The training command of every training job: `runs` is one `--run RUN_ID`, or several (a pack).
-# Its log goes to each run's train.log (tee: a pack's runs share one log).
+def run_outputs(specs):
+    """A run's results; `update`: Snakemake leaves them in place for the training command, which
+    keeps a finished run of the same configuration (and restores them if the job fails)."""
+    return [update(path) for name in study.RUN_OUTPUTS for path in run_files(specs, name)]
+
+
+def every_run_file(specs):
+    return [path for name in study.RUN_OUTPUTS for path in run_files(specs, name)]
+
+
+# The training command of every training job: `runs` is one `--run-spec`, or several (a pack).
+# Its log goes to logs/runs/ (Snakemake's) and, for the runs it trains, to each run's train.log.
 TRAIN_COMMAND = (
-    "mixstudy train --params {params.params} {params.runs} --subset {input.subset}"
-    " {params.selection} --set compute.threads={threads}"
-    " --progress lines --on-diverge record 2>&1 | tee {log} > /dev/null"
+    "mixstudy train {params.runs} --data {input.data} --subset {input.subset}"
+    " {params.selection} --replace --set compute.threads={threads}"
+    " --progress lines --on-diverge record > {log} 2>&1"
 )
 
 
 def selection_argument(wildcards, input):
     """Sweep runs read the tuning's choice; tuning runs have none."""
-    return f"--selection {input.selection}" if "selection" in input.keys() else ""
+    return f"--use-selection --selection {input.selection}" if "selection" in input.keys() else ""
+
+
+def one_run(run_id):
+    """The run a training rule's wildcards name (its folder), as a list for run_inputs and run_spec_arguments."""
+    return [RUN_BY_ID[run_id]]

@@ -3,14 +3,13 @@ rule data:
         npz=DATA,
         manifest=str(Path(DATA).with_suffix(".manifest.json")),
     params:
-        params=PARAMS,
-        source=config["data"],  # rerun when the data source settings change
+        params=params_json("data"),  # rerun when the data source settings change
     log:
         "logs/data.log",
     conda:
         "../envs/mixstudy.yaml"
     shell:
-        "mixstudy data --params {params.params} > {log} 2>&1"
+        "mixstudy data --params-json {params.params} > {log} 2>&1"
 
 
 rule subset:
@@ -19,10 +18,10 @@ rule subset:
     output:
         SUBSET,
     params:
-        params=PARAMS,
+        params=params_json("data", "subset"),
     log:
         "logs/subset.log",
     conda:
         "../envs/mixstudy.yaml"
     shell:
-        "mixstudy subset --params {params.params} --out {output} > {log} 2>&1"
+        "mixstudy subset --params-json {params.params} --out {output} > {log} 2>&1"

@@ -1,19 +1,20 @@
 rule aggregate:
     input:
-        run_files(TUNING_RUNS + SWEEP_RUNS),
+        every_run_file(TUNING_RUNS + SWEEP_RUNS),
         selection=SELECTION,
+        subset=SUBSET,
     output:
         summary="metrics/summary.json",
         runs="results/tables/runs.csv",
     params:
-        params=PARAMS,
+        params=params_json(),
     conda:
         "../envs/mixstudy.yaml"
     log:
         "logs/aggregate.log",
     shell:
-        "mixstudy aggregate --params {params.params} --out-dir results/tables"
-        " --summary {output.summary} > {log} 2>&1"
+        "mixstudy aggregate --params-json {params.params} --out-dir results/tables"
+        " --summary {output.summary} --selection {input.selection} --subset {input.subset} > {log} 2>&1"
 
 
 rule figures:
@@ -24,13 +25,13 @@ rule figures:
     output:
         directory("results/figures"),
     params:
-        params=PARAMS,
+        params=params_json(),
     conda:
         "../envs/mixstudy.yaml"
     log:
         "logs/figures.log",
     shell:
-        "mixstudy figures --params {params.params} --out-dir {output} > {log} 2>&1"
+        "mixstudy figures --params-json {params.params} --out-dir {output} > {log} 2>&1"
 
 
 rule report:
@@ -41,10 +42,10 @@ rule report:
         md="results/report.md",
         html="results/report.html",
     params:
-        params=PARAMS,
+        params=params_json(),
     conda:
         "../envs/mixstudy.yaml"
     log:
         "logs/report.log",
     shell:
-        "mixstudy report --params {params.params} --out {output.md} > {log} 2>&1"
+        "mixstudy report --params-json {params.params} --out {output.md} > {log} 2>&1"

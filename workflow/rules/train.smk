@@ -2,6 +2,8 @@
 # together in one process (compute.pack_size > 1; docs/performance.md). Either way each run
 # writes the same folder, results/runs/<stage>/<name>/seed<seed>, so everything downstream is
 # the same. Training jobs ask for gpu=1, so `--resources gpu=1` runs one at a time.
+# Every target asks for each run's metrics.json, history.tsv and model.pt: a lost or damaged
+# output of a finished run is rebuilt.
 
 PACK_SIZE = config["compute"].get("pack_size", 1)
 
@@ -11,20 +13,39 @@ include: "train_packs.smk" if PACK_SIZE > 1 else "train_runs.smk"
 
 rule select_baseline:
     input:
-        run_files(TUNING_RUNS),
+        # Ancient once every tuning run is finished with its configuration: a checkout or a pull
+        # (new modification times) does not choose again.
+        [ancient(path) if SELECTION_SETTLED else path for path in run_files(TUNING_RUNS)],
     output:
         SELECTION,
     params:
-        params=PARAMS,
+        params=params_json("tuning", "evaluation", *study.RUN_SECTIONS),
     log:
         "logs/select_baseline.log",
     conda:
         "../envs/mixstudy.yaml"
     shell:
-        "mixstudy select --params {params.params} --out {output} > {log} 2>&1"
+        "mixstudy select --params-json {params.params} --out {output} > {log} 2>&1"
 
 
 rule train_all:
     input:
         SELECTION,
-        run_files(SWEEP_RUNS),
+        every_run_file(TUNING_RUNS + SWEEP_RUNS),
+
+
+# A run with outputs that are not what is asked (another configuration, damaged files): a
+# temporary request file, made by a job, that its training job waits for (common.smk, REBUILD).
+rule rebuild_request:
+    output:
+        temp("results/rebuild/{run_id}.txt"),
+    params:
+        reason=lambda wildcards: shlex.quote(REBUILD.get(wildcards.run_id, "requested")),
+    wildcard_constraints:
+        run_id=r"(tuning|sweep)/[^/]+/seed\d+",
+    log:
+        "logs/rebuild/{run_id}.log",
+    conda:
+        "../envs/mixstudy.yaml"
+    shell:
+        "echo {params.reason} > {output} 2> {log}"

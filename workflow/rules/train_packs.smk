@@ -1,25 +1,11 @@
-# One job per pack (compute.pack_size > 1): `mixstudy train --run A --run B ...` trains the
-# pack's runs as one packed network and writes each run's folder as a solo job would
-# (config.json, metrics.json, history.tsv, model.pt, train.log: the pack's log). The pack's
-# benchmark goes to results/packs/<stage>/pack<NNN>/. `mixstudy runs --packs` lists the packs.
+# One job per pack (compute.pack_size > 1): `mixstudy train --run-spec A --run-spec B ...` trains
+# the pack's runs as one packed network and writes each run's folder as a solo job would
+# (metrics.json, history.tsv, model.pt, train.log: the pack's log). Runs of the pack that are
+# already finished with their configuration are kept; the rest train as a smaller pack. The
+# pack's benchmark goes to results/packs/<stage>/pack<NNN>/. `mixstudy runs --packs` lists the packs.
 #
-# Packs are formed in grid order (mixstudy.study.packs); a changed grid can regroup them, and a
-# regrouped pack retrains its runs (docs/performance.md, "Packed sweeps").
-
-
-def pack_inputs(pack):
-    inputs = {
-        "data": DATA,
-        "subset": SUBSET,
-        "configs": run_files(pack.runs, "config.json"),
-    }
-    if any(study.needs_selection(config, spec) for spec in pack.runs):
-        inputs["selection"] = SELECTION
-    return inputs
-
-
-def pack_outputs(pack):
-    return [str(spec.folder(RUNS) / name) for spec in pack.runs for name in ("metrics.json", "history.tsv", "model.pt")]
+# Packs are formed in grid order (mixstudy.study.packs); a changed grid can regroup them. A
+# regrouped pack keeps its finished runs (their configuration did not change).
 
 
 for pack in study.packs(TUNING_RUNS + SWEEP_RUNS, PACK_SIZE):
@@ -28,15 +14,14 @@ for pack in study.packs(TUNING_RUNS + SWEEP_RUNS, PACK_SIZE):
         name:
             f"train_pack_{pack.stage}_{pack.index:03d}"
         input:
-            **pack_inputs(pack),
+            **run_inputs(pack.runs),
         output:
-            pack_outputs(pack),
+            run_outputs(pack.runs),
         params:
-            runs=" ".join(f"--run {spec.run_id}" for spec in pack.runs),
-            params=PARAMS,
+            runs=lambda wildcards, runs=pack.runs: run_spec_arguments(runs),
             selection=selection_argument,
         log:
-            run_files(pack.runs, "train.log"),
+            f"logs/packs/{pack.name}.log",
         benchmark:
             str(pack.folder() / "benchmark.tsv")
         threads: 1
