@@ -36,6 +36,11 @@ rule train_all:
 
 # A run with outputs that are not what is asked (another configuration, damaged files): a
 # temporary request file, made by a job, that its training job waits for (common.smk, REBUILD).
+# It only writes one line, so it runs where Snakemake runs, never as a cluster job.
+localrules:
+    rebuild_request,
+
+
 rule rebuild_request:
     output:
         temp("results/rebuild/{run_id}.txt"),
