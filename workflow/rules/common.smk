@@ -80,10 +80,30 @@ TUNING_STATE = {spec.run_id: run_state(spec, None) for spec in TUNING_RUNS}
 # selection.yaml exists; otherwise sweep runs that read it wait for `select_baseline`, and the
 # training command keeps each one whose configuration did not change.
 SELECTION_SETTLED = CURRENT_SELECTION is not None and not any(TUNING_STATE.values())
+def recorded_selection(spec):
+    """The tuning's choice a finished sweep run was trained with (None without a readable run)."""
+    try:
+        train = study.read_run_record(spec.folder(RUNS))["config"]["train"]
+        return {"scheduler": train["scheduler"]["name"], "momentum": train["momentum"], "weight_decay": train["weight_decay"]}
+    except (ConfigError, KeyError, TypeError):
+        return None
+
+
+def sweep_state(spec):
+    """A sweep run's state; before the selection is settled (tuning runs to train), a run whose
+    recorded training differs in anything besides the tuning's choice is already known to be stale.
+    Otherwise undecided (None is not returned then): its selection input decides, by content."""
+    if SELECTION_SETTLED or not study.needs_selection(config, spec):
+        return run_state(spec, CURRENT_SELECTION)
+    selection = recorded_selection(spec)
+    return run_state(spec, selection) if selection is not None else "the tuning's choice is not settled"
+
+
+SWEEP_STATE = {spec.run_id: sweep_state(spec) for spec in SWEEP_RUNS}
 SWEEP_STATE = {
-    spec.run_id: run_state(spec, CURRENT_SELECTION)
-    for spec in SWEEP_RUNS
-    if SELECTION_SETTLED or not study.needs_selection(config, spec)
+    run_id: reason
+    for run_id, reason in SWEEP_STATE.items()
+    if reason is not None or SELECTION_SETTLED or not study.needs_selection(config, RUN_BY_ID[run_id])
 }
 FINISHED = {run_id for run_id, reason in {**TUNING_STATE, **SWEEP_STATE}.items() if reason is None}
 # Runs with outputs on disk that are not what is asked (another configuration, damaged files):
