@@ -476,7 +476,11 @@ def train_runs(
         todo = [i for i, record in kept.items() if record is None]
         for i in todo:
             clear_other_run(out_dirs[i], configs[i], data.subset_sha256, replace)
-        trained = _train_pack([configs[i] for i in todo], data, [out_dirs[i] for i in todo], device, progress, on_diverge) if todo else []
+        trained = []
+        if todo:
+            todo_dirs = [out_dirs[i] for i in todo]
+            with run_logs(todo_dirs):
+                trained = _train_pack([configs[i] for i in todo], data, todo_dirs, device, progress, on_diverge)
     records = dict(kept)
     records.update(zip(todo, trained))
     return [records[i] for i in range(len(configs))]
@@ -540,19 +544,6 @@ def clear_other_run(folder: Path, config: dict, subset_sha256: str, replace: boo
         (folder / name).unlink(missing_ok=True)
 
 
-def _train_pack(
-    configs: list[dict],
-    data: StudyData,
-    out_dirs: list[Path],
-    device: torch.device,
-    progress: str,
-    on_diverge: str,
-) -> list[dict]:
-    """Train the runs as one pack and write each folder (the folders are locked and checked)."""
-    with run_logs(out_dirs):
-        return _train_locked_pack(configs, data, out_dirs, device, progress, on_diverge)
-
-
 @contextmanager
 def run_logs(out_dirs: list[Path]):
     """Append this process's mixstudy log lines to each trained run's train.log (a pack's runs share them)."""
@@ -572,7 +563,7 @@ def run_logs(out_dirs: list[Path]):
         logger.setLevel(level)
 
 
-def _train_locked_pack(
+def _train_pack(
     configs: list[dict],
     data: StudyData,
     out_dirs: list[Path],
@@ -580,6 +571,7 @@ def _train_locked_pack(
     progress: str,
     on_diverge: str,
 ) -> list[dict]:
+    """Train the runs as one pack and write each folder (the folders are locked and checked)."""
     first = configs[0]
     data = limit_test_set(data, first["evaluation"]["test_limit"])
     compute = first["compute"]
