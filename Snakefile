@@ -15,3 +15,4 @@ rule all:
     default_target: True
     input:
         "results/report.md",
+        REBUILD_REQUESTS,

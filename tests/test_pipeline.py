@@ -128,6 +128,23 @@ def test_changed_hyper_parameter_never_reuses_a_result(smoke_project):
     assert counts.get("train_baseline") == 2
 
 
+@pytest.mark.parametrize("target", ["all", "train_all"])
+def test_changed_hyper_parameter_retrains_without_snakemake_metadata(smoke_project, tmp_path, target):
+    """A workspace without Snakemake's metadata and with outputs newer than their inputs (a DVC
+    experiment's temporary workspace, a fresh clone): runs of another configuration are retrained,
+    not kept because nothing else asks for their rebuild requests."""
+    import shutil
+
+    workspace = tmp_path / "workspace"
+    shutil.copytree(smoke_project, workspace, ignore=shutil.ignore_patterns(".snakemake"))  # mtimes kept
+    _override(workspace, "model:\n  dropout: 0.1\n")
+    result = run(["snakemake", "-n", target, "--cores", "all", "--configfile", "config/smoke.yaml",
+                  "config/test-data.yaml", "config/change.yaml"], workspace)
+    counts = jobs_by_rule(result.stdout)
+    assert _training_jobs(counts) == {"train_tuning": 2, "train_baseline": 2, "train_manifold": 4, "train_cutmix": 2,
+                                      "train_regulariser": 4}, result.stdout[-3000:]
+
+
 def test_interrupted_snakemake_reruns_only_the_interrupted_job(tmp_path):
     """Kill the whole workflow mid-job (as a node failure would); the README's command finishes the rest."""
     project = copy_project(tmp_path)

@@ -119,6 +119,13 @@ def rebuild_request(run_id):
     return f"results/rebuild/{run_id}.txt"
 
 
+# The target rules (`all`, `train_all`) ask for every rebuild request themselves. A missing file
+# that only a training job asks for is made only when that job already has another reason to run
+# (Snakemake reaches upstream from jobs that must run); without metadata and with older inputs
+# (a DVC experiment workspace, a fresh clone) a stale run would have none, and be kept.
+REBUILD_REQUESTS = [rebuild_request(run_id) for run_id in sorted(REBUILD)]
+
+
 def run_inputs(specs):
     """A training job's inputs: unchanged inputs of finished runs are ancient (their modification
     times do not matter); runs to rebuild wait for their rebuild request."""

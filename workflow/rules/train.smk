@@ -32,10 +32,12 @@ rule train_all:
     input:
         SELECTION,
         every_run_file(TUNING_RUNS + SWEEP_RUNS),
+        REBUILD_REQUESTS,
 
 
 # A run with outputs that are not what is asked (another configuration, damaged files): a
-# temporary request file, made by a job, that its training job waits for (common.smk, REBUILD).
+# temporary request file, made by a job, that its training job waits for and the target rules
+# ask for (common.smk, REBUILD_REQUESTS).
 # It only writes one line, so it runs where Snakemake runs, never as a cluster job.
 localrules:
     rebuild_request,
