@@ -216,3 +216,18 @@ def test_report_flags_a_selection_the_tuning_runs_no_longer_rank_first(tmp_path,
     selection.write_text("scheduler: step\nmomentum: 0.9\nweight_decay: 0.001\n")
     markdown_path, _ = write_report(params, runs_root, tmp_path / "report.md", tmp_path / "figures", selection)
     assert "The finished tuning runs now rank cosine_mom0.9_wd0.001 first" in markdown_path.read_text()
+
+
+def test_gain_is_called_optimistic_only_when_a_best_cell_was_picked(tmp_path, params, runs_root):
+    """Several manifold cells: the best one was picked on the test set (optimistic). One cell, fixed
+    in advance (config/first.yaml): nothing was picked, and the report says so."""
+    many, _ = write_report(params, runs_root, tmp_path / "many" / "report.md", tmp_path / "none", tmp_path / "absent.yaml")
+    assert "read this gain as optimistic" in many.read_text()
+
+    one_cell = small_params("sweep.alphas=[4.0]", "sweep.layer_sets=[[0, 2]]")
+    single_root = tmp_path / "single"
+    write_all_runs(single_root, one_cell)
+    one, _ = write_report(one_cell, single_root, tmp_path / "one" / "report.md", tmp_path / "none", tmp_path / "absent.yaml")
+    text = one.read_text()
+    assert "read this gain as optimistic" not in text
+    assert "the only manifold mixup configuration run, so no choice on the test set favours it" in text

@@ -51,9 +51,19 @@ def test_counts_and_time_left_from_the_observed_speed(tmp_path, params):
     assert lines[2] == "time left: about 18 min of training (2 at once)"
 
 
-def test_time_left_is_not_guessed_before_a_stage_has_trained(tmp_path, params):
+def test_time_left_is_not_guessed_before_any_run_has_trained(tmp_path, params):
     lines = progress_lines(params, tmp_path)
     assert lines[-1].startswith("time left: not known yet")
+
+
+def test_a_stage_not_started_yet_is_estimated_at_the_speed_of_the_others(tmp_path, params):
+    """The sweep may start before the tuning (sweep.use_tuning_choice: false): the tuning's time
+    left comes from the sweep's speed, not 'not known'."""
+    _running(tmp_path, "sweep/baseline/seed0", 100, 400, 300.0)  # 3 s per epoch
+    _running(tmp_path, "sweep/manifold_S0-2_alpha4/seed0", 100, 400, 300.0)
+    lines = progress_lines(params, tmp_path)
+    # left: tuning 2 x 100 epochs x 3 s = 600 s; sweep 2 x 300 epochs x 3 s = 1800 s; two at once
+    assert lines[-1] == "time left: about 20 min of training (2 at once)"
 
 
 def test_training_writes_progress_each_epoch_and_removes_it_at_the_end(tmp_path, tiny_config, tiny_data, monkeypatch):

@@ -145,6 +145,18 @@ def test_periodic_evaluation_does_not_change_training(tmp_path, tiny_config, tin
     assert all("test_acc" in row for row in _history(tmp_path / "watched"))
 
 
+def test_warm_restart_run_at_a_cycle_end_is_the_shorter_run(tmp_path, tiny_config, tiny_data):
+    """With warm restarts the schedule repeats every t_0 epochs whatever the run's length, so a
+    run's test accuracy at epoch 2 x t_0 is what a run of 2 x t_0 epochs ends with (docs/first-run.md
+    reads shorter budgets off longer runs this way)."""
+    schedule = {"scheduler": {"name": "warm_restarts", "t_0": 2, "t_mult": 1}}
+    short = _train(tiny_config(train={**schedule, "epochs": 4}, mixing=MIXINGS["manifold"]), tiny_data, tmp_path / "short")
+    config = tiny_config(train={**schedule, "epochs": 6}, mixing=MIXINGS["manifold"], evaluation={"every": 2})
+    _train(config, tiny_data, tmp_path / "long")
+    at_epoch_4 = next(row for row in _history(tmp_path / "long") if int(row["epoch"]) == 4)
+    assert float(at_epoch_4["test_acc"]) == short["metrics"]["test"]["acc"]
+
+
 # --- the run folder -------------------------------------------------------------------------
 
 

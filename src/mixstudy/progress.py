@@ -3,7 +3,8 @@
 A training run writes ``progress.json`` (epoch, epochs, seconds so far) into its folder after every
 epoch and removes it when it finishes, so this module reads small files only (no torch, no
 Snakemake). The estimate of the time left is the work left, in epochs, at the speed the running
-and finished runs of the same stage have shown, shared over the runs training at once.
+and finished runs of the same stage have shown (of every stage, for a stage not started yet), shared
+over the runs training at once.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def progress_lines(params: dict, runs_root: str | Path) -> list[str]:
     """One line per stage, then the estimate of the time left."""
     specs = study.all_runs(params)
     states = [run_state(params, spec, runs_root) for spec in specs]
+    # A stage none of whose runs has started (the sweep may start before the tuning) is estimated
+    # at the speed of the others: same network, same images per epoch.
+    overall_rate = seconds_per_epoch(states)
     lines, work_left_s, unknown = [], 0.0, False
     for stage in dict.fromkeys(spec.stage for spec in specs):
         in_stage = [s for s in states if s.spec.stage == stage]
@@ -75,7 +79,7 @@ def progress_lines(params: dict, runs_root: str | Path) -> list[str]:
             f"{stage}: {counts['finished']} of {len(in_stage)} runs finished, {counts['running']} running"
             + (f" ({running})" if running else "") + f", {counts['waiting']} waiting"
         )
-        rate = seconds_per_epoch(in_stage)
+        rate = seconds_per_epoch(in_stage) or overall_rate
         epochs_left = sum(s.epochs - s.epoch for s in in_stage if s.state != "finished")
         if epochs_left and rate is None:
             unknown = True
@@ -83,7 +87,7 @@ def progress_lines(params: dict, runs_root: str | Path) -> list[str]:
             work_left_s += epochs_left * rate
     slots = max(1, sum(s.state == "running" for s in states))
     if unknown:
-        lines.append("time left: not known yet (no run of a remaining stage has trained an epoch)")
+        lines.append("time left: not known yet (no run has trained an epoch)")
     elif work_left_s:
         lines.append(f"time left: about {_duration(work_left_s / slots)} of training ({slots} at once)")
     else:

@@ -150,11 +150,16 @@ def gain_in_words(analysis: Analysis, differences: pd.DataFrame) -> str:
     if best is None or analysis.baseline()["n"] == 0:
         return claimed + "Ours cannot be computed yet (the baseline or every mixup configuration lacks finished runs)."
     row = differences.set_index("name").loc[best["name"]]
+    cells = analysis.stage("sweep", "manifold")
+    caveat = (
+        "picking the best of many configurations on the test set favours it, so read this gain as optimistic."
+        if (cells["n"] > 0).sum() > 1
+        else "it is the only manifold mixup configuration run, so no choice on the test set favours it."
+    )
     return (
         f"{claimed}Ours, best manifold mixup ({cell_label(best)}) minus the baseline, is "
         f"{format_signed(row['diff'])} points ({CONFIDENCE:.0%} Welch interval "
-        f"{format_interval(row['ci_low'], row['ci_high'])}, p = {format_p(row['p'])}); "
-        "picking the best of many configurations on the test set favours it, so read this gain as optimistic."
+        f"{format_interval(row['ci_low'], row['ci_high'])}, p = {format_p(row['p'])}); {caveat}"
     )
 
 

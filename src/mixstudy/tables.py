@@ -64,11 +64,14 @@ def set_notation(layers: str) -> str:
 
 
 def describe_spec(spec: study.RunSpec) -> dict:
-    """What a run id asks for: its stage, configuration name, seed and the settings that name it."""
-    mixing = spec.overrides.get("mixing", {})
+    """What a run id asks for: its stage, configuration name, seed and the settings that name it.
+
+    Every run of the grids sets its mixing method and alpha; the training settings are set by tuning
+    runs only (None: the sweep's, from params.yaml or the tuning's choice)."""
+    mixing = spec.overrides["mixing"]
     train = spec.overrides.get("train", {})
-    method = mixing.get("method", "none")
-    strength = float(mixing.get("alpha", 0.0)) if method == "cutmix" else None
+    method = mixing["method"]
+    strength = float(mixing["alpha"]) if method == "cutmix" else None
     if mixing.get("label_smoothing"):
         method, strength = "label_smoothing", float(mixing["label_smoothing"])
     if train.get("augment", {}).get("cutout"):
@@ -79,7 +82,7 @@ def describe_spec(spec: study.RunSpec) -> dict:
         "seed": spec.seed,
         "run_id": spec.run_id,
         "method": method,
-        "alpha": float(mixing.get("alpha", 0.0)),
+        "alpha": float(mixing["alpha"]),
         "layers": study.layers_label(mixing["layers"]) if method == "manifold" else "",
         "strength": strength,
         "scheduler": train.get("scheduler", {}).get("name"),
