@@ -10,7 +10,7 @@ CONFIG ?= config/first.yaml
 GPUS := $(shell nvidia-smi -L 2>/dev/null | grep -c GPU)
 SLOTS ?= $(if $(filter-out 0,$(GPUS)),$(GPUS),$(shell nproc))
 
-.PHONY: study smoke test test-other-cpu install slurm-deps mutation
+.PHONY: study smoke test test-other-cpu install slurm-deps mutation real-results
 
 $(BIN)/mixstudy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ study: install
 	mixstudy progress --params $(CONFIG) --watch 60 & watcher=$$!; \
 	snakemake --cores all --resources gpu=$(SLOTS) --rerun-incomplete --configfile $(CONFIG); status=$$?; \
 	kill $$watcher 2>/dev/null; exit $$status
+
+# Tables, figures and report of the committed real runs of config/table3.yaml (docs/real-runs/,
+# docs/results.md), made by the project's own commands; runs not finished yet are listed as missing.
+REAL := docs/real-runs
+real-results: install
+	$(BIN)/mixstudy aggregate --params config/table3.yaml --runs-root $(REAL) --out-dir $(REAL)/tables --summary $(REAL)/summary.json
+	$(BIN)/mixstudy figures --params config/table3.yaml --runs-root $(REAL) --out-dir $(REAL)/figures
+	$(BIN)/mixstudy report --params config/table3.yaml --runs-root $(REAL) --out $(REAL)/report.md --figures-dir $(REAL)/figures
 
 smoke:
 	$(MAKE) study CONFIG=config/smoke.yaml
