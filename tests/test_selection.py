@@ -154,6 +154,16 @@ def test_missing_tuning_runs_stop_the_selection_naming_three(tmp_path, params):
     assert all(spec.run_id in str(info.value) for spec in specs[:3]) and specs[3].run_id not in str(info.value)
 
 
+def test_a_damaged_tuning_record_stops_the_selection_naming_the_file(tmp_path, params):
+    """A truncated metrics.json is not a missing run: the error names the file and the fix."""
+    write_tuning(tmp_path, params)
+    damaged = study.tuning_runs(params)[2].folder(tmp_path) / "metrics.json"
+    damaged.write_text(damaged.read_text()[:40])
+    with pytest.raises(MixstudyError, match="is empty or damaged") as info:
+        select_best(params, tmp_path)
+    assert str(damaged) in str(info.value) and "delete it and train the run again" in str(info.value)
+
+
 def test_every_run_failed_or_stale_is_an_error(tmp_path, params):
     write_tuning(tmp_path, params, **{spec.run_id: {"stale": True} for spec in study.tuning_runs(params)})
     with pytest.raises(MixstudyError, match="^every tuning run failed or is stale; there is no configuration to select$"):
