@@ -5,7 +5,7 @@
 # Every target asks for each run's metrics.json, history.tsv and model.pt: a lost or damaged
 # output of a finished run is rebuilt.
 
-PACK_SIZE = config["compute"].get("pack_size", 1)
+PACK_SIZE = config["compute"]["pack_size"]  # validated in common.smk: every key is present
 
 
 include: "train_packs.smk" if PACK_SIZE > 1 else "train_runs.smk"
