@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 
@@ -32,10 +34,13 @@ def _finished(root, run_id, wall):
     (folder / "metrics.json").write_text(json.dumps({"status": "ok", "wall_time_s": wall}))
 
 
-def _running(root, run_id, epoch, epochs, elapsed):
+def _running(root, run_id, epoch, epochs, elapsed, silent_s=0.0):
     folder = root / run_id
     folder.mkdir(parents=True)
-    (folder / PROGRESS_FILE).write_text(json.dumps({"epoch": epoch, "epochs": epochs, "elapsed_s": elapsed}))
+    progress = folder / PROGRESS_FILE
+    progress.write_text(json.dumps({"epoch": epoch, "epochs": epochs, "elapsed_s": elapsed}))
+    last_written = time.time() - silent_s
+    os.utime(progress, (last_written, last_written))
 
 
 def test_counts_and_time_left_from_the_observed_speed(tmp_path, params):
@@ -64,6 +69,22 @@ def test_a_stage_not_started_yet_is_estimated_at_the_speed_of_the_others(tmp_pat
     lines = progress_lines(params, tmp_path)
     # left: tuning 2 x 100 epochs x 3 s = 600 s; sweep 2 x 300 epochs x 3 s = 1800 s; two at once
     assert lines[-1] == "time left: about 20 min of training (2 at once)"
+
+
+def test_a_run_whose_progress_file_went_silent_is_stopped_not_running(tmp_path, params):
+    """A killed run leaves progress.json behind; it must not be counted as running for ever."""
+    _running(tmp_path, "sweep/baseline/seed0", 100, 400, 300.0, silent_s=3600)  # 3 s per epoch, silent 1 h
+    _running(tmp_path, "sweep/manifold_S0-2_alpha4/seed0", 10, 400, 1000.0, silent_s=400)  # 100 s per epoch
+    lines = progress_lines(params, tmp_path)
+    assert lines[1] == ("sweep: 0 of 2 runs finished, 1 running (sweep/manifold_S0-2_alpha4/seed0 epoch 10/400), "
+                        "1 stopped (sweep/baseline/seed0 epoch 100/400), 0 waiting")
+    assert lines[2].startswith("stopped runs resume from their last checkpoint")
+
+
+def test_a_pause_of_a_few_minutes_between_epochs_is_still_running(tmp_path, params):
+    """5 epochs of 20 s is 100 s, but a test pass or checkpoint may take minutes: 300 s at least."""
+    _running(tmp_path, "sweep/baseline/seed0", 1, 400, 20.0, silent_s=250)
+    assert "1 running (sweep/baseline/seed0 epoch 1/400)" in progress_lines(params, tmp_path)[1]
 
 
 def test_training_writes_progress_each_epoch_and_removes_it_at_the_end(tmp_path, tiny_config, tiny_data, monkeypatch):

@@ -2,7 +2,9 @@
 
 A training run writes ``progress.json`` (epoch, epochs, seconds so far) into its folder after every
 epoch and removes it when it finishes, so this module reads small files only (no torch, no
-Snakemake). The estimate of the time left is the work left, in epochs, at the speed the running
+Snakemake). A run killed part way (a machine stopped, a job cancelled) leaves its file behind: a file
+not updated for several of the run's epochs is a *stopped* run, which resumes from its checkpoint
+when the same command runs again. The estimate of the time left is the work left, in epochs, at the speed the running
 and finished runs of the same stage have shown (of every stage, for a stage not started yet), shared
 over the runs training at once.
 """
@@ -17,12 +19,16 @@ from pathlib import Path
 from mixstudy import study
 
 PROGRESS_FILE = "progress.json"
+# A running run rewrites its progress file every epoch; one untouched for this many of its own epochs
+# (and at least STOPPED_AFTER_MIN_S, for test passes and checkpoints between epochs) has stopped.
+STOPPED_AFTER_EPOCHS = 5
+STOPPED_AFTER_MIN_S = 300.0
 
 
 @dataclass
 class RunState:
     spec: study.RunSpec
-    state: str  # finished | running | waiting
+    state: str  # finished | running | stopped | waiting
     epoch: int
     epochs: int
     seconds: float  # training seconds so far (finished: the whole run)
@@ -45,10 +51,17 @@ def run_state(params: dict, spec: study.RunSpec, runs_root: str | Path) -> RunSt
     if progress.is_file():
         try:
             now = json.loads(progress.read_text())
-            return RunState(spec, "running", int(now["epoch"]), int(now["epochs"]), float(now["elapsed_s"]))
+            epoch, seconds = int(now["epoch"]), float(now["elapsed_s"])
+            silent_s = time.time() - progress.stat().st_mtime
+            state = "stopped" if _has_stopped(silent_s, seconds / max(epoch, 1)) else "running"
+            return RunState(spec, state, epoch, int(now["epochs"]), seconds)
         except (json.JSONDecodeError, OSError, KeyError, ValueError):
             pass
     return RunState(spec, "waiting", 0, epochs, 0.0)
+
+
+def _has_stopped(silent_s: float, seconds_per_epoch: float) -> bool:
+    return silent_s > max(STOPPED_AFTER_MIN_S, STOPPED_AFTER_EPOCHS * seconds_per_epoch)
 
 
 def seconds_per_epoch(states: list[RunState]) -> float | None:
@@ -73,11 +86,12 @@ def progress_lines(params: dict, runs_root: str | Path) -> list[str]:
     lines, work_left_s, unknown = [], 0.0, False
     for stage in dict.fromkeys(spec.stage for spec in specs):
         in_stage = [s for s in states if s.spec.stage == stage]
-        counts = {kind: sum(s.state == kind for s in in_stage) for kind in ("finished", "running", "waiting")}
-        running = ", ".join(f"{s.spec.run_id} epoch {s.epoch}/{s.epochs}" for s in in_stage if s.state == "running")
+        counts = {kind: sum(s.state == kind for s in in_stage) for kind in ("finished", "running", "stopped", "waiting")}
         lines.append(
             f"{stage}: {counts['finished']} of {len(in_stage)} runs finished, {counts['running']} running"
-            + (f" ({running})" if running else "") + f", {counts['waiting']} waiting"
+            + _epochs_of(in_stage, "running")
+            + (f", {counts['stopped']} stopped" + _epochs_of(in_stage, "stopped") if counts["stopped"] else "")
+            + f", {counts['waiting']} waiting"
         )
         rate = seconds_per_epoch(in_stage) or overall_rate
         epochs_left = sum(s.epochs - s.epoch for s in in_stage if s.state != "finished")
@@ -86,6 +100,8 @@ def progress_lines(params: dict, runs_root: str | Path) -> list[str]:
         elif epochs_left:
             work_left_s += epochs_left * rate
     slots = max(1, sum(s.state == "running" for s in states))
+    if any(s.state == "stopped" for s in states):
+        lines.append("stopped runs resume from their last checkpoint when the same command runs again")
     if unknown:
         lines.append("time left: not known yet (no run has trained an epoch)")
     elif work_left_s:
@@ -93,6 +109,11 @@ def progress_lines(params: dict, runs_root: str | Path) -> list[str]:
     else:
         lines.append("every run has finished")
     return lines
+
+
+def _epochs_of(states: list[RunState], state: str) -> str:
+    named = ", ".join(f"{s.spec.run_id} epoch {s.epoch}/{s.epochs}" for s in states if s.state == state)
+    return f" ({named})" if named else ""
 
 
 def watch(params: dict, runs_root: str | Path, every_s: float, echo=print) -> None:
