@@ -57,8 +57,9 @@ def compare_in_words(what: str, ours: float | None, published: float | None) -> 
         return f"{what}: the study publishes no number." + ("" if ours is None else f" Ours: {ours:.2f} %.")
     if ours is None:
         return f"{what}: no finished runs yet, so nothing stands beside the published {published:.2f} %."
-    diff = ours - published
-    if abs(diff) < 0.005:
+    # Compared as printed (two decimals), so the words never contradict the numbers beside them.
+    diff = round(ours, 2) - round(published, 2)
+    if round(diff, 2) == 0:
         return f"{what}: ours, {ours:.2f} %, equals the published {published:.2f} %."
     direction = "higher" if diff > 0 else "lower"
     return (f"{what}: ours, {ours:.2f} %, is {abs(diff):.2f} percentage points {direction} "
