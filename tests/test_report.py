@@ -164,3 +164,21 @@ def test_a_number_the_study_does_not_publish_is_said_so():
 def test_no_finished_runs_is_said_so_and_nothing_is_filled_in():
     assert compare_in_words("X", None, 61.73) == (
         "X: no finished runs yet, so nothing stands beside the published 61.73 %.")
+
+
+def test_published_numbers_without_finished_runs_of_ours_stay_empty(tmp_path, params):
+    """Only the baseline has finished: every other row of the comparison is marked, never filled in."""
+    for seed in (0, 1, 2):
+        write_run(tmp_path / "runs", params, f"sweep/baseline/seed{seed}")
+    markdown_path, _ = write_report(params, tmp_path / "runs", tmp_path / "report.md", tmp_path / "figures")
+    text = markdown_path.read_text()
+    rows = comparison_table(text)
+    assert rows["Final baseline"]["ours (%)"] == "52.33"
+    assert rows["Final baseline"]["our configuration"] == "sweep/baseline (3/3 seeds)"
+    for quantity in ("Best tuning configuration (Table 1)", "Best manifold mixup"):
+        assert (rows[quantity]["ours (%)"], rows[quantity]["ours − published (points)"]) == ("—", "—")
+        assert rows[quantity]["our configuration"] == "— (—)"
+        assert f"- {quantity}: no finished runs yet, so nothing stands beside the published" in text
+    at_published = rows["Mixup at the published best (S={0,2}, α=4)"]
+    assert (at_published["ours (%)"], at_published["our configuration"]) == ("—", "S={0,2}, α=4 (0/3 seeds)")
+    assert "Ours cannot be computed yet (the baseline or every mixup configuration lacks finished runs)." in text
