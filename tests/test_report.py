@@ -182,3 +182,13 @@ def test_published_numbers_without_finished_runs_of_ours_stay_empty(tmp_path, pa
     at_published = rows["Mixup at the published best (S={0,2}, α=4)"]
     assert (at_published["ours (%)"], at_published["our configuration"]) == ("—", "S={0,2}, α=4 (0/3 seeds)")
     assert "Ours cannot be computed yet (the baseline or every mixup configuration lacks finished runs)." in text
+
+
+def test_the_html_page_is_a_standard_document_titled_like_the_report(tmp_path, params, runs_root):
+    markdown_path, html_path = write_report(params, runs_root, tmp_path / "study.md", tmp_path / "figures")
+    assert html_path == tmp_path / "study.html"
+    heading = markdown_path.read_text().splitlines()[0]
+    assert heading == "# Mixing regularisers on small-data CIFAR-10: results"
+    page = html_path.read_text()
+    assert page.startswith('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n')
+    assert "<title>Mixing regularisers on small-data CIFAR-10: results</title>" in page

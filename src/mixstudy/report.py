@@ -455,5 +455,5 @@ def write_report(
     text = render_report(analyse(params, runs_root), Path(figures_dir), out.parent, selection)
     html_path = out.with_suffix(".html")
     write_text(out, text)
-    write_text(html_path, markdown_to_html(text, "Mixing regularisers on small-data CIFAR-10: results"))
+    write_text(html_path, markdown_to_html(text, title=text.splitlines()[0].removeprefix("# ")))
     return out, html_path
