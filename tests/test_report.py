@@ -4,9 +4,12 @@ draws them), so these tests are quick enough to run against every mutant of repo
 
 from __future__ import annotations
 
+import json
 import re
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from mixstudy.figures import FIGURES
 from mixstudy.report import compare_in_words, write_report
@@ -192,3 +195,86 @@ def test_the_html_page_is_a_standard_document_titled_like_the_report(tmp_path, p
     page = html_path.read_text()
     assert page.startswith('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n')
     assert "<title>Mixing regularisers on small-data CIFAR-10: results</title>" in page
+
+
+# --- the calibration claims, on runs whose ECE before and after scaling are set by hand -------------
+
+CALIBRATION_GRID = ("sweep.alphas=[4.0]", "sweep.layer_sets=[[0, 2]]", "sweep.seeds=[0, 1, 2]",
+                    "sweep.cutmix_alphas=[]", "sweep.cutout_sizes=[]", "sweep.label_smoothing=[0.1]")
+
+
+def write_calibrated_runs(root, params, name, ece, ts_ece):
+    """One run per seed of ``name`` whose test ECE before and after scaling are the given values."""
+    for seed, (raw, scaled) in enumerate(zip(ece, ts_ece)):
+        folder = write_run(root, params, f"sweep/{name}/seed{seed}")
+        record = json.loads((folder / "metrics.json").read_text())
+        record["metrics"]["test"]["ece"], record["metrics"]["test_ts"]["ece"] = raw, scaled
+        (folder / "metrics.json").write_text(json.dumps(record))
+
+
+def claims_of(tmp_path, baseline, mixup, smoothing=None):
+    """The report's calibration claims for runs with these (raw ECEs, scaled ECEs) per configuration."""
+    params = small_params(*CALIBRATION_GRID)
+    root = tmp_path / "runs"
+    write_calibrated_runs(root, params, "baseline", *baseline)
+    write_calibrated_runs(root, params, "manifold_S0-2_alpha4", *mixup)
+    if smoothing:
+        write_calibrated_runs(root, params, "label_smoothing_eps0.1", *smoothing)
+    text = write_report(params, root, tmp_path / "report.md", tmp_path / "figures")[0].read_text()
+    return [line for line in text.splitlines() if line.startswith(("- Wang", "- Thulasidasan"))]
+
+
+def welch(a, b):
+    test = stats.ttest_ind(a, b, equal_var=False)
+    interval = test.confidence_interval(0.95)
+    return np.mean(a) - np.mean(b), interval.low, interval.high
+
+
+RAW_BASE, RAW_MIX = [0.30, 0.28, 0.26], [0.05, 0.04, 0.06]
+
+
+def test_wang_is_contradicted_only_when_mixup_is_better_after_scaling_beyond_the_spread(tmp_path):
+    base_ts, mix_ts = [0.030, 0.032, 0.031], [0.010, 0.011, 0.012]
+    (wang,) = claims_of(tmp_path, (RAW_BASE, base_ts), (RAW_MIX, mix_ts))
+    diff, low, high = welch(mix_ts, base_ts)
+    assert f"0.050 vs 0.280 raw, 0.011 vs 0.031 after scaling; mixup minus baseline after scaling: {diff:+.3f}" in wang
+    assert f"95% Welch interval [{low:+.3f}, {high:+.3f}]." in wang
+    assert wang.endswith("**Does not hold here**: mixup stays better calibrated after scaling, beyond the seeds' spread.")
+
+
+def test_wang_is_not_contradicted_when_the_interval_holds_zero(tmp_path):
+    base_ts, mix_ts = [0.010, 0.030, 0.020], [0.012, 0.018, 0.015]  # mixup's mean is lower, within the spread
+    (wang,) = claims_of(tmp_path, (RAW_BASE, base_ts), (RAW_MIX, mix_ts))
+    assert wang.endswith("**Not contradicted here**: the interval holds zero, so after scaling mixup is not shown "
+                         "to be better calibrated (it was before scaling).")
+
+
+def test_wang_holds_when_mixup_is_worse_after_scaling(tmp_path):
+    (wang,) = claims_of(tmp_path, (RAW_BASE, [0.010, 0.011, 0.012]), (RAW_MIX, [0.030, 0.032, 0.031]))
+    assert wang.endswith("**Holds here**: after scaling mixup is worse calibrated than the baseline.")
+
+
+def test_wang_with_one_seed_each_cannot_be_judged(tmp_path):
+    (wang,) = claims_of(tmp_path, ([0.30], [0.03]), ([0.05], [0.01]))
+    assert "mixup minus baseline after scaling: -0.020, 95% Welch interval —." in wang
+    assert wang.endswith("**Cannot be judged here**: an interval needs two finished seeds on each side.")
+
+
+@pytest.mark.parametrize("smoothing_ece, share, verdict", [
+    ([0.10, 0.08, 0.12], "78%", "**Holds here** (more than half)."),  # (0.28 - 0.10) / (0.28 - 0.05) = 0.78
+    ([0.20, 0.22, 0.21], "30%", "**Does not hold here** (half or less)."),  # 0.07 / 0.23 = 0.30
+    ([0.30, 0.31, 0.32], "0%", "**Does not hold here** (half or less)."),  # worse than the baseline: no share
+])
+def test_thulasidasan_share_of_mixups_ece_reduction_that_label_smoothing_gives(tmp_path, smoothing_ece, share, verdict):
+    scaled = [0.02, 0.02, 0.02]
+    _, claim = claims_of(tmp_path, (RAW_BASE, scaled), (RAW_MIX, scaled), smoothing=(smoothing_ece, scaled))
+    ls_mean = np.mean(smoothing_ece)
+    assert f"baseline 0.280, label smoothing alone (soft labels, no mixing) {ls_mean:.3f}, mixup 0.050" in claim
+    assert f"label smoothing gives {share} of mixup's reduction (means over seeds)." in claim
+    assert claim.endswith(verdict)
+
+
+def test_no_soft_label_claim_when_mixup_did_not_lower_the_ece(tmp_path):
+    scaled = [0.02, 0.02, 0.02]
+    claims = claims_of(tmp_path, (RAW_MIX, scaled), (RAW_BASE, scaled), smoothing=([0.1, 0.1, 0.1], scaled))
+    assert [claim.split(":")[0] for claim in claims] == ["- Wang et al. (CVPR 2023)"]
