@@ -278,3 +278,69 @@ def test_no_soft_label_claim_when_mixup_did_not_lower_the_ece(tmp_path):
     scaled = [0.02, 0.02, 0.02]
     claims = claims_of(tmp_path, (RAW_MIX, scaled), (RAW_BASE, scaled), smoothing=([0.1, 0.1, 0.1], scaled))
     assert [claim.split(":")[0] for claim in claims] == ["- Wang et al. (CVPR 2023)"]
+
+
+# --- the comparison's branches ----------------------------------------------------------------------
+
+
+def report_text(tmp_path, params, runs_root) -> str:
+    return write_report(params, runs_root, tmp_path / "report.md", tmp_path / "figures")[0].read_text()
+
+
+def test_every_departure_from_the_study_setting_is_named_in_the_comparison(tmp_path, runs_root):
+    departing = small_params("train.epochs=30", "train.lr=0.05")
+    text = report_text(tmp_path, departing, runs_root)
+    section = text.split("## Our numbers beside the published ones\n\n", 1)[1]
+    assert section.startswith(
+        "**This configuration is not the study's**, so its numbers are not comparable with the published ones: "
+        "`train.epochs` is 30 (the study: 400); `train.lr` is 0.05 (the study: 0.1).\n\n"
+        "The study reports its best mixup at S={0,2}, alpha=4. All numbers are mean test accuracy")
+
+
+def test_the_study_setting_gets_no_departure_warning(tmp_path, params, runs_root):
+    section = report_text(tmp_path, params, runs_root).split("## Our numbers beside the published ones\n\n", 1)[1]
+    assert section.startswith("The study reports its best mixup at S={0,2}, alpha=4. All numbers are mean")
+
+
+def test_numbers_the_study_does_not_publish_are_marked_and_no_gain_is_claimed(tmp_path, runs_root):
+    unpublished = small_params("report.published.baseline=null", "report.published.best_mixup_config=null")
+    text = report_text(tmp_path, unpublished, runs_root)
+    rows = comparison_table(text)
+    assert (rows["Final baseline"]["published (%)"], rows["Final baseline"]["ours − published (points)"]) == ("—", "—")
+    assert "- Final baseline: the study publishes no number. Ours: 52.33 %." in text
+    assert "The published gain" not in text and "The study reports its best mixup at" not in text
+    assert "- Ours, best manifold mixup (S={0}, α=4) minus the baseline, is" in text
+
+
+def test_without_a_finished_baseline_no_gain_is_computed(tmp_path, params):
+    for seed in (0, 1, 2):
+        write_run(tmp_path / "runs", params, f"sweep/manifold_S0-2_alpha4/seed{seed}")
+    text = report_text(tmp_path, params, tmp_path / "runs")
+    assert ("- The published gain of mixup over the baseline is +5.66 points. Ours cannot be computed yet "
+            "(the baseline or every mixup configuration lacks finished runs).") in text
+
+
+@pytest.mark.parametrize("seeds_per_cell, optimistic", [
+    ({"manifold_S0-2_alpha4": 2}, False),  # one of the grid's cells ran: nothing was picked
+    ({"manifold_S0-2_alpha4": 2, "manifold_S0_alpha1": 1}, True),  # two ran, one of them with one seed
+])
+def test_the_gain_is_optimistic_when_two_or_more_cells_ran(tmp_path, params, seeds_per_cell, optimistic):
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        write_run(root, params, f"sweep/baseline/seed{seed}")
+    for name, seeds in seeds_per_cell.items():
+        for seed in range(seeds):
+            write_run(root, params, f"sweep/{name}/seed{seed}")
+    text = report_text(tmp_path, params, root)
+    assert ("read this gain as optimistic" in text) is optimistic
+    assert ("it is the only manifold mixup configuration run" in text) is not optimistic
+
+
+def test_the_gain_sentence_gives_the_interval_of_the_differences_table(tmp_path, params, runs_root):
+    from mixstudy.tables import analyse, best_mixing, mixing_differences
+
+    analysis = analyse(params, runs_root)
+    row = mixing_differences(analysis).set_index("name").loc[best_mixing(analysis)["name"]]
+    text = report_text(tmp_path, params, runs_root)
+    assert (f"minus the baseline, is {row['diff']:+.2f} points (95% Welch interval "
+            f"[{row['ci_low']:+.2f}, {row['ci_high']:+.2f}], p = {row['p']:.3f});") in text
