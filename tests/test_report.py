@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+import yaml
 from scipy import stats
 
 from mixstudy.figures import FIGURES
@@ -344,3 +345,127 @@ def test_the_gain_sentence_gives_the_interval_of_the_differences_table(tmp_path,
     text = report_text(tmp_path, params, runs_root)
     assert (f"minus the baseline, is {row['diff']:+.2f} points (95% Welch interval "
             f"[{row['ci_low']:+.2f}, {row['ci_high']:+.2f}], p = {row['p']:.3f});") in text
+
+
+# --- the report's structure: its sections in order, each figure under its section ---------------------
+
+SECTIONS = {
+    "Headline: manifold mixup against the baseline": [],
+    "Our numbers beside the published ones": [],
+    "Runs": [],
+    "Baseline tuning (Table 1)": ["tuning_bars"],
+    "Final baseline": [],
+    "Manifold mixup sweep (Table 3)": ["sweep_acc_heatmap", "acc_vs_alpha", "acc_vs_alpha_panels"],
+    "Differences to the baseline": ["sweep_delta_heatmap"],
+    "CutMix, label smoothing and Cutout": [],
+    "Training and calibration: baseline vs best mixup": ["training_curves", "reliability"],
+    "Calibration after temperature scaling": ["calibration_scaling", "reliability_scaled"],
+    "Which epoch is reported": ["test_curves"],
+    "The published cells beside ours": ["published_vs_ours"],
+    "Figure 1": ["fig1_mixing_examples"],
+    "Configuration used": [],
+}
+
+
+def sections_of(text: str) -> dict[str, str]:
+    """The report's ``## `` sections by heading, in order (the title and its lines before them left out)."""
+    parts = re.split(r"^## (.+)\n", text, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def test_every_figure_is_linked_once_with_its_caption_under_its_section(tmp_path, params, runs_root):
+    from mixstudy.report import FIGURE_CAPTIONS
+
+    figures = tmp_path / "results" / "figures"
+    figures.mkdir(parents=True)
+    for name in FIGURES:
+        (figures / f"{name}.png").write_bytes(b"png")
+    text = write_report(params, runs_root, tmp_path / "results" / "report.md", figures)[0].read_text()
+    sections = sections_of(text)
+    assert list(sections) == list(SECTIONS)
+    for heading, body in sections.items():
+        links = re.findall(r"!\[([^\]]*)\]\(figures/(\w+)\.png\)\n\n\*([^*]*)\*\n", body)
+        assert [name for _, name, _ in links] == SECTIONS[heading], heading
+        for alt, name, caption in links:
+            assert alt == caption == FIGURE_CAPTIONS[name]
+    assert sorted(sum(SECTIONS.values(), [])) == sorted(FIGURES)
+
+
+def test_the_runs_section_counts_runs_and_their_compute_time(tmp_path, params, runs_root):
+    hours = {stage: 360 * len(list((runs_root / stage).glob("*/seed*/metrics.json"))) / 3600
+             for stage in ("tuning", "sweep")}  # write_run records 360 s per run
+    runs = sections_of(report_text(tmp_path, params, runs_root))["Runs"]
+    assert runs.startswith(
+        "\n30 runs are in the grids: 28 finished, 1 failed, 1 missing, 0 with a configuration other than their run "
+        "id asks for. Only finished runs enter the tables. Compute time of the runs with results: "
+        f"{hours['tuning'] + hours['sweep']:.1f} hours (tuning {hours['tuning']:.1f}, sweep {hours['sweep']:.1f}).\n"
+        "\n| run_id ")
+
+
+def test_the_runs_section_lists_twenty_problems_and_counts_the_rest(tmp_path, params):
+    for seed in (0, 1, 2):
+        write_run(tmp_path / "runs", params, f"sweep/baseline/seed{seed}")
+    runs = sections_of(report_text(tmp_path, params, tmp_path / "runs"))["Runs"]
+    table = [line for line in runs.splitlines() if line.startswith("|")]
+    assert [cell.strip() for cell in table[0].strip("|").split("|")] == ["run_id", "problem", "reason"]
+    assert len(table) == 2 + 20
+    assert "|\n\n… and 7 more, all listed in `problems.csv` (written by `mixstudy aggregate`).\n" in runs
+
+
+SELECTION = {"scheduler": "cosine", "momentum": 0.9, "weight_decay": 0.001}
+
+
+def test_the_sweeps_tuning_choice_is_stated_with_how_it_was_chosen(tmp_path, params, runs_root):
+    from mixstudy.selection import SELECTION_RULE
+
+    selection = tmp_path / "selection.yaml"
+    selection.write_text(yaml.safe_dump({**SELECTION, "selected_by": "mean validation accuracy", "mean_acc": 0.4712}))
+    text = write_report(params, runs_root, tmp_path / "report.md", tmp_path / "figures", selection)[0].read_text()
+    assert (f"The best tuning configuration, here and for the sweep, is {SELECTION_RULE}.\n\n"
+            "The sweep trains with the tuning's choice: cosine, momentum 0.9, weight decay 0.001 "
+            "(mean validation accuracy: 47.12 %).\n") in text
+    assert "now rank" not in text  # the choice is still the finished runs' best
+
+    selection.write_text(yaml.safe_dump({**SELECTION, "scheduler": "step"}))  # no record of how
+    text = write_report(params, runs_root, tmp_path / "report.md", tmp_path / "figures", selection)[0].read_text()
+    assert (f"is {SELECTION_RULE}.\n\nThe sweep trains with the tuning's choice: step, momentum 0.9, weight decay "
+            "0.001.\n\n**The finished tuning runs now rank cosine_mom0.9_wd0.001 first**, not the choice above: "
+            "run `mixstudy select` again and retrain the sweep.\n") in text
+
+
+def yaml_blocks(section: str) -> list[tuple[str, dict]]:
+    """(the line that introduces it, the parsed block) for each YAML block of a section."""
+    found = re.findall(r"([^\n]+):\n\n```yaml\n(.*?)\n```\n", section, flags=re.DOTALL)
+    return [(intro, yaml.safe_load(block)) for intro, block in found]
+
+
+def test_the_configuration_section_reads_back_as_the_settings_used(tmp_path, params, runs_root):
+    """Every YAML block parses back to the parameters (keys in params.yaml's order), and the sweep's
+    training settings are the ones with the tuning choice applied."""
+    from mixstudy import study
+
+    selection = tmp_path / "selection.yaml"
+    selection.write_text(yaml.safe_dump({**SELECTION, "weight_decay": 0.0001}))
+    text = write_report(params, runs_root, tmp_path / "report.md", tmp_path / "figures", selection)[0].read_text()
+    blocks = yaml_blocks(sections_of(text)["Configuration used"])
+    expected = [
+        ("Data subset and network", {"subset": params["subset"], "model": params["model"]}),
+        ("Tuning selection, applied to the final baseline and every sweep run",
+         {"selection": {**SELECTION, "weight_decay": 0.0001}}),
+        ("Training of the final baseline and the sweep runs (params.yaml with the selection applied)",
+         {"train": study.run_config(params, 0, selection={**SELECTION, "weight_decay": 0.0001})["train"]}),
+        ("Mixing defaults and evaluation", {"mixing": params["mixing"], "evaluation": params["evaluation"]}),
+        ("Grids", {"tuning": params["tuning"], "sweep": params["sweep"]}),
+    ]
+    assert blocks == expected
+    assert blocks[2][1]["train"]["weight_decay"] == 0.0001 != params["train"]["weight_decay"]
+    for (_, block), (_, wanted) in zip(blocks, expected):
+        for key in wanted:
+            assert list(block[key]) == list(wanted[key]), key  # params.yaml's order, not sorted
+
+
+def test_without_a_selection_the_configuration_shows_params_training_settings(tmp_path, params, runs_root):
+    blocks = dict(yaml_blocks(sections_of(report_text(tmp_path, params, runs_root))["Configuration used"]))
+    assert blocks["Training of the final baseline and the sweep runs (params.yaml; no tuning selection found)"] == {
+        "train": params["train"]}
+    assert not any(intro.startswith("Tuning selection") for intro in blocks)
