@@ -469,3 +469,21 @@ def test_without_a_selection_the_configuration_shows_params_training_settings(tm
     assert blocks["Training of the final baseline and the sweep runs (params.yaml; no tuning selection found)"] == {
         "train": params["train"]}
     assert not any(intro.startswith("Tuning selection") for intro in blocks)
+
+
+def test_runs_without_a_validation_split_get_no_calibration_or_epoch_section(tmp_path, params):
+    """Runs trained with subset.val_per_class 0 record no scaled or best-validation metrics."""
+    root = tmp_path / "runs"
+    write_all_runs(root, params)
+    for record_path in root.glob("*/*/seed*/metrics.json"):
+        record = json.loads(record_path.read_text())
+        for key in ("test_ts", "test_best_val"):
+            del record["metrics"][key]
+        record_path.write_text(json.dumps(record))
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    for name in FIGURES:
+        (figures / f"{name}.png").write_bytes(b"png")
+    text = write_report(params, root, tmp_path / "report.md", figures)[0].read_text()
+    left_out = ("Calibration after temperature scaling", "Which epoch is reported")
+    assert list(sections_of(text)) == [heading for heading in SECTIONS if heading not in left_out]
