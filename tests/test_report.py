@@ -54,6 +54,9 @@ def test_report_sets_ours_beside_the_published_numbers(tmp_path, params, runs_ro
     assert "Best tuning configuration (Table 1): ours, 47.00 %, is 5.59 percentage points lower" in text
     assert "Mixup at the published best (S={0,2}, α=4)" in text
     assert "30 runs are in the grids: 28 finished, 1 failed, 1 missing" in text
+    rows = comparison_table(text)
+    assert rows["Best tuning configuration (Table 1)"]["our configuration"] == "cosine_mom0.9_wd0.001 (3/3 seeds)"
+    assert rows["Best manifold mixup"]["our configuration"] == "S={0}, α=4 (3/3 seeds)"
     assert "cosine, momentum 0.9, weight decay 0.001" in text
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert not link.startswith("/") and (results / link).is_file(), link
@@ -149,6 +152,9 @@ def test_gain_is_called_optimistic_only_when_a_best_cell_was_picked(tmp_path, pa
 
 
 @pytest.mark.parametrize("ours, published, expected", [
+    # rounded before they are compared: 61.7351 prints, and counts, as 61.74
+    (61.7351, 61.73, "X: ours, 61.74 %, is 0.01 percentage points higher than the published 61.73 %."),
+    (61.73, 61.7351, "X: ours, 61.73 %, is 0.01 percentage points lower than the published 61.74 %."),
     (58.774, 61.73, "X: ours, 58.77 %, is 2.96 percentage points lower than the published 61.73 %."),
     (62.0, 61.73, "X: ours, 62.00 %, is 0.27 percentage points higher than the published 61.73 %."),
     (61.734, 61.73, "X: ours, 61.73 %, equals the published 61.73 %."),
@@ -275,10 +281,23 @@ def test_thulasidasan_share_of_mixups_ece_reduction_that_label_smoothing_gives(t
     assert claim.endswith(verdict)
 
 
-def test_no_soft_label_claim_when_mixup_did_not_lower_the_ece(tmp_path):
+@pytest.mark.parametrize("mixup_raw", [RAW_BASE, [0.40, 0.42, 0.44]], ids=["equal", "higher"])
+def test_no_soft_label_claim_when_mixup_did_not_lower_the_ece(tmp_path, mixup_raw):
     scaled = [0.02, 0.02, 0.02]
-    claims = claims_of(tmp_path, (RAW_MIX, scaled), (RAW_BASE, scaled), smoothing=([0.1, 0.1, 0.1], scaled))
+    claims = claims_of(tmp_path, (RAW_BASE, scaled), (mixup_raw, scaled), smoothing=([0.1, 0.1, 0.1], scaled))
     assert [claim.split(":")[0] for claim in claims] == ["- Wang et al. (CVPR 2023)"]
+
+
+def test_half_of_mixups_reduction_is_not_more_than_half(tmp_path):
+    exact = [0.375] * 3, [0.25] * 3, [0.125] * 3  # binary fractions: the share is exactly 0.5
+    scaled = [0.02, 0.02, 0.02]
+    _, claim = claims_of(tmp_path, (exact[0], scaled), (exact[2], scaled), smoothing=(exact[1], scaled))
+    assert claim.endswith("gives 50% of mixup's reduction (means over seeds). **Does not hold here** (half or less).")
+
+
+def test_wang_within_the_spread_says_nothing_of_before_when_mixup_was_not_better_then(tmp_path):
+    (wang,) = claims_of(tmp_path, (RAW_BASE, [0.010, 0.030, 0.020]), (RAW_BASE, [0.012, 0.018, 0.015]))
+    assert wang.endswith("so after scaling mixup is not shown to be better calibrated.")
 
 
 # --- the comparison's branches ----------------------------------------------------------------------
@@ -487,3 +506,14 @@ def test_runs_without_a_validation_split_get_no_calibration_or_epoch_section(tmp
     text = write_report(params, root, tmp_path / "report.md", figures)[0].read_text()
     left_out = ("Calibration after temperature scaling", "Which epoch is reported")
     assert list(sections_of(text)) == [heading for heading in SECTIONS if heading not in left_out]
+
+
+def test_a_study_setting_that_names_no_parameter_is_a_departure():
+    from mixstudy.config import load_params
+    from mixstudy.report import departures_from_study
+
+    params = load_params(["params.yaml"])
+    params["report"]["published"]["setting"]["train.epochs.per_cycle"] = 10  # train.epochs is a number
+    params["report"]["published"]["setting"]["nowhere.at_all"] = 1
+    assert departures_from_study(params) == ["`train.epochs.per_cycle` is None (the study: 10)",
+                                             "`nowhere.at_all` is None (the study: 1)"]
