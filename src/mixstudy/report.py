@@ -418,7 +418,7 @@ def published_section(analysis: Analysis, figure) -> str:
     ran = table3[table3["n"] > 0]
     parts = ["## The published cells beside ours\n",
              f"Each of the study's {len(table3)} Table 3 cells (mean of its five runs) beside ours, where we ran it "
-             f"({len(ran)} cells); a cell we did not run is marked and left empty.\n",
+             f"({len(ran)} {'cell' if len(ran) == 1 else 'cells'}); a cell we did not run is marked and left empty.\n",
              published.beside_markdown(table3, "Table 3: S × α"),
              published.beside_markdown(published.table1_beside_ours(analysis), "Table 1: tuning"),
              figure("published_vs_ours"),
