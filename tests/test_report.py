@@ -112,6 +112,14 @@ def test_every_published_and_ours_number_comes_from_its_table(tmp_path, params, 
         "Mixup at the published best (S={0,2}, α=4)": (published["best_mixup"], summary["sweep.S=0-2.alpha=4.acc_mean"]),
     }
     assert set(rows) == set(expected)
+    header = next(line for line in text.split("## Our numbers beside the published ones", 1)[1].splitlines()
+                  if line.startswith("|"))
+    assert [cell.strip() for cell in header.strip("|").split("|")] == [
+        "quantity", "published (%)", "ours (%)", "ours − published (points)", "our configuration"]
+    section = sections_of(text)["Our numbers beside the published ones"]
+    after_table = section[section.rindex("|\n") + 2:]
+    assert after_table.startswith("\n- ")
+    assert all(line.startswith("- ") and line.endswith(".") for line in after_table.strip().splitlines())
     for quantity, (theirs, ours) in expected.items():
         row = rows[quantity]
         assert float(row["published (%)"]) == pytest.approx(theirs, abs=0.005), quantity
@@ -328,7 +336,8 @@ def test_numbers_the_study_does_not_publish_are_marked_and_no_gain_is_claimed(tm
     rows = comparison_table(text)
     assert (rows["Final baseline"]["published (%)"], rows["Final baseline"]["ours − published (points)"]) == ("—", "—")
     assert "- Final baseline: the study publishes no number. Ours: 52.33 %." in text
-    assert "The published gain" not in text and "The study reports its best mixup at" not in text
+    assert "The published gain" not in text
+    assert sections_of(text)["Our numbers beside the published ones"].startswith("\nAll numbers are mean test accuracy")
     assert "- Ours, best manifold mixup (S={0}, α=4) minus the baseline, is" in text
 
 
@@ -407,7 +416,7 @@ def test_every_figure_is_linked_once_with_its_caption_under_its_section(tmp_path
         assert [name for _, name, _ in links] == SECTIONS[heading], heading
         for alt, name, caption in links:
             assert alt == caption == FIGURE_CAPTIONS[name]
-    assert sorted(sum(SECTIONS.values(), [])) == sorted(FIGURES)
+    assert sorted(sum(SECTIONS.values(), [])) == sorted(FIGURES) == sorted(FIGURE_CAPTIONS)
 
 
 def test_the_runs_section_counts_runs_and_their_compute_time(tmp_path, params, runs_root):

@@ -192,7 +192,7 @@ def figure_markdown(name: str, figures_dir: Path, report_dir: Path) -> str:
     if not path.is_file():
         return f"*Figure `{name}` is not available: `mixstudy figures` has not drawn it (its log says why).*\n"
     relative = Path(os.path.relpath(path, report_dir)).as_posix()
-    return f"![{FIGURE_CAPTIONS.get(name, name)}]({relative})\n\n*{FIGURE_CAPTIONS.get(name, name)}*\n"
+    return f"![{FIGURE_CAPTIONS[name]}]({relative})\n\n*{FIGURE_CAPTIONS[name]}*\n"
 
 
 def table_markdown(table) -> str:
