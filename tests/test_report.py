@@ -163,6 +163,8 @@ def test_gain_is_called_optimistic_only_when_a_best_cell_was_picked(tmp_path, pa
     # rounded before they are compared: 61.7351 prints, and counts, as 61.74
     (61.7351, 61.73, "X: ours, 61.74 %, is 0.01 percentage points higher than the published 61.73 %."),
     (61.73, 61.7351, "X: ours, 61.73 %, is 0.01 percentage points lower than the published 61.74 %."),
+    (61.7349, 61.73, "X: ours, 61.73 %, equals the published 61.73 %."),
+    (61.73, 61.7349, "X: ours, 61.73 %, equals the published 61.73 %."),
     (58.774, 61.73, "X: ours, 58.77 %, is 2.96 percentage points lower than the published 61.73 %."),
     (62.0, 61.73, "X: ours, 62.00 %, is 0.27 percentage points higher than the published 61.73 %."),
     (61.734, 61.73, "X: ours, 61.73 %, equals the published 61.73 %."),
