@@ -197,3 +197,17 @@ def test_the_selection_file_is_plain_yaml_read_back_unchanged(tmp_path, params):
 
 def test_the_rule_is_stated_once_in_words():
     assert "validation" in SELECTION_RULE and "stale" in SELECTION_RULE and "else on the test set" in SELECTION_RULE
+
+
+def test_a_configuration_whose_one_seed_failed_is_ranked_last_with_its_settings(tmp_path):
+    """Table 1 at one seed (config/table3.yaml): a configuration with no finished run still names its
+    settings, from its only run, and ranks after every finished one."""
+    one_seed = small_params(*GRID[:-1], "tuning.seeds=[0]")
+    write_tuning(tmp_path, one_seed, **{"tuning/cosine_mom0.95_wd0.001/seed0": {"status": "failed"}})
+    ranking = select_best(one_seed, tmp_path)["ranking"]
+    last = ranking[-1]
+    assert (last["name"], last["scheduler"], last["momentum"], last["weight_decay"]) == (
+        "cosine_mom0.95_wd0.001", "cosine", 0.95, 0.001)
+    assert math.isnan(last["mean_acc"]) and (last["finished_seeds"], last["failed_seeds"]) == (0, 1)
+    assert list(last) == ["name", "scheduler", "momentum", "weight_decay", "mean_acc", "finished_seeds",
+                          "failed_seeds", "stale_seeds"]
