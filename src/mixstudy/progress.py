@@ -4,9 +4,9 @@ A training run writes ``progress.json`` (epoch, epochs, seconds so far) into its
 epoch and removes it when it finishes, so this module reads small files only (no torch, no
 Snakemake). A run killed part way (a machine stopped, a job cancelled) leaves its file behind: a file
 not updated for several of the run's epochs is a *stopped* run, which resumes from its checkpoint
-when the same command runs again. The estimate of the time left is the work left, in epochs, at the speed the running
-and finished runs of the same stage have shown (of every stage, for a stage not started yet), shared
-over the runs training at once.
+when the same command runs again. The estimate of the time left is the work left, in epochs, at the
+speed the running and finished runs of the same stage have shown (of every stage, for a stage not
+started yet), shared over the runs training at once.
 """
 
 from __future__ import annotations
