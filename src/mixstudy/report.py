@@ -365,9 +365,7 @@ def calibration_claims(analysis: Analysis, data: pd.DataFrame) -> list[str]:
 def wang_claim(analysis: Analysis, cell: pd.Series, base: pd.Series, mix: pd.Series) -> str:
     """Judged on the Welch interval of mixup's ECE after scaling minus the baseline's, run by run:
     a claim that mixup is *no better* is contradicted only by an interval wholly below zero."""
-    sweep = analysis.done[analysis.done["stage"] == "sweep"]
-    scaled = welch_difference(sweep.loc[sweep["name"] == cell["name"], "ts_ece"],
-                              sweep.loc[sweep["name"] == "baseline", "ts_ece"])
+    scaled = welch_difference(analysis.values(cell["name"], "ts_ece"), analysis.values("baseline", "ts_ece"))
     numbers = (
         f"ECE of mixup ({cell_label(cell)}) against the baseline: {mix['ece_mean']:.3f} vs {base['ece_mean']:.3f} "
         f"raw, {mix['ts_ece_mean']:.3f} vs {base['ts_ece_mean']:.3f} after scaling; mixup minus baseline after "
