@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import statistics
 from importlib import resources
 
 import pandas as pd
@@ -141,6 +142,41 @@ def test_the_best_alphas_claim_within_a_layer_set(tmp_path):
     for seed in range(3):
         write_run(root, params, f"sweep/manifold_S0-2_alpha1/seed{seed}", acc=0.65)
     assert published.alphas_4_and_2_best(analyse(params, root)).holds is False
+
+
+def _sd_points(values) -> float:
+    return statistics.stdev(100 * v for v in values)
+
+
+def test_chance_difference_is_the_median_seed_spread_scaled_to_two_means(tmp_path, params):
+    root = tmp_path / "runs"
+    write_all_runs(root, params)
+    sweep = [name for name in ACCURACY if not name.startswith(("step", "cosine"))]
+    sd = statistics.median(_sd_points(ACCURACY[name]) for name in sweep)
+    text = published.chance_difference(analyse(params, root))
+    assert f"standard deviation of {sd:.2f} points" in text
+    assert f"over the {len(sweep)} configurations" in text
+    assert f"differ by about {sd * math.sqrt(2 / 3):.2f} points" in text  # three seeds per cell
+    assert "means of 3 seeds per cell" in text
+
+
+def test_chance_difference_uses_the_cell_with_fewest_seeds(tmp_path, params):
+    root = tmp_path / "runs"
+    one_seed = ("sweep/manifold_S0_alpha4/seed1", "sweep/manifold_S0_alpha4/seed2")
+    write_all_runs(root, params, skip=one_seed)
+    with_two = [name for name in ACCURACY if not name.startswith(("step", "cosine")) and name != "manifold_S0_alpha4"]
+    sd = statistics.median(_sd_points(ACCURACY[name]) for name in with_two)
+    text = published.chance_difference(analyse(params, root))
+    assert f"over the {len(with_two)} configurations" in text  # the one-seed cell has no spread
+    assert f"two means of 1 seed differ by about {sd * math.sqrt(2):.2f} points" in text
+    assert "means of 1 to 3 seeds per cell" in text
+
+
+def test_chance_difference_without_two_seeds_anywhere_says_provisional(tmp_path):
+    params = small_params("sweep.seeds=[0]")
+    root = tmp_path / "runs"
+    write_all_runs(root, params)
+    assert "provisional" in published.chance_difference(analyse(params, root))
 
 
 # --- the report's headline ------------------------------------------------------------------

@@ -612,6 +612,7 @@ def test_the_published_section_counts_the_cells_we_ran_and_states_each_claims_ve
     claims = published.check_claims(analyse(params, runs_root))
     bullets = "\n".join(f"- {c.text} **{c.verdict.capitalize()}**: {c.evidence}." for c in claims)
     assert "The study's claims, checked on our runs (cell means over seeds):\n\n" + bullets + "\n" in section
+    assert section.rstrip().endswith(published.chance_difference(analyse(params, runs_root)))
 
 
 def test_a_cell_with_one_finished_seed_counts_as_run(tmp_path, params):

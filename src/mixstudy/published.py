@@ -156,6 +156,22 @@ def manifold_beats_input_mixup(analysis: Analysis) -> Claim:
     return Claim(text, all(verdicts), "; ".join(parts))
 
 
+def chance_difference(analysis: Analysis) -> str:
+    """How far apart two cell means lie by chance alone, for reading the verdicts on which cell is best."""
+    sweep, ran = analysis.stage("sweep"), _ran(analysis)
+    spread = sweep.loc[sweep["n"] >= 2, "acc_std"]
+    if spread.empty or ran.empty:
+        return ("No configuration has two finished seeds yet, so the spread between seeds is not known: "
+                "read the verdicts on which cell is best as provisional.")
+    sd, fewest, most = spread.median(), int(ran["n"].min()), int(ran["n"].max())
+    seeds = f"{fewest}" if fewest == most else f"{fewest} to {most}"
+    return (f"The verdicts on which cell is best compare means of {seeds} seed{'' if most == 1 else 's'} per cell. "
+            f"Between the seeds of one configuration, test accuracy has a standard deviation of {sd:.2f} points "
+            f"(median over the {len(spread)} configurations with two or more seeds), so two means of {fewest} "
+            f"seed{'' if fewest == 1 else 's'} differ by about {sd * np.sqrt(2 / fewest):.2f} points by chance alone "
+            "(one standard error of their difference); an order between cells closer than that can change as seeds are added.")
+
+
 CLAIMS = (every_cell_beats_the_baseline, set_2_gains_least, set_02_best_in_most_columns, alphas_4_and_2_best,
           manifold_beats_input_mixup)
 

@@ -422,7 +422,8 @@ def published_section(analysis: Analysis, figure) -> str:
              figure("published_vs_ours"),
              "The study's claims, checked on our runs (cell means over seeds):\n\n"
              + "\n".join(f"- {c.text} **{c.verdict.capitalize()}**: {c.evidence}." for c in published.check_claims(analysis))
-             + "\n"]
+             + "\n",
+             published.chance_difference(analysis) + "\n"]
     return "\n".join(parts)
 
 
