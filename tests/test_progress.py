@@ -11,7 +11,7 @@ import pytest
 from mixstudy import training
 from mixstudy.cli import main
 from mixstudy.config import load_params
-from mixstudy.progress import PROGRESS_FILE, progress_lines
+from mixstudy.progress import PACE_WINDOW_S, PROGRESS_FILE, observed_pace, progress_lines, watch
 
 from conftest import PARAMS_FILE, TINY_OVERRIDES
 
@@ -85,6 +85,41 @@ def test_a_pause_of_a_few_minutes_between_epochs_is_still_running(tmp_path, para
     """5 epochs of 20 s is 100 s, but a test pass or checkpoint may take minutes: 300 s at least."""
     _running(tmp_path, "sweep/baseline/seed0", 1, 400, 20.0, silent_s=250)
     assert "1 running (sweep/baseline/seed0 epoch 1/400)" in progress_lines(params, tmp_path)[1]
+
+
+def test_observed_pace_is_epochs_a_second_over_the_latest_window():
+    assert observed_pace([(0.0, 100), (60.0, 130), (120.0, 160)]) == pytest.approx(0.5)
+    # a slow start (a paused machine) older than the window no longer counts
+    assert observed_pace([(0.0, 0), (PACE_WINDOW_S + 100, 100), (2 * PACE_WINDOW_S + 100, 400)]) == pytest.approx(0.5)
+    assert observed_pace([(0.0, 100)]) is None  # one snapshot: no pace yet
+    assert observed_pace([(0.0, 100), (60.0, 100)]) is None  # nothing trained since
+
+
+def test_watch_estimates_from_the_pace_it_observes_not_from_a_slow_past(tmp_path, params):
+    """A run slowed by other work earlier (its elapsed_s says 10 s per epoch) now trains 1 epoch a
+    second: once watch has seen that, the time left follows the pace, and watch ends when all finish."""
+    for run_id in ("tuning/step_mom0.9_wd0.001/seed0", "tuning/step_mom0.9_wd0.001/seed1"):
+        _finished(tmp_path, run_id, 1000.0)
+    _running(tmp_path, "sweep/baseline/seed0", 100, 400, 1000.0)
+    now, printed = [0.0], []
+
+    def one_minute_later(seconds):
+        now[0] += seconds
+        epoch = 100 + int(now[0])  # one epoch a second
+        folder = tmp_path / "sweep/baseline/seed0"
+        if epoch >= 400:
+            (folder / PROGRESS_FILE).unlink()
+            (folder / "metrics.json").write_text(json.dumps({"status": "ok", "wall_time_s": 1300.0}))
+            _finished(tmp_path, "sweep/manifold_S0-2_alpha4/seed0", 400.0)
+        else:
+            (folder / PROGRESS_FILE).write_text(json.dumps({"epoch": epoch, "epochs": 400, "elapsed_s": 1000.0 + now[0]}))
+
+    watch(params, tmp_path, 60, echo=printed.append, clock=lambda: now[0], sleep=one_minute_later)
+    # first print: the runs' own speed, 10 s per epoch: 300 + 400 epochs left, one run at once
+    assert printed[0].endswith("time left: about 1.9 h of training (1 at once)")
+    # then the observed pace: 60 epochs a minute, (240 + 400) epochs left
+    assert printed[1].endswith("time left: about 11 min at the pace of the last minutes (60 epochs a minute over every run)")
+    assert printed[-1].endswith("every run has finished") and len(printed) == 6
 
 
 def test_training_writes_progress_each_epoch_and_removes_it_at_the_end(tmp_path, tiny_config, tiny_data, monkeypatch):

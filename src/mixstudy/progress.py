@@ -6,7 +6,10 @@ Snakemake). A run killed part way (a machine stopped, a job cancelled) leaves it
 not updated for several of the run's epochs is a *stopped* run, which resumes from its checkpoint
 when the same command runs again. The estimate of the time left is the work left, in epochs, at the
 speed the running and finished runs of the same stage have shown (of every stage, for a stage not
-started yet), shared over the runs training at once.
+started yet), shared over the runs training at once. Those speeds are whole-run averages, so a run that once shared
+the machine with other work, or was paused, slows the estimate for good; ``watch`` therefore estimates,
+once it has seen a few minutes, from the pace it observes itself: epochs trained over every run per
+second of wall time, which also counts how many runs train at once.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ PROGRESS_FILE = "progress.json"
 # (and at least STOPPED_AFTER_MIN_S, for test passes and checkpoints between epochs) has stopped.
 STOPPED_AFTER_EPOCHS = 5
 STOPPED_AFTER_MIN_S = 300.0
+# watch's pace is measured over at most this much of the latest wall time, so it follows a machine that
+# speeds up or slows down (another job starts or ends).
+PACE_WINDOW_S = 600.0
 
 
 @dataclass
@@ -76,10 +82,19 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min" if minutes < 90 else f"{minutes / 60:.1f} h"
 
 
-def progress_lines(params: dict, runs_root: str | Path) -> list[str]:
-    """One line per stage, then the estimate of the time left."""
-    specs = study.all_runs(params)
-    states = [run_state(params, spec, runs_root) for spec in specs]
+def run_states(params: dict, runs_root: str | Path) -> list[RunState]:
+    return [run_state(params, spec, runs_root) for spec in study.all_runs(params)]
+
+
+def epochs_trained(states: list[RunState]) -> int:
+    return sum(s.epoch for s in states if s.state != "waiting")
+
+
+def progress_lines(params: dict, runs_root: str | Path, pace: float | None = None) -> list[str]:
+    """One line per stage, then the estimate of the time left: from ``pace`` (epochs a second over
+    every run, as ``watch`` observes it) when given, else from the runs' own speeds."""
+    states = run_states(params, runs_root)
+    specs = [s.spec for s in states]
     # A stage none of whose runs has started (the sweep may start before the tuning) is estimated
     # at the speed of the others: same network, same images per epoch.
     overall_rate = seconds_per_epoch(states)
@@ -102,7 +117,11 @@ def progress_lines(params: dict, runs_root: str | Path) -> list[str]:
     slots = max(1, sum(s.state == "running" for s in states))
     if any(s.state == "stopped" for s in states):
         lines.append("stopped runs resume from their last checkpoint when the same command runs again")
-    if unknown:
+    total_epochs_left = sum(s.epochs - s.epoch for s in states if s.state != "finished")
+    if total_epochs_left and pace:
+        lines.append(f"time left: about {_duration(total_epochs_left / pace)} at the pace of the last minutes "
+                     f"({pace * 60:.0f} epochs a minute over every run)")
+    elif unknown:
         lines.append("time left: not known yet (no run has trained an epoch)")
     elif work_left_s:
         lines.append(f"time left: about {_duration(work_left_s / slots)} of training ({slots} at once)")
@@ -116,11 +135,24 @@ def _epochs_of(states: list[RunState], state: str) -> str:
     return f" ({named})" if named else ""
 
 
-def watch(params: dict, runs_root: str | Path, every_s: float, echo=print) -> None:
+def observed_pace(seen: list[tuple[float, int]]) -> float | None:
+    """Epochs a second from ``(time, epochs trained)`` snapshots, over the latest PACE_WINDOW_S."""
+    latest_time, latest_epochs = seen[-1]
+    window = [(t, e) for t, e in seen if latest_time - t <= PACE_WINDOW_S]
+    first_time, first_epochs = window[0]
+    if latest_time <= first_time or latest_epochs <= first_epochs:
+        return None
+    return (latest_epochs - first_epochs) / (latest_time - first_time)
+
+
+def watch(params: dict, runs_root: str | Path, every_s: float, echo=print, clock=time.monotonic,
+          sleep=time.sleep) -> None:
     """Print the progress every ``every_s`` seconds until every run has finished (or interrupted)."""
+    seen: list[tuple[float, int]] = []
     while True:
-        lines = progress_lines(params, runs_root)
+        seen.append((clock(), epochs_trained(run_states(params, runs_root))))
+        lines = progress_lines(params, runs_root, observed_pace(seen))
         echo(f"[progress {time.strftime('%H:%M:%S')}] " + " | ".join(lines))
         if lines[-1] == "every run has finished":
             return
-        time.sleep(every_s)
+        sleep(every_s)
