@@ -90,15 +90,19 @@ def epochs_trained(states: list[RunState]) -> int:
     return sum(s.epoch for s in states if s.state != "waiting")
 
 
-def progress_lines(params: dict, runs_root: str | Path, pace: float | None = None) -> list[str]:
-    """One line per stage, then the estimate of the time left: from ``pace`` (epochs a second over
+def progress_lines(params: dict, runs_root: str | Path) -> list[str]:
+    """One line per stage, then the estimate of the time left from the runs' own speeds."""
+    return describe(run_states(params, runs_root))
+
+
+def describe(states: list[RunState], pace: float | None = None) -> list[str]:
+    """The progress lines of these run states; the time left from ``pace`` (epochs a second over
     every run, as ``watch`` observes it) when given, else from the runs' own speeds."""
-    states = run_states(params, runs_root)
     specs = [s.spec for s in states]
     # A stage none of whose runs has started (the sweep may start before the tuning) is estimated
     # at the speed of the others: same network, same images per epoch.
     overall_rate = seconds_per_epoch(states)
-    lines, work_left_s, unknown = [], 0.0, False
+    lines, work_left_s, total_epochs_left, unknown = [], 0.0, 0, False
     for stage in dict.fromkeys(spec.stage for spec in specs):
         in_stage = [s for s in states if s.spec.stage == stage]
         counts = {kind: sum(s.state == kind for s in in_stage) for kind in ("finished", "running", "stopped", "waiting")}
@@ -110,6 +114,7 @@ def progress_lines(params: dict, runs_root: str | Path, pace: float | None = Non
         )
         rate = seconds_per_epoch(in_stage) or overall_rate
         epochs_left = sum(s.epochs - s.epoch for s in in_stage if s.state != "finished")
+        total_epochs_left += epochs_left
         if epochs_left and rate is None:
             unknown = True
         elif epochs_left:
@@ -117,7 +122,6 @@ def progress_lines(params: dict, runs_root: str | Path, pace: float | None = Non
     slots = max(1, sum(s.state == "running" for s in states))
     if any(s.state == "stopped" for s in states):
         lines.append("stopped runs resume from their last checkpoint when the same command runs again")
-    total_epochs_left = sum(s.epochs - s.epoch for s in states if s.state != "finished")
     if total_epochs_left and pace:
         lines.append(f"time left: about {_duration(total_epochs_left / pace)} at the pace of the last minutes "
                      f"({pace * 60:.0f} epochs a minute over every run)")
@@ -150,8 +154,9 @@ def watch(params: dict, runs_root: str | Path, every_s: float, echo=print, clock
     """Print the progress every ``every_s`` seconds until every run has finished (or interrupted)."""
     seen: list[tuple[float, int]] = []
     while True:
-        seen.append((clock(), epochs_trained(run_states(params, runs_root))))
-        lines = progress_lines(params, runs_root, observed_pace(seen))
+        states = run_states(params, runs_root)
+        seen.append((clock(), epochs_trained(states)))
+        lines = describe(states, observed_pace(seen))
         echo(f"[progress {time.strftime('%H:%M:%S')}] " + " | ".join(lines))
         if lines[-1] == "every run has finished":
             return
