@@ -211,3 +211,24 @@ def test_a_configuration_whose_one_seed_failed_is_ranked_last_with_its_settings(
     assert math.isnan(last["mean_acc"]) and (last["finished_seeds"], last["failed_seeds"]) == (0, 1)
     assert list(last) == ["name", "scheduler", "momentum", "weight_decay", "mean_acc", "finished_seeds",
                           "failed_seeds", "stale_seeds"]
+
+
+def test_the_report_says_the_tuning_choice_was_made_on_validation_and_what_test_would_pick(tmp_path, params):
+    from mixstudy.report import comparison_section
+
+    write_tuning(tmp_path, params)
+    analysis = analyse(params, tmp_path)
+    text = comparison_section(analysis, mixing_differences(analysis))
+    assert "| cosine_mom0.95_wd0.001, chosen on validation (2/2 seeds) |" in text
+    assert ("ranked on the test set, as the study's Table 1 is, ours would be step_mom0.9_wd0.001 at 60.00 % "
+            "(9.00 points above the choice).") in text
+
+
+def test_the_report_names_no_split_when_the_test_set_ranked_the_tuning(tmp_path, params):
+    from mixstudy.report import comparison_section
+
+    write_tuning(tmp_path, params, with_val=False)
+    analysis = analyse(params, tmp_path)
+    text = comparison_section(analysis, mixing_differences(analysis))
+    assert "| step_mom0.9_wd0.001 (2/2 seeds) |" in text
+    assert "validation" not in text and "ours would be" not in text

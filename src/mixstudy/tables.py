@@ -384,17 +384,23 @@ def best_mixing(analysis: Analysis, method: str = "manifold") -> pd.Series | Non
     return pool.loc[pool["acc_mean"].idxmax()]
 
 
-def best_tuning(analysis: Analysis) -> pd.Series | None:
-    """The configuration ``mixstudy select`` chooses for the sweep (:data:`selection.SELECTION_RULE`)."""
+def best_tuning(analysis: Analysis, on_test: bool = False) -> pd.Series | None:
+    """The configuration ``mixstudy select`` chooses for the sweep (:data:`selection.SELECTION_RULE`),
+    with the split that ranked it as ``ranked_on`` ("val" or "test"); ``on_test`` ranks on the test
+    set whatever the runs hold."""
     runs = analysis.runs
     tuning = runs[runs["stage"] == "tuning"] if not runs.empty else runs
     if tuning.empty:
         return None
-    ranking, _ = rank_configurations(tuning)
+    if on_test:
+        tuning = tuning.drop(columns="val_acc", errors="ignore")  # without it the rule ranks on test
+    ranking, ranked_on = rank_configurations(tuning)
     if ranking.iloc[0]["finished_seeds"] == 0:
         return None
     cells = analysis.stage("tuning")
-    return cells[cells["name"] == ranking.iloc[0]["name"]].iloc[0]
+    best = cells[cells["name"] == ranking.iloc[0]["name"]].iloc[0].copy()
+    best["ranked_on"] = ranked_on
+    return best
 
 
 def cell_label(cell) -> str:
