@@ -118,12 +118,33 @@ def test_manifold_draws_points_uniformly_from_s(layers):
         assert abs(points.count(k) / n - share) < 0.05
 
 
-def test_mixup_always_mixes_at_the_input():
+@pytest.mark.parametrize("method", ["mixup", "cutmix"])
+def test_input_mixup_and_cutmix_always_mix_at_the_input(method):
     mixer = Mixer.from_params(
-        {"method": "mixup", "alpha": 1.0, "layers": [1, 2], "lambda_per": "batch", "loss": "soft_ce", "label_smoothing": 0.0}
+        {"method": method, "alpha": 1.0, "layers": [1, 2], "lambda_per": "batch", "loss": "soft_ce", "label_smoothing": 0.0}
     )
     rng = np.random.default_rng(0)
     assert {mixer.draw(rng, 4, (8, 8), "cpu").point for _ in range(50)} == {0}
+
+
+def test_from_params_passes_every_setting():
+    mixer = Mixer.from_params(
+        {"method": "manifold", "alpha": 2, "layers": [1, 2], "lambda_per": "sample", "loss": "bce", "label_smoothing": 0.1}
+    )
+    assert (mixer.method, mixer.alpha, mixer.layers) == ("manifold", 2.0, (1, 2))
+    assert (mixer.lambda_per, mixer.loss, mixer.label_smoothing) == ("sample", "bce", 0.1)
+
+
+def test_a_mixer_given_no_method_or_no_alpha_does_not_mix():
+    assert not Mixer().active
+    assert not Mixer("mixup").active
+
+
+def test_cutmix_masks_are_built_on_the_device_asked_for():
+    """The mask is made where the batch lives (meta stands in for a GPU here: no copy can hide there)."""
+    draw = Mixer("cutmix", alpha=1.0).draw(np.random.default_rng(0), 4, (8, 8), "meta")
+    assert draw.mask.device.type == "meta"
+    assert mixing.box_mask([(0, 0, 2, 2)], 8, 8, "meta").device.type == "meta"
 
 
 def test_draws_are_reproducible_from_the_generator_seed():
@@ -160,8 +181,9 @@ def test_per_sample_lambda_mixes_each_sample_with_its_own_weight(method):
         assert torch.allclose(targets[i], expected_target, atol=1e-6)
 
 
-def test_per_batch_lambda_is_one_float():
-    mixer = Mixer("mixup", alpha=0.4)
+@pytest.mark.parametrize("method", ["mixup", "cutmix"])
+def test_per_batch_lambda_is_one_float(method):
+    mixer = Mixer(method, alpha=0.4)
     rng = np.random.default_rng(0)
     for _ in range(20):
         draw = mixer.draw(rng, 5, (32, 32), "cpu")
@@ -248,15 +270,21 @@ def test_negative_alpha_is_refused():
 def test_unknown_method_is_refused():
     with pytest.raises(ConfigError, match="mixing.method") as info:
         Mixer("mixmatch", alpha=1.0)
-    assert "manifold" in str(info.value) and "cutmix" in str(info.value)
+    assert str(info.value).endswith("choose one of: none, mixup, manifold, cutmix")
 
 
 def test_unknown_loss_is_refused():
-    with pytest.raises(ConfigError, match="mixing.loss"):
+    with pytest.raises(ConfigError, match="mixing.loss.*choose one of: soft_ce, bce$"):
         Mixer("mixup", alpha=1.0, loss="mse")
     logits, y_a, _ = _logits_and_labels()
-    with pytest.raises(ConfigError, match="mixing.loss"):
+    with pytest.raises(ConfigError, match="mixing.loss.*choose one of: soft_ce, bce$"):
         mixing.mixed_loss(logits, F.one_hot(y_a, NUM_CLASSES).float(), "mse")
+
+
+def test_the_default_loss_is_the_interpolated_cross_entropy():
+    logits, y_a, _ = _logits_and_labels()
+    targets = F.one_hot(y_a, NUM_CLASSES).float()
+    assert torch.equal(mixing.mixed_loss(logits, targets), mixing.mixed_loss(logits, targets, "soft_ce"))
 
 
 def test_unknown_lambda_per_is_refused():
