@@ -11,6 +11,7 @@ import math
 import statistics
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -184,6 +185,8 @@ def test_summary_keys_and_values(complete_root, params, tmp_path):
     assert summary["runs.expected"] == summary["runs.finished"] == 30
     assert summary["runs.failed"] == summary["runs.missing"] == summary["runs.mismatched"] == 0
     assert summary["compute.total_hours"] == pytest.approx(30 * 360 / 3600)
+    assert summary["compute.tuning_hours"] == pytest.approx(6 * 360 / 3600)
+    assert summary["compute.sweep_hours"] == pytest.approx(24 * 360 / 3600)
     assert summary["baseline.acc_mean"] == pytest.approx(statistics.mean(percent(ACCURACY["baseline"])), abs=1e-6)
     assert summary["baseline.acc_std"] == pytest.approx(statistics.stdev(percent(ACCURACY["baseline"])), abs=1e-6)
     assert summary["baseline.n"] == 3
@@ -278,6 +281,29 @@ def test_aggregate_writes_every_table_format(complete_root, params, tmp_path):
     assert "47.00 ± 2.00" in tuning and "3/3" in tuning
     latex = (out / "table3_acc.tex").read_text()
     assert r"\{0,2\}" in latex and r"$\pm$" in latex and "±" not in latex
+
+
+def test_runs_csv_reads_back_as_the_collected_runs(complete_root, params, tmp_path):
+    analysis = aggregate(params, complete_root, tmp_path / "tables", tmp_path / "summary.json")
+    runs = pd.read_csv(tmp_path / "tables" / "runs.csv")
+    assert list(runs.columns) == list(analysis.runs.columns)  # no index column
+    assert list(runs["run_id"]) == list(analysis.runs["run_id"])
+
+
+def test_curves_are_the_per_epoch_means_of_the_baseline_and_the_best_mixup(complete_root, params, tmp_path):
+    """curves.tsv (the DVC plot): each epoch's mean over seeds, for the baseline and the best mixup cell only."""
+    aggregate(params, complete_root, tmp_path / "tables", tmp_path / "summary.json")
+    curves = pd.read_csv(tmp_path / "tables" / "curves.tsv", sep="\t")
+    assert list(curves.columns) == ["epoch"] + [
+        f"{label}_{column}" for label in ("baseline", "best_mixup") for column in ("train_loss", "train_acc", "lr")
+    ]
+    assert list(curves["epoch"]) == [1, 2, 3, 4]
+    for label, name in (("baseline", "baseline"), ("best_mixup", "manifold_S0-2_alpha4")):
+        for row in curves.itertuples():
+            # write_history's training accuracy at an epoch, as its file rounds it
+            expected = statistics.mean(round(acc * row.epoch / 4, 4) for acc in ACCURACY[name])
+            assert getattr(row, f"{label}_train_acc") == pytest.approx(expected, abs=1e-9)
+            assert getattr(row, f"{label}_lr") == pytest.approx(round(0.1 / row.epoch, 4), abs=1e-9)
 
 
 def test_no_runs_at_all_still_aggregates(tmp_path, params):
