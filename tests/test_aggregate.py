@@ -189,7 +189,7 @@ def test_summary_keys_and_values(complete_root, params, tmp_path):
     assert summary["compute.sweep_hours"] == pytest.approx(24 * 360 / 3600)
     assert summary["baseline.acc_mean"] == pytest.approx(statistics.mean(percent(ACCURACY["baseline"])), abs=1e-6)
     assert summary["baseline.acc_std"] == pytest.approx(statistics.stdev(percent(ACCURACY["baseline"])), abs=1e-6)
-    assert summary["baseline.n"] == 3
+    assert summary["baseline.n"] == 3 and isinstance(summary["baseline.n"], int)
     cell = "sweep.S=0-2.alpha=4"
     diff, low, high, p = welch_by_hand(percent(ACCURACY["manifold_S0-2_alpha4"]), percent(ACCURACY["baseline"]))
     assert summary[f"{cell}.acc_mean"] == pytest.approx(61.0, abs=1e-6)
@@ -304,6 +304,43 @@ def test_curves_are_the_per_epoch_means_of_the_baseline_and_the_best_mixup(compl
             expected = statistics.mean(round(acc * row.epoch / 4, 4) for acc in ACCURACY[name])
             assert getattr(row, f"{label}_train_acc") == pytest.approx(expected, abs=1e-9)
             assert getattr(row, f"{label}_lr") == pytest.approx(round(0.1 / row.epoch, 4), abs=1e-9)
+
+
+def test_a_run_without_metrics_is_listed_with_what_its_folder_shows(tmp_path):
+    from mixstudy.tables import missing_reason
+
+    folder = tmp_path / "run"
+    assert missing_reason(folder) == "no run folder"
+    folder.mkdir()
+    assert missing_reason(folder) == "no metrics.json (run folder exists)"
+    (folder / "resume.pt").write_bytes(b"")
+    assert missing_reason(folder) == "no metrics.json; resume.pt present (running or interrupted)"
+    (folder / "failure.json").write_text(json.dumps({"error": "loss became nan at epoch 3"}))
+    assert missing_reason(folder) == "no metrics.json; failure.json: loss became nan at epoch 3"
+    (folder / "failure.json").write_text("{trunc")
+    assert missing_reason(folder) == "no metrics.json; failure.json: (unreadable)"
+
+
+def test_a_latex_table_has_its_caption_label_and_escaped_notes_inside_the_float():
+    from mixstudy.tables import Table
+
+    display = pd.DataFrame({"S": ["{0,2}"], "acc": ["50.00 ± 1.00"]})
+    table = Table("table3_acc", "Table 3", display, display, ["5% of runs_failed & {x} #1 $"])
+    assert table.latex().splitlines() == [
+        r"\begin{table}", r"\caption{Table 3}", r"\label{tab:table3_acc}", r"\begin{tabular}{ll}", r"\toprule",
+        r"S & acc \\", r"\midrule", r"\{0,2\} & 50.00 $\pm$ 1.00 \\", r"\bottomrule", r"\end{tabular}",
+        r"\par\footnotesize 5\% of runs\_failed \& \{x\} \#1 \$", r"\end{table}",
+    ]
+
+
+def test_aggregate_warns_of_unusable_runs_naming_the_problems_file(tmp_path, params, caplog):
+    write_all_runs(tmp_path / "runs", params, skip=("sweep/baseline/seed0", "sweep/cutmix_alpha1/seed2"))
+    analysis = aggregate(params, tmp_path / "runs", tmp_path / "tables", tmp_path / "summary.json")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"2 of 30 expected runs are not usable (2 missing, 0 failed, 0 mismatched); see {tmp_path / 'tables' / 'problems.csv'}"]
+    problems = pd.read_csv(tmp_path / "tables" / "problems.csv")
+    assert list(problems.columns) == list(analysis.problems.columns)  # no index column
+    assert sorted(problems["run_id"]) == ["sweep/baseline/seed0", "sweep/cutmix_alpha1/seed2"]
 
 
 def test_no_runs_at_all_still_aggregates(tmp_path, params):
