@@ -343,6 +343,33 @@ def test_aggregate_warns_of_unusable_runs_naming_the_problems_file(tmp_path, par
     assert sorted(problems["run_id"]) == ["sweep/baseline/seed0", "sweep/cutmix_alpha1/seed2"]
 
 
+@pytest.mark.parametrize("values", [[0.10, 0.20], [0.10, 0.20, 0.40], [0.05, float("nan"), 0.07, 0.02]])
+def test_mean_interval_is_students_t_interval_from_two_seeds_on(values):
+    from mixstudy.tables import mean_interval
+
+    finite = [v for v in values if not math.isnan(v)]
+    half = stats.t.ppf(0.975, len(finite) - 1) * statistics.stdev(finite) / math.sqrt(len(finite))
+    mean = statistics.mean(finite)
+    assert mean_interval(values) == (pytest.approx(mean), pytest.approx(mean - half), pytest.approx(mean + half))
+
+
+def test_mean_interval_of_one_seed_has_no_bounds_and_of_none_no_mean():
+    from mixstudy.tables import mean_interval
+
+    mean, low, high = mean_interval([0.3, float("nan")])
+    assert mean == pytest.approx(0.3) and math.isnan(low) and math.isnan(high)
+    assert all(math.isnan(value) for value in mean_interval([]))
+
+
+def test_curves_of_the_best_mixup_are_written_when_the_baseline_has_no_history(complete_root, params):
+    from mixstudy.tables import mean_curves
+
+    for seed in (0, 1, 2):
+        (complete_root / f"sweep/baseline/seed{seed}/history.tsv").unlink()
+    curves = mean_curves(analyse(params, complete_root), complete_root)
+    assert list(curves.columns) == ["epoch", "best_mixup_train_loss", "best_mixup_train_acc", "best_mixup_lr"]
+
+
 def test_no_runs_at_all_still_aggregates(tmp_path, params):
     analysis = aggregate(params, tmp_path / "nothing", tmp_path / "tables", tmp_path / "summary.json")
     summary = strict_json(tmp_path / "summary.json")
