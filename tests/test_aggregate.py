@@ -370,6 +370,34 @@ def test_curves_of_the_best_mixup_are_written_when_the_baseline_has_no_history(c
     assert list(curves.columns) == ["epoch", "best_mixup_train_loss", "best_mixup_train_acc", "best_mixup_lr"]
 
 
+def test_the_differences_table_shows_each_difference_its_interval_p_and_missing_seeds(tmp_path, params):
+    write_all_runs(tmp_path, params, skip=("sweep/manifold_S0_alpha1/seed2", "tuning/step_mom0.9_wd0.001/seed1"))
+    analysis = analyse(params, tmp_path)
+    tables = {table.name: table for table in study_tables(analysis)}
+    table = tables["table3_delta_acc"]
+    rows = table.display.set_index("configuration")
+    diff, low, high, p = welch_by_hand(percent(ACCURACY["manifold_S0-2_alpha4"]), percent(ACCURACY["baseline"]))
+    assert list(rows.loc["S={0,2}, α=4"]) == [f"{diff:+.2f}", f"[{low:+.2f}, {high:+.2f}]", f"{p:.3f}", "3/3 vs 3/3"]
+    diff, *_ = welch_by_hand(percent(ACCURACY["manifold_S0_alpha1"][:2]), percent(ACCURACY["baseline"]))
+    assert rows.loc["S={0}, α=1", "Δ accuracy (points)"] == f"{diff:+.2f}†"
+    assert rows.loc["S={0}, α=1", "seeds"] == "2/3 vs 3/3"
+    note = "† fewer finished seeds than asked (finished/asked): S={0}, α=1: 2/3."
+    assert table.notes == [note]
+    markdown = table.markdown()
+    assert markdown.startswith("| configuration ") and markdown.endswith(f"\n\n{note}\n")
+    assert "| +" in markdown  # signed differences stay text, not numbers re-formatted by tabulate
+    tuning = tables["table1_tuning"].display.set_index("scheduler")
+    assert tuning.loc["step", "test accuracy (%)"] == "40.50 ± 0.71"  # seeds 0 and 2; no † here: the seeds column says it
+    assert tuning.loc["step", "seeds (finished/asked)"] == "2/3"
+
+
+@pytest.mark.parametrize("p, text", [(float("nan"), "—"), (0.0004, "<0.001"), (0.001, "0.001"), (0.0394, "0.039")])
+def test_p_values_are_printed_to_three_decimals_and_small_ones_as_a_bound(p, text):
+    from mixstudy.tables import format_p
+
+    assert format_p(p) == text
+
+
 def test_no_runs_at_all_still_aggregates(tmp_path, params):
     analysis = aggregate(params, tmp_path / "nothing", tmp_path / "tables", tmp_path / "summary.json")
     summary = strict_json(tmp_path / "summary.json")
