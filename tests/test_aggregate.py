@@ -283,8 +283,12 @@ def test_aggregate_writes_every_table_format(complete_root, params, tmp_path):
     assert r"\{0,2\}" in latex and r"$\pm$" in latex and "±" not in latex
 
 
-def test_runs_csv_reads_back_as_the_collected_runs(complete_root, params, tmp_path):
+def test_runs_csv_reads_back_as_the_collected_runs(complete_root, params, tmp_path, caplog):
     analysis = aggregate(params, complete_root, tmp_path / "tables", tmp_path / "summary.json")
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # every run finished
+    for table in study_tables(analysis):
+        written = pd.read_csv(tmp_path / "tables" / f"{table.name}.csv")
+        assert list(written.columns) == [str(column) for column in table.data.columns], table.name
     runs = pd.read_csv(tmp_path / "tables" / "runs.csv")
     assert list(runs.columns) == list(analysis.runs.columns)  # no index column
     assert list(runs["run_id"]) == list(analysis.runs["run_id"])
@@ -325,12 +329,23 @@ def test_a_latex_table_has_its_caption_label_and_escaped_notes_inside_the_float(
     from mixstudy.tables import Table
 
     display = pd.DataFrame({"S": ["{0,2}"], "acc": ["50.00 ± 1.00"]})
-    table = Table("table3_acc", "Table 3", display, display, ["5% of runs_failed & {x} #1 $"])
+    table = Table("table3_acc", "Table 3", display, display, ["5% of runs_failed & {x} #1 $", "second"])
     assert table.latex().splitlines() == [
         r"\begin{table}", r"\caption{Table 3}", r"\label{tab:table3_acc}", r"\begin{tabular}{ll}", r"\toprule",
         r"S & acc \\", r"\midrule", r"\{0,2\} & 50.00 $\pm$ 1.00 \\", r"\bottomrule", r"\end{tabular}",
-        r"\par\footnotesize 5\% of runs\_failed \& \{x\} \#1 \$", r"\end{table}",
+        r"\par\footnotesize 5\% of runs\_failed \& \{x\} \#1 \$", r"\par\footnotesize second", r"\end{table}",
     ]
+
+
+def test_a_markdown_table_keeps_its_text_as_written_and_its_notes_in_paragraphs():
+    from mixstudy.tables import Table
+
+    display = pd.DataFrame({"configuration": ["S={0}, α=4", "S={2}, α=4"], "Δ accuracy (points)": ["+4.30", "-0.40"]})
+    markdown = Table("t", "title", display, display, ["first note", "second note"]).markdown()
+    lines = markdown.split("\n")
+    assert lines[0].split("|")[1].strip() == "configuration"  # no index column
+    assert "+4.30" in lines[2] and "-0.40" in lines[3]  # tabulate would print 4.3 and -0.4
+    assert markdown.endswith("|\n\nfirst note\n\nsecond note\n")
 
 
 def test_aggregate_warns_of_unusable_runs_naming_the_problems_file(tmp_path, params, caplog):
@@ -353,6 +368,21 @@ def test_mean_interval_is_students_t_interval_from_two_seeds_on(values):
     assert mean_interval(values) == (pytest.approx(mean), pytest.approx(mean - half), pytest.approx(mean + half))
 
 
+def test_calibration_cells_print_the_mean_and_its_interval_to_three_decimals():
+    from mixstudy.tables import format_mean_interval, mean_interval
+
+    _, low, high = mean_interval([0.1, 0.2])
+    assert format_mean_interval([0.1, 0.2]) == f"0.150 [{low:.3f}, {high:.3f}]"
+    assert format_mean_interval([0.1]) == "0.100"
+    assert format_mean_interval([]) == "—"
+
+
+def test_aggregate_checks_the_runs_against_the_expected_subset(complete_root, params, tmp_path):
+    analysis = aggregate(params, complete_root, tmp_path / "tables", tmp_path / "summary.json",
+                         Expectation(selection=SELECTION, subset_sha256="f" * 64))
+    assert set(analysis.problems["problem"]) == {"mismatched"}
+
+
 def test_mean_interval_of_one_seed_has_no_bounds_and_of_none_no_mean():
     from mixstudy.tables import mean_interval
 
@@ -371,7 +401,8 @@ def test_curves_of_the_best_mixup_are_written_when_the_baseline_has_no_history(c
 
 
 def test_the_differences_table_shows_each_difference_its_interval_p_and_missing_seeds(tmp_path, params):
-    write_all_runs(tmp_path, params, skip=("sweep/manifold_S0_alpha1/seed2", "tuning/step_mom0.9_wd0.001/seed1"))
+    write_all_runs(tmp_path, params, skip=("sweep/manifold_S0_alpha1/seed2", "sweep/manifold_S0_alpha4/seed0",
+                                           "tuning/step_mom0.9_wd0.001/seed1"))
     analysis = analyse(params, tmp_path)
     tables = {table.name: table for table in study_tables(analysis)}
     table = tables["table3_delta_acc"]
@@ -381,11 +412,16 @@ def test_the_differences_table_shows_each_difference_its_interval_p_and_missing_
     diff, *_ = welch_by_hand(percent(ACCURACY["manifold_S0_alpha1"][:2]), percent(ACCURACY["baseline"]))
     assert rows.loc["S={0}, α=1", "Δ accuracy (points)"] == f"{diff:+.2f}†"
     assert rows.loc["S={0}, α=1", "seeds"] == "2/3 vs 3/3"
-    note = "† fewer finished seeds than asked (finished/asked): S={0}, α=1: 2/3."
+    assert list(table.display.columns) == [
+        "configuration", "Δ accuracy (points)", "95% CI (Welch)", "p (Welch t-test)", "seeds"]
+    note = "† fewer finished seeds than asked (finished/asked): S={0}, α=1: 2/3; S={0}, α=4: 2/3."
     assert table.notes == [note]
     markdown = table.markdown()
     assert markdown.startswith("| configuration ") and markdown.endswith(f"\n\n{note}\n")
     assert "| +" in markdown  # signed differences stay text, not numbers re-formatted by tabulate
+    compared = tables["table4_comparison"].display.set_index("configuration")
+    diff, *_ = welch_by_hand(percent(ACCURACY["cutmix_alpha1"]), percent(ACCURACY["baseline"]))
+    assert compared.loc["CutMix α=1", "Δ accuracy (points)"] == f"{diff:+.2f}"  # no mark: all seeds finished
     tuning = tables["table1_tuning"].display.set_index("scheduler")
     assert tuning.loc["step", "test accuracy (%)"] == "40.50 ± 0.71"  # seeds 0 and 2; no † here: the seeds column says it
     assert tuning.loc["step", "seeds (finished/asked)"] == "2/3"
