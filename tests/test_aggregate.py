@@ -17,7 +17,10 @@ from scipy import stats
 
 from mixstudy import study
 from mixstudy.config import load_params
-from mixstudy.tables import Expectation, aggregate, analyse, collect_runs, mixing_differences, study_tables, summary_metrics
+from mixstudy.tables import (
+    Expectation, Table, aggregate, analyse, best_epoch_table, calibration_table, collect_runs, format_mean_interval,
+    format_p, mean_curves, mean_interval, missing_reason, mixing_differences, study_tables, summary_metrics,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SELECTION = {"scheduler": "cosine", "momentum": 0.9, "weight_decay": 0.001}
@@ -311,8 +314,6 @@ def test_curves_are_the_per_epoch_means_of_the_baseline_and_the_best_mixup(compl
 
 
 def test_a_run_without_metrics_is_listed_with_what_its_folder_shows(tmp_path):
-    from mixstudy.tables import missing_reason
-
     folder = tmp_path / "run"
     assert missing_reason(folder) == "no run folder"
     folder.mkdir()
@@ -326,8 +327,6 @@ def test_a_run_without_metrics_is_listed_with_what_its_folder_shows(tmp_path):
 
 
 def test_a_latex_table_has_its_caption_label_and_escaped_notes_inside_the_float():
-    from mixstudy.tables import Table
-
     display = pd.DataFrame({"S": ["{0,2}"], "acc": ["50.00 ± 1.00"]})
     table = Table("table3_acc", "Table 3", display, display, ["5% of runs_failed & {x} #1 $", "second"])
     assert table.latex().splitlines() == [
@@ -338,8 +337,6 @@ def test_a_latex_table_has_its_caption_label_and_escaped_notes_inside_the_float(
 
 
 def test_a_markdown_table_keeps_its_text_as_written_and_its_notes_in_paragraphs():
-    from mixstudy.tables import Table
-
     display = pd.DataFrame({"configuration": ["S={0}, α=4", "S={2}, α=4"], "Δ accuracy (points)": ["+4.30", "-0.40"]})
     markdown = Table("t", "title", display, display, ["first note", "second note"]).markdown()
     lines = markdown.split("\n")
@@ -360,8 +357,6 @@ def test_aggregate_warns_of_unusable_runs_naming_the_problems_file(tmp_path, par
 
 @pytest.mark.parametrize("values", [[0.10, 0.20], [0.10, 0.20, 0.40], [0.05, float("nan"), 0.07, 0.02]])
 def test_mean_interval_is_students_t_interval_from_two_seeds_on(values):
-    from mixstudy.tables import mean_interval
-
     finite = [v for v in values if not math.isnan(v)]
     half = stats.t.ppf(0.975, len(finite) - 1) * statistics.stdev(finite) / math.sqrt(len(finite))
     mean = statistics.mean(finite)
@@ -369,8 +364,6 @@ def test_mean_interval_is_students_t_interval_from_two_seeds_on(values):
 
 
 def test_calibration_cells_print_the_mean_and_its_interval_to_three_decimals():
-    from mixstudy.tables import format_mean_interval, mean_interval
-
     _, low, high = mean_interval([0.1, 0.2])
     assert format_mean_interval([0.1, 0.2]) == f"0.150 [{low:.3f}, {high:.3f}]"
     assert format_mean_interval([0.1]) == "0.100"
@@ -384,16 +377,12 @@ def test_aggregate_checks_the_runs_against_the_expected_subset(complete_root, pa
 
 
 def test_mean_interval_of_one_seed_has_no_bounds_and_of_none_no_mean():
-    from mixstudy.tables import mean_interval
-
     mean, low, high = mean_interval([0.3, float("nan")])
     assert mean == pytest.approx(0.3) and math.isnan(low) and math.isnan(high)
     assert all(math.isnan(value) for value in mean_interval([]))
 
 
 def test_curves_of_the_best_mixup_are_written_when_the_baseline_has_no_history(complete_root, params):
-    from mixstudy.tables import mean_curves
-
     for seed in (0, 1, 2):
         (complete_root / f"sweep/baseline/seed{seed}/history.tsv").unlink()
     curves = mean_curves(analyse(params, complete_root), complete_root)
@@ -429,8 +418,6 @@ def test_the_differences_table_shows_each_difference_its_interval_p_and_missing_
 
 @pytest.mark.parametrize("p, text", [(float("nan"), "—"), (0.0004, "<0.001"), (0.001, "0.001"), (0.0394, "0.039")])
 def test_p_values_are_printed_to_three_decimals_and_small_ones_as_a_bound(p, text):
-    from mixstudy.tables import format_p
-
     assert format_p(p) == text
 
 
@@ -461,8 +448,6 @@ def test_fgsm_and_validation_metrics_are_carried_through(tmp_path, params):
 
 
 def test_calibration_and_best_epoch_tables_come_from_the_run_records(tmp_path, params):
-    from mixstudy.tables import best_epoch_table, calibration_table
-
     root = tmp_path / "runs"
     write_all_runs(root, params)
     analysis = analyse(params, root)

@@ -11,6 +11,7 @@ import pytest
 
 from mixstudy import study
 from mixstudy.errors import MixstudyError
+from mixstudy.report import comparison_section
 from mixstudy.selection import SELECTION_RULE, select_best
 from mixstudy.tables import analyse, best_tuning, summary_metrics, mixing_differences
 
@@ -214,8 +215,6 @@ def test_a_configuration_whose_one_seed_failed_is_ranked_last_with_its_settings(
 
 
 def test_the_report_says_the_tuning_choice_was_made_on_validation_and_what_test_would_pick(tmp_path, params):
-    from mixstudy.report import comparison_section
-
     write_tuning(tmp_path, params)
     analysis = analyse(params, tmp_path)
     text = comparison_section(analysis, mixing_differences(analysis))
@@ -225,8 +224,6 @@ def test_the_report_says_the_tuning_choice_was_made_on_validation_and_what_test_
 
 
 def test_the_report_names_no_split_when_the_test_set_ranked_the_tuning(tmp_path, params):
-    from mixstudy.report import comparison_section
-
     write_tuning(tmp_path, params, with_val=False)
     analysis = analyse(params, tmp_path)
     text = comparison_section(analysis, mixing_differences(analysis))

@@ -32,15 +32,16 @@ def selection_split(runs: pd.DataFrame) -> str:
     return "val" if pd.to_numeric(finished["val_acc"], errors="coerce").notna().all() else "test"
 
 
-def rank_configurations(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """Tuning configurations, best first, and the split that ranked them (see ``SELECTION_RULE``).
+def rank_configurations(runs: pd.DataFrame, split: str | None = None) -> tuple[pd.DataFrame, str]:
+    """Tuning configurations, best first, and the split that ranked them (see ``SELECTION_RULE``;
+    ``split="test"`` ranks on the test set whatever the runs hold).
 
     ``runs`` has one row per tuning run as :func:`mixstudy.tables.collect_runs` makes them
     (``name``, ``status`` ok/failed/mismatched, ``acc``, ``val_acc``, the descriptors); accuracies
     keep the unit they come in. A configuration without a finished seed ranks last (mean NaN);
     ties keep grid order.
     """
-    split = selection_split(runs)
+    split = split or selection_split(runs)
     score = "val_acc" if split == "val" else "acc"
     rows = []
     for name, group in runs.groupby("name", sort=False):

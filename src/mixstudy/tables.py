@@ -392,9 +392,7 @@ def best_tuning(analysis: Analysis, on_test: bool = False) -> pd.Series | None:
     tuning = runs[runs["stage"] == "tuning"] if not runs.empty else runs
     if tuning.empty:
         return None
-    if on_test:
-        tuning = tuning.drop(columns="val_acc", errors="ignore")  # without it the rule ranks on test
-    ranking, ranked_on = rank_configurations(tuning)
+    ranking, ranked_on = rank_configurations(tuning, "test" if on_test else None)
     if ranking.iloc[0]["finished_seeds"] == 0:
         return None
     cells = analysis.stage("tuning")
