@@ -17,7 +17,8 @@ REAL_NPZ = ROOT.parent / "shared" / "datasets" / "cifar10" / "cifar10.npz"
 
 # Settings that make one training run take a fraction of a second on one CPU thread.
 TINY_OVERRIDES = [
-    "model.widths=[4,8,8]",
+    "model.name=convnet",  # the tiny network of every test that trains; the study network: test_models, test_packing
+    "model.convnet.widths=[4,8,8]",
     "train.epochs=2",
     "train.batch_size=8",
     "train.checkpoint_every=0",

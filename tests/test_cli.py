@@ -207,13 +207,13 @@ def test_subset_train_evaluate_end_to_end(in_tmp, capsys, monkeypatch, prepared_
         "--params", P,
         "--set", f"data.out={prepared_npz}",
         "--set", "subset.per_class=2",
-        "--set", "model.widths=[4,8,8]",
+        "--set", "model.name=convnet", "--set", "model.convnet.widths=[4,8,8]",
         "--set", "train.epochs=1",
         "--set", "train.batch_size=8",
         "--set", "compute.device=cpu",
     ]
     assert main(["subset", *common]) == 0
-    subset_path = in_tmp / "data" / "subsets" / "cifar10_n2_val50_seed0.json"
+    subset_path = in_tmp / "data" / "subsets" / "cifar10_study_n2_val50_seed0.json"
     assert len(json.loads(subset_path.read_text())["train_indices"]) == 20
 
     assert main(["train", *common, "--out", "run", "--seed", "1", "--progress", "lines"]) == 0

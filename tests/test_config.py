@@ -44,7 +44,7 @@ BAD_VALUES = [
     ("train.lr", "fast", "train.lr"),
     ("train.nesterov", "yes", "train.nesterov"),
     ("train.batch_size", 32.5, "train.batch_size"),
-    ("model.widths", [4, 8], "model.widths"),
+    ("model.cnn13.widths", [4, 8], "model.cnn13.widths"),
     ("subset.seed", -1, "subset.seed"),
     # zero or negative values
     ("train.lr", 0, "train.lr"),
@@ -55,7 +55,7 @@ BAD_VALUES = [
     ("train.weight_decay", -0.001, "train.weight_decay"),
     ("train.momentum", 1.0, "train.momentum"),
     ("subset.per_class", 0, "subset.per_class"),
-    ("model.dropout", 1.0, "model.dropout"),
+    ("model.cnn13.dropout", 1.0, "model.cnn13.dropout"),
     ("train.scheduler.gamma", 0, "train.scheduler.gamma"),
     ("evaluation.ece_bins", 1, "evaluation.ece_bins"),
     ("evaluation.fgsm_epsilons", [0.0], "evaluation.fgsm_epsilons"),
@@ -221,7 +221,7 @@ def test_config_hash_ignores_key_order_and_sees_values():
 
 # Keys the schema file itself leaves optional (required only by config._schema): a file without
 # them must never train with some other value.
-ONCE_OPTIONAL = ["model.widths", "model.dropout", "evaluation.ece_bins", "compute.amp", "train.augment.cutout"]
+ONCE_OPTIONAL = ["model.cnn13.widths", "model.convnet.dropout", "evaluation.ece_bins", "compute.amp", "train.augment.cutout"]
 
 
 @pytest.mark.parametrize("key", ONCE_OPTIONAL)

@@ -287,9 +287,9 @@ def test_load_prepared_refuses_data_that_does_not_match_its_manifest(tmp_path, p
 # --- subsets --------------------------------------------------------------------------------
 
 
-def test_stratified_subset_counts_and_disjointness(fake_arrays):
+def test_seeded_subset_counts_and_disjointness(fake_arrays):
     labels = fake_arrays["y_train"]
-    subset = data.stratified_subset(labels, per_class=7, val_per_class=3, seed=0)
+    subset = data.seeded_subset(labels, per_class=7, val_per_class=3, seed=0)
     train, val = subset.train_indices, subset.val_indices
     assert len(train) == 70 and len(val) == 30
     assert np.array_equal(np.bincount(labels[train], minlength=10), np.full(10, 7))
@@ -299,16 +299,16 @@ def test_stratified_subset_counts_and_disjointness(fake_arrays):
     assert train.min() >= 0 and max(train.max(), val.max()) < len(labels)
 
 
-def test_stratified_subset_without_validation(fake_arrays):
-    subset = data.stratified_subset(fake_arrays["y_train"], per_class=5, val_per_class=0, seed=3)
+def test_seeded_subset_without_validation(fake_arrays):
+    subset = data.seeded_subset(fake_arrays["y_train"], per_class=5, val_per_class=0, seed=3)
     assert len(subset.train_indices) == 50 and len(subset.val_indices) == 0
 
 
-def test_stratified_subset_is_deterministic_per_seed(fake_arrays):
+def test_seeded_subset_is_deterministic_per_seed(fake_arrays):
     labels = fake_arrays["y_train"]
-    a = data.stratified_subset(labels, 10, 2, seed=5)
-    b = data.stratified_subset(labels, 10, 2, seed=5)
-    c = data.stratified_subset(labels, 10, 2, seed=6)
+    a = data.seeded_subset(labels, 10, 2, seed=5)
+    b = data.seeded_subset(labels, 10, 2, seed=5)
+    c = data.seeded_subset(labels, 10, 2, seed=6)
     assert np.array_equal(a.train_indices, b.train_indices)
     assert np.array_equal(a.val_indices, b.val_indices)
     assert not np.array_equal(a.train_indices, c.train_indices)
@@ -324,8 +324,8 @@ GOLDEN_TRAIN = [8, 19, 27, 40, 41, 45, 48, 53, 54, 55, 60, 72, 73, 87, 106,
 GOLDEN_VAL = [5, 6, 14, 17, 20, 52, 58, 61, 71, 75, 86, 98, 102, 129, 130, 134, 143, 159, 163, 177]
 
 
-def test_stratified_subset_golden_pcg64_stream():
-    subset = data.stratified_subset(np.arange(200) % 10, per_class=3, val_per_class=2, seed=0)
+def test_seeded_subset_golden_pcg64_stream():
+    subset = data.seeded_subset(np.arange(200) % 10, per_class=3, val_per_class=2, seed=0)
     assert subset.train_indices.tolist() == GOLDEN_TRAIN
     assert subset.val_indices.tolist() == GOLDEN_VAL
 
@@ -372,28 +372,28 @@ def test_golden_subset_is_what_a_from_scratch_shuffle_of_pcg64_gives():
 def test_subset_larger_than_a_class_is_refused_without_output(tmp_path, prepared_npz, fake_arrays):
     labels = fake_arrays["y_train"]
     with pytest.raises(DataError, match="per_class"):
-        data.stratified_subset(labels, per_class=4990, val_per_class=11, seed=0)
+        data.seeded_subset(labels, per_class=4990, val_per_class=11, seed=0)
     out = tmp_path / "subsets" / "too_big.json"
     with pytest.raises(DataError, match="per_class"):
-        data.make_subset(prepared_npz, {"per_class": 5000, "val_per_class": 1, "seed": 0}, out)
+        data.make_subset(prepared_npz, {"draw": "seeded", "per_class": 5000, "val_per_class": 1, "seed": 0}, out)
     assert not out.exists()
 
 
 def test_subset_file_name_says_what_it_holds():
-    path = data.subset_file({"per_class": 50, "val_per_class": 5, "seed": 3}, root="somewhere")
-    assert path == Path("somewhere") / "cifar10_n50_val5_seed3.json"
+    path = data.subset_file({"draw": "seeded", "per_class": 50, "val_per_class": 5, "seed": 3}, root="somewhere")
+    assert path == Path("somewhere") / "cifar10_seeded_n50_val5_seed3.json"
 
 
 @pytest.fixture(scope="module")
 def subset_record(tmp_path_factory, prepared_npz):
     out = tmp_path_factory.mktemp("subsets") / "subset.json"
-    record = data.make_subset(prepared_npz, {"per_class": 4, "val_per_class": 2, "seed": 0}, out)
+    record = data.make_subset(prepared_npz, {"draw": "seeded", "per_class": 4, "val_per_class": 2, "seed": 0}, out)
     return out, record
 
 
 def test_make_subset_and_load_study_data_round_trip(subset_record, prepared_npz, fake_arrays):
     path, record = subset_record
-    expected = data.stratified_subset(fake_arrays["y_train"], 4, 2, 0)
+    expected = data.seeded_subset(fake_arrays["y_train"], 4, 2, 0)
     assert record["train_indices"] == expected.train_indices.tolist()
     assert record["val_indices"] == expected.val_indices.tolist()
     study = data.load_study_data(prepared_npz, path)
@@ -493,3 +493,61 @@ def test_real_offline_copy_matches_its_readme():
     arrays = data.load_npz(REAL_NPZ, file_sha)  # checks shapes, dtypes, labels, counts too
     assert data.array_hashes(arrays) == documented
     assert len(documented) == 4
+
+
+# --- the study's own 500 images (subset.draw: study) -----------------------------------------
+
+
+def test_study_draw_on_fabricated_labels_is_stratified_and_independent_of_validation(fake_arrays):
+    labels = fake_arrays["y_train"]
+    with_val = data.study_subset(labels, per_class=50, val_per_class=20, seed=0)
+    without_val = data.study_subset(labels, per_class=50, val_per_class=0, seed=0)
+    other_seed = data.study_subset(labels, per_class=50, val_per_class=20, seed=1)
+    assert np.array_equal(with_val.train_indices, without_val.train_indices)  # validation never moves a training image
+    assert np.array_equal(with_val.train_indices, other_seed.train_indices)  # subset.seed draws validation only
+    assert not np.array_equal(with_val.val_indices, other_seed.val_indices)
+    assert np.bincount(labels[with_val.train_indices], minlength=10).tolist() == [50] * 10
+    assert np.bincount(labels[with_val.val_indices], minlength=10).tolist() == [20] * 10
+    assert np.intersect1d(with_val.train_indices, with_val.val_indices).size == 0
+
+
+def test_study_draw_is_scikit_learns_second_split_after_seeding_numpys_global_generator(fake_arrays):
+    """The study's notebook, step by step: np.random.seed(1234), then StratifiedShuffleSplit without a
+    random_state (numpy's global generator), the second of ten splits."""
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    labels = fake_arrays["y_train"]
+    state = np.random.get_state()
+    try:
+        np.random.seed(1234)
+        splits = [train for train, _ in StratifiedShuffleSplit(n_splits=10, train_size=500, test_size=None).split(labels, labels)]
+    finally:
+        np.random.set_state(state)
+    assert np.array_equal(data.study_draw(labels, 50), splits[1])
+    before = np.random.get_state()[1].copy()
+    data.study_draw(labels, 50)
+    assert np.array_equal(np.random.get_state()[1], before)  # numpy's global generator is left alone
+
+
+def test_study_draw_refuses_a_size_it_cannot_split_evenly():
+    labels = np.repeat(np.arange(10), [30] * 9 + [3])  # one small class: no 10 per class in 100 draws
+    with pytest.raises(DataError, match="subset.draw: seeded"):
+        data.study_draw(labels, 10)
+
+
+def test_unknown_subset_draw_names_the_choices(fake_arrays):
+    with pytest.raises(DataError, match="subset.draw.*study, seeded"):
+        data.draw_subset(fake_arrays["y_train"], {"draw": "random", "per_class": 5, "val_per_class": 0, "seed": 0})
+
+
+@pytest.mark.real_data
+def test_the_study_subset_of_real_cifar10():
+    """The indices the study's notebook draws (README of shared/study: 8237, 19518, 20936, 11588, 869 first)."""
+    labels = np.load(REAL_NPZ)["y_train"]
+    drawn = data.study_draw(labels, 50)
+    assert drawn[:5].tolist() == [8237, 19518, 20936, 11588, 869]
+    assert np.bincount(labels[drawn], minlength=10).tolist() == [50] * 10
+    digest = hashlib.sha256(np.sort(drawn).astype(np.int64).tobytes()).hexdigest()
+    assert digest == "1f2654e1b51b2a4fecd02ab231e46ae953a5e0c984d2a4c67cb3fa4bf987d277"
+    subset = data.draw_subset(labels, {"draw": "study", "per_class": 50, "val_per_class": 50, "seed": 0})
+    assert np.array_equal(subset.train_indices, np.sort(drawn))

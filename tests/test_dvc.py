@@ -119,7 +119,7 @@ def test_queued_experiment_does_not_return_stale_results(dvc_project):
 
     _commit(dvc_project, "before the experiment")
     head = json.loads((dvc_project / "metrics" / "summary.json").read_text())
-    run(["dvc", "exp", "run", "--queue", "-S", "model.dropout=0.05", "--name", "lowdrop"], dvc_project)
+    run(["dvc", "exp", "run", "--queue", "-S", "model.cnn13.dropout=0.05", "--name", "lowdrop"], dvc_project)
     run(["dvc", "exp", "run", "--run-all", "--jobs", "1"], dvc_project, timeout=1500)
     status = run(["dvc", "queue", "status"], dvc_project).stdout
     # `--run-all` exits 0 when an experiment fails, and `exp show` then lists it with HEAD's metrics.

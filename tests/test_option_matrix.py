@@ -22,7 +22,8 @@ from mixstudy.tables import aggregate
 from conftest import PARAMS_FILE, make_study_data
 
 TINY = [
-    "model.widths=[4,8,8]",
+    "model.name=convnet",  # the tiny network of every test that trains; the study network: test_models, test_packing
+    "model.convnet.widths=[4,8,8]",
     "train.epochs=2",
     "train.batch_size=8",
     "train.checkpoint_every=0",
@@ -85,9 +86,15 @@ MATRIX = [
     ("compute.threads", "2", BASELINE),
     ("compute.eval_batch_size", "1000", BASELINE),
     ("model.name", "preactresnet18", MANIFOLD),
-    ("model.widths", "[3,5,6]", BASELINE),
-    ("model.dropout", "0.0", BASELINE),
-    ("model.leaky_slope", "0.3", BASELINE),
+    ("model.name", "cnn13", MANIFOLD),
+    ("model.cnn13.widths", "[3,5,6,5,3]", BASELINE),
+    ("model.cnn13.dropout", "0.0", BASELINE),
+    ("model.cnn13.leaky_slope", "0.3", BASELINE),
+    ("model.convnet.widths", "[3,5,6]", BASELINE),
+    ("model.convnet.dropout", "0.0", BASELINE),
+    ("model.convnet.leaky_slope", "0.3", BASELINE),
+    ("model.preactresnet18.base_width", "3", BASELINE),
+    ("train.augment.crop_padding_mode", "zero", BASELINE),
     ("subset.val_per_class", "1", BASELINE),
 ]
 
@@ -102,6 +109,7 @@ COVERED_ELSEWHERE = {
     "data": "where CIFAR-10 comes from: test_data (every source, checksums, corrupt files)",
     "subset.per_class": "the subset draw: test_data; tiny data here has its own sizes",
     "subset.seed": "the subset draw: test_data",
+    "subset.draw": "the subset draw: test_data (the study's indices, the seeded draw)",
     "tuning": "the tuning grid and selection: test_cli, test_pipeline, test_aggregate",
     "sweep": "the sweep grid (cross, comparison runs, use_tuning_choice): test_cli, test_pipeline",
     "report": "published numbers and the study's setting: test_figures_report, test_published",
@@ -133,8 +141,11 @@ def _row_params(option: str, value: str) -> dict:
     extra = ["sweep.cutout_sizes=[8]"] if option == "train.augment.cutout" else []
     if option.startswith("mixing."):
         extra.append("mixing.alpha=1.0")  # params.yaml's alpha 0 means no mixing; the row may set its own
-    if option == "model.name":
-        extra.append("model.widths=[4,8,8]")  # preactresnet18 ignores widths; kept valid
+    network = {"model.cnn13": "cnn13", "model.preactresnet18": "preactresnet18"}.get(option.rsplit(".", 1)[0])
+    if option == "model.name" or network:
+        extra += ["model.cnn13.widths=[4,8,8,8,4]", "model.preactresnet18.base_width=4"]  # tiny, like TINY's convnet
+    if network:
+        extra.append(f"model.name={network}")  # its settings act only when it is the chosen network
     return load_params([PARAMS_FILE], TINY + extra + [f"{option}={value}"])
 
 

@@ -47,9 +47,20 @@ MEMBERS = [
 ]
 
 
-@pytest.fixture
-def member_configs(tiny_config):
-    return [tiny_config(seed=seed, train={"epochs": 3, "checkpoint_every": 1}, mixing=mixing) for seed, mixing in MEMBERS]
+# Every network with dropout packs: the study's (the tiny configuration's default) and the convnet.
+NETWORKS = {
+    "cnn13": {"name": "cnn13", "widths": [4, 8, 8, 8, 4], "dropout": 0.5, "leaky_slope": 0.1},
+    "convnet": {"name": "convnet", "widths": [4, 8, 8], "dropout": 0.25, "leaky_slope": 0.1},
+}
+
+
+@pytest.fixture(params=list(NETWORKS))
+def member_configs(request, tiny_config):
+    model = NETWORKS[request.param]
+    return [
+        tiny_config(seed=seed, model=model, train={"epochs": 3, "checkpoint_every": 1}, mixing=mixing)
+        for seed, mixing in MEMBERS
+    ]
 
 
 @pytest.fixture
@@ -195,8 +206,9 @@ def test_runs_with_different_training_settings_are_not_packed(tiny_config):
 
 
 @pytest.mark.parametrize("model", [
-    {"name": "convnet", "widths": [4, 8, 8], "dropout": 0.0, "leaky_slope": 0.1},
-    {"name": "preactresnet18"},
+    {**NETWORKS["cnn13"], "dropout": 0.0},
+    {**NETWORKS["convnet"], "dropout": 0.0},
+    {"name": "preactresnet18", "base_width": 64},
 ])
 def test_packed_network_computes_each_members_output(model):
     torch.manual_seed(0)

@@ -15,7 +15,7 @@ from pipeline_helpers import env, require_shared_data
 pytestmark = pytest.mark.slow
 
 TINY = [
-    "--set", "subset.per_class=5", "--set", "model.widths=[4,8,8]", "--set", "train.epochs=12",
+    "--set", "subset.per_class=5", "--set", "model.name=convnet", "--set", "model.convnet.widths=[4,8,8]", "--set", "train.epochs=12",
     "--set", "train.checkpoint_every=1", "--set", "mixing.method=manifold", "--set", "mixing.alpha=1.0",
     "--set", "mixing.layers=[0,1,2]",
 ]

@@ -194,19 +194,55 @@ class Subset:
     val_indices: np.ndarray
 
 
-def stratified_subset(labels: np.ndarray, per_class: int, val_per_class: int, seed: int) -> Subset:
-    """Draw ``per_class`` training and ``val_per_class`` validation indices per class, disjoint.
+# The study's draw (its notebook, code/CIFAR10.ipynb): np.random.seed(1234) with nothing drawn from
+# numpy's global generator before, StratifiedShuffleSplit(n_splits=10, train_size=500, test_size=None)
+# over the official training labels, and the second split (train_indices[1]) for every run.
+STUDY_SEED = 1234
+STUDY_SPLITS = 10
+STUDY_SPLIT_INDEX = 1
 
-    Uses numpy's PCG64 Generator, whose streams are stable across machines and numpy versions
-    for ``permutation``; torch is not involved, so the indices do not depend on its version.
+
+def study_draw(labels: np.ndarray, per_class: int) -> np.ndarray:
+    """The study's training indices, in the order of its draw (50 per class at ``per_class`` 50).
+
+    A RandomState seeded 1234 draws what the study's freshly seeded global generator drew,
+    without touching numpy's global state.
     """
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    splitter = StratifiedShuffleSplit(
+        n_splits=STUDY_SPLITS, train_size=per_class * NUM_CLASSES, test_size=None,
+        random_state=np.random.RandomState(STUDY_SEED),
+    )
+    for index, (train, _) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        if index == STUDY_SPLIT_INDEX:
+            break
+    counts = np.bincount(labels[train], minlength=NUM_CLASSES)
+    if not (counts == per_class).all():
+        raise DataError(
+            f"subset.draw study gives {counts.tolist()} images per class at subset.per_class {per_class}, "
+            "not the same number in each; use subset.draw: seeded for this size"
+        )
+    return train
+
+
+def _check_class_sizes(labels: np.ndarray, needed: int) -> None:
     counts = np.bincount(labels, minlength=NUM_CLASSES)
-    needed = per_class + val_per_class
     if needed > counts.min():
         raise DataError(
             f"subset.per_class + subset.val_per_class = {needed} exceeds the smallest class "
             f"({counts.min()} images); lower them"
         )
+
+
+def seeded_subset(labels: np.ndarray, per_class: int, val_per_class: int, seed: int) -> Subset:
+    """Draw ``per_class`` training and ``val_per_class`` validation indices per class, disjoint.
+
+    Uses numpy's PCG64 Generator, whose streams are stable across machines and numpy versions
+    for ``permutation``; torch is not involved, so the indices do not depend on its version.
+    """
+    needed = per_class + val_per_class
+    _check_class_sizes(labels, needed)
     rng = np.random.Generator(np.random.PCG64(seed))
     train, val = [], []
     for cls in range(NUM_CLASSES):
@@ -217,6 +253,29 @@ def stratified_subset(labels: np.ndarray, per_class: int, val_per_class: int, se
     return Subset(np.sort(np.concatenate(train)), np.sort(np.concatenate(val)))
 
 
+def study_subset(labels: np.ndarray, per_class: int, val_per_class: int, seed: int) -> Subset:
+    """The study's training images; validation images drawn per class from the rest with ``seed``
+    (so the training images never depend on the validation split)."""
+    _check_class_sizes(labels, per_class + val_per_class)
+    train = study_draw(labels, per_class)
+    rest = np.setdiff1d(np.arange(len(labels)), train)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    val = [np.sort(rng.permutation(rest[labels[rest] == cls])[:val_per_class]) for cls in range(NUM_CLASSES)]
+    return Subset(np.sort(train), np.sort(np.concatenate(val)))
+
+
+SUBSET_DRAWS = {"study": study_subset, "seeded": seeded_subset}
+
+
+def draw_subset(labels: np.ndarray, subset_params: dict) -> Subset:
+    """The subset ``subset:`` asks for (``draw``: study or seeded)."""
+    draw = subset_params["draw"]
+    if draw not in SUBSET_DRAWS:
+        raise DataError(f"subset.draw: unknown draw {draw!r}; choose one of: {', '.join(SUBSET_DRAWS)}")
+    p = subset_params
+    return SUBSET_DRAWS[draw](labels, p["per_class"], p["val_per_class"], p["seed"])
+
+
 def subset_content_hash(arrays: dict[str, np.ndarray], indices: np.ndarray) -> str:
     x = np.ascontiguousarray(arrays["x_train"][indices])
     y = np.ascontiguousarray(arrays["y_train"][indices])
@@ -225,9 +284,7 @@ def subset_content_hash(arrays: dict[str, np.ndarray], indices: np.ndarray) -> s
 
 def make_subset(data_npz: str | Path, subset_params: dict, out: str | Path) -> dict:
     arrays = load_prepared(data_npz)
-    subset = stratified_subset(
-        arrays["y_train"], subset_params["per_class"], subset_params["val_per_class"], subset_params["seed"]
-    )
+    subset = draw_subset(arrays["y_train"], subset_params)
     record = {
         "params": dict(subset_params),
         "train_indices": subset.train_indices.tolist(),
@@ -289,4 +346,4 @@ def load_study_data(data_npz: str | Path, subset_file: str | Path) -> StudyData:
 def subset_file(subset_params: dict, root: str | Path = "data/subsets") -> Path:
     """Where the subset of these parameters lives; the name says what it holds."""
     p = subset_params
-    return Path(root) / f"cifar10_n{p['per_class']}_val{p['val_per_class']}_seed{p['seed']}.json"
+    return Path(root) / f"cifar10_{p['draw']}_n{p['per_class']}_val{p['val_per_class']}_seed{p['seed']}.json"

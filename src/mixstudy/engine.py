@@ -1,7 +1,8 @@
 """Device-resident data and batched augmentation (no PIL, no DataLoader).
 
 The whole subset lives on the training device as one float tensor in [0, 1]; random crops
-(zero padding, as torchvision's ``RandomCrop(32, padding=4)`` before ``Normalize``) and
+(reflect or zero padding, as torchvision's ``RandomCrop(32, padding=4, padding_mode=...)`` before
+``Normalize``) and
 horizontal flips are done for a whole batch with tensor indexing, driven by a torch
 Generator on the same device so no random state crosses between host and device.
 """
@@ -50,12 +51,17 @@ class Normalise(torch.nn.Module):
         return (x - self.mean) / self.std
 
 
-def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero-pad by ``padding`` and take one random ``H x W`` window per image."""
+# train.augment.crop_padding_mode -> torch's name for the padding (F.pad's ``mode``).
+PADDING_MODES = {"reflect": "reflect", "zero": "constant"}
+
+
+def random_crop(x: torch.Tensor, padding: int, mode: str, generator: torch.Generator) -> torch.Tensor:
+    """Pad by ``padding`` (``mode``: reflect or zero; the schema names the choices) and take one
+    random ``H x W`` window per image."""
     if padding == 0:
         return x
     batch, _, height, width = x.shape
-    padded = F.pad(x, (padding,) * 4)
+    padded = F.pad(x, (padding,) * 4, mode=PADDING_MODES[mode])
     dy = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=x.device)
     dx = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=x.device)
     rows = (dy[:, None] + torch.arange(height, device=x.device))[:, :, None]  # (B, H, 1)
@@ -70,8 +76,8 @@ def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
-def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
-    x = random_crop(x, padding, generator)
+def augment(x: torch.Tensor, padding: int, padding_mode: str, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    x = random_crop(x, padding, padding_mode, generator)
     return random_flip(x, generator) if flip else x
 
 

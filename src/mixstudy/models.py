@@ -1,24 +1,21 @@
-"""Networks with declared mixing points.
+"""The networks' builders (their names and mixing points: :data:`mixstudy.networks.NETWORKS`).
 
 A network is a sequence of ``stages`` followed by a ``head``. Mixing point ``k`` is the input
-of ``stages[k]``, so point 0 is always the image itself (plain input mixup). Each network
-declares its points once, through the number of its stages.
+of ``stages[k]``, so point 0 is always the image itself (plain input mixup); the table's
+``mixing_points`` are the stages' inputs (tests/test_models.py checks each network against it).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Callable
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from mixstudy.networks import MIXING_POINTS, mixing_points  # noqa: F401  (re-exported)
+from mixstudy.networks import mixing_points, network, network_settings  # noqa: F401  (mixing_points re-exported)
 
 NUM_CLASSES = 10
-
-log = logging.getLogger(__name__)
 
 
 class StagedNet(nn.Module):
@@ -44,7 +41,7 @@ class StagedNet(nn.Module):
         return self.head(x)
 
 
-# --- the study's convnet -------------------------------------------------------------------
+# --- shared layers ---------------------------------------------------------------------------
 
 
 class LayoutStableDropout(nn.Dropout):
@@ -61,24 +58,48 @@ class LayoutStableDropout(nn.Dropout):
         return x * keep / (1 - self.p)
 
 
-def conv_block(c_in: int, c_out: int, slope: float, dropout: float) -> nn.Sequential:
-    """Three (conv 3x3, BatchNorm, LeakyReLU), then 2x2 max-pool and dropout."""
+def conv_bn_act(c_in: int, c_out: int, kernel: int, padding: int, bias: bool, slope: float) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=bias), nn.BatchNorm2d(c_out), nn.LeakyReLU(slope)]
+
+
+def conv_block(c_in: int, c_out: int, slope: float, dropout: float, bias: bool = False) -> nn.Sequential:
+    """Three (conv 3x3 with padding 1, BatchNorm, LeakyReLU), then 2x2 max-pool and dropout."""
     layers: list[nn.Module] = []
     for i in range(3):
-        layers += [
-            nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out),
-            nn.LeakyReLU(slope),
-        ]
+        layers += conv_bn_act(c_in if i == 0 else c_out, c_out, 3, 1, bias, slope)
     layers += [nn.MaxPool2d(2), LayoutStableDropout(dropout)]
     return nn.Sequential(*layers)
 
 
-def convnet(widths: tuple[int, int, int], dropout: float, leaky_slope: float) -> StagedNet:
-    """The study's network: three blocks of three conv layers, global pooling, linear layer.
+# --- the study's network (its Figure 2 and the notebook's ConvNet) --------------------------
 
-    Its settings come from ``model:`` in params.yaml, which says why they were chosen.
+
+def cnn13(widths: tuple[int, int, int, int, int], dropout: float, leaky_slope: float) -> StagedNet:
+    """The study's network, the 13-layer CNN ("CNN-13", "ConvLarge") of the semi-supervised literature.
+
+    ``widths`` (the study: 128, 256, 512, 256, 128): blocks 1 and 2, then block 3's three layers.
+    - blocks 1 and 2: 3 x [conv 3x3 padding 1 with bias, BatchNorm, LeakyReLU], max-pool 2, dropout;
+    - block 3: conv 3x3 with no padding (8x8 -> 6x6), conv 1x1, conv 1x1, each with BatchNorm and
+      LeakyReLU, then average pooling 6 (-> 1x1); no dropout;
+    - a linear classifier. Mixing points: the input, the input of block 2, the input of block 3.
     """
+    w1, w2, w3, w4, w5 = widths
+    block3 = nn.Sequential(
+        *conv_bn_act(w2, w3, 3, 0, True, leaky_slope),
+        *conv_bn_act(w3, w4, 1, 0, True, leaky_slope),
+        *conv_bn_act(w4, w5, 1, 0, True, leaky_slope),
+        nn.AvgPool2d(6, stride=2),
+    )
+    stages = [conv_block(3, w1, leaky_slope, dropout, bias=True), conv_block(w1, w2, leaky_slope, dropout, bias=True), block3]
+    return StagedNet(stages, nn.Sequential(nn.Flatten(), nn.Linear(w5, NUM_CLASSES)))
+
+
+# --- the cheap convnet (the network of the earlier real runs) -------------------------------
+
+
+def convnet(widths: tuple[int, int, int], dropout: float, leaky_slope: float) -> StagedNet:
+    """Three blocks of three bias-free 3x3 conv layers (each ending in max-pool and dropout),
+    global average pooling and a linear layer: a tenth of the study network's compute."""
     channels = [3, *widths]
     stages = [conv_block(channels[i], channels[i + 1], leaky_slope, dropout) for i in range(3)]
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], NUM_CLASSES))
@@ -115,11 +136,9 @@ def _resnet_layer(c_in: int, c_out: int, blocks: int, stride: int) -> nn.Sequent
     return nn.Sequential(*layers)
 
 
-PREACT_BASE_WIDTH = 64  # the manifold mixup paper's PreActResNet18: widths 64, 128, 256, 512
-
-
-def preactresnet18(base_width: int = PREACT_BASE_WIDTH) -> StagedNet:
-    """PreActResNet18; mixing points: input, after stage 1, after stage 2 (as in the paper's code)."""
+def preactresnet18(base_width: int) -> StagedNet:
+    """PreActResNet18 (the paper's: base width 64, stage widths 64, 128, 256, 512), with ReLU and no
+    dropout; mixing points: input, after stage 1, after stage 2 (as in the paper's code)."""
     w = base_width
     stem_and_layer1 = nn.Sequential(nn.Conv2d(3, w, 3, padding=1, bias=False), _resnet_layer(w, w, 2, 1))
     layer2 = _resnet_layer(w, 2 * w, 2, 2)
@@ -130,17 +149,12 @@ def preactresnet18(base_width: int = PREACT_BASE_WIDTH) -> StagedNet:
     return StagedNet([stem_and_layer1, layer2, layer3_and_4], head)
 
 
-CONVNET_ONLY = ("widths", "dropout", "leaky_slope")
-
-
 def build_model(model_params: dict) -> StagedNet:
-    """The network ``model:`` names, from validated settings (params.yaml holds every default)."""
-    name = model_params["name"]
-    mixing_points(name)
-    if name == "convnet":
-        return convnet(tuple(model_params["widths"]), model_params["dropout"], model_params["leaky_slope"])
-    log.warning(
-        "model.name preactresnet18 has the paper's widths (64, 128, 256, 512), no dropout and ReLU: "
-        "model.%s apply to convnet only and are not used", ", model.".join(CONVNET_ONLY),
-    )
-    return preactresnet18()
+    """The network ``model:`` names, from validated settings (params.yaml holds every default).
+
+    ``model_params`` is a run's model section (``{"name": ..., **settings}``) or params.yaml's
+    ``model:`` (one section per network); the builder comes from :data:`mixstudy.networks.NETWORKS`.
+    """
+    settings = network_settings(model_params)
+    builder = globals()[network(settings.pop("name")).builder]
+    return builder(**{key: tuple(value) if isinstance(value, list) else value for key, value in settings.items()})

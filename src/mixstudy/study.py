@@ -25,6 +25,7 @@ import yaml
 from mixstudy.config import config_hash, deep_merge, parse_yaml
 from mixstudy.errors import ConfigError
 from mixstudy.fileio import sha256_file
+from mixstudy.networks import network_settings
 
 RUN_SECTIONS = ("model", "train", "mixing", "evaluation", "compute")
 
@@ -155,6 +156,7 @@ def selection_overrides(selection: dict) -> dict:
 def run_config(params: dict, seed: int, overrides: dict | None = None, selection: dict | None = None) -> dict:
     """The full configuration of one run: params' run sections, the tuning choice, the run's own settings."""
     config = {key: copy.deepcopy(params[key]) for key in RUN_SECTIONS}
+    config["model"] = network_settings(config["model"])  # the chosen network's settings only
     config["compute"].pop("pack_size", None)  # how runs are grouped, not what one computes
     config["evaluation"].pop("every_only", None)  # which runs; each run's own `every` says it
     if selection is not None:
@@ -218,10 +220,33 @@ def packs(specs: list[RunSpec], pack_size: int) -> list[Pack]:
 RUN_OUTPUTS = ("metrics.json", "history.tsv", "model.pt")
 
 
+# Settings added after runs were recorded, with the value that reproduces what the code did before
+# they existed: a record without one was trained with that value (read so, it stays finished and
+# comparable; nothing is rewritten on disk).
+SETTINGS_ADDED_LATER = {
+    ("train", "augment", "crop_padding_mode"): "zero",
+}
+
+
+def with_settings_added_later(config: dict) -> dict:
+    """``config`` with each setting of :data:`SETTINGS_ADDED_LATER` it lacks, at its earlier behaviour."""
+    completed = copy.deepcopy(config)
+    for path, value in SETTINGS_ADDED_LATER.items():
+        node = completed
+        for key in path[:-1]:
+            if not isinstance(node.get(key), dict):
+                break
+            node = node[key]
+        else:
+            node.setdefault(path[-1], value)
+    return completed
+
+
 def training_config(config: dict) -> dict:
     """What a run computes: its configuration without the compute settings (threads, device,
-    batch size of evaluation, packing), which change how fast it runs, not what it learns."""
-    return {key: value for key, value in config.items() if key != "compute"}
+    batch size of evaluation, packing), which change how fast it runs, not what it learns.
+    Settings a record predates are filled in with their earlier behaviour."""
+    return {key: value for key, value in with_settings_added_later(config).items() if key != "compute"}
 
 
 def training_hash(config: dict, subset_sha256: str | None) -> str:

@@ -275,7 +275,9 @@ def train_epoch(pack: PackedTrainer, forward, x_train: torch.Tensor, y_train: to
     for indices in zip(*(engine.batches(order, train["batch_size"]) for order in orders)):
         inputs, targets, draws = [], [], []
         for member, index in zip(members, indices):
-            images = engine.augment(x_train[index], augment["crop_padding"], augment["flip"], member.data_gen)
+            images = engine.augment(
+                x_train[index], augment["crop_padding"], augment["crop_padding_mode"], augment["flip"], member.data_gen
+            )
             draw = member.mixer.draw(member.mix_rng, len(index), images.shape[-2:], device)
             inputs.append(engine.cutout(normalise(images), augment["cutout"], member.data_gen))
             targets.append(member.mixer.targets(y_train[index], draw))

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The real runs of docs/study-runs/, through the project's own workflow, one queue at a time:
+#   bash docs/study-runs/queue.sh            (from the repository root, after `make install`)
+# Each configuration runs in a worktree of its own at the current commit (so later edits of the
+# checkout never reach a running job), with its run folders linked into docs/study-runs/, where
+# they are committed: a finished run is kept by content, an interrupted one resumes from the
+# resume.pt committed beside it. Running this again after an interruption continues where it stopped.
+set -euo pipefail
+ROOT=$(git rev-parse --show-toplevel)
+BIN=$ROOT/.venv/bin
+LOGS=$(dirname "$ROOT")/queue-logs
+REVISION=$(git -C "$ROOT" rev-parse HEAD)
+
+run_config() {  # run_config NAME CONFIG... : snakemake over these config files, runs in docs/study-runs/NAME/runs
+  local name=$1; shift
+  local tree=$(dirname "$ROOT")/queue-${name//\//-}  # beside the checkout: data.npz_path ../shared/ holds
+  if [ ! -d "$tree" ]; then
+    git -C "$ROOT" worktree add --detach "$tree" "$REVISION" >/dev/null
+  fi
+  mkdir -p "$ROOT/docs/study-runs/$name/runs" "$tree/results"
+  ln -sfn "$ROOT/docs/study-runs/$name/runs" "$tree/results/runs"
+  (cd "$tree" && PATH=$BIN:$PATH PYTHONPATH=$tree/src nice -n 10 \
+    snakemake --cores 2 --resources gpu=2 --rerun-incomplete --configfile "$@" >> "$LOGS/${name//\//-}.log" 2>&1)
+}
+
+mkdir -p "$LOGS"
+# How far the choice of 500 images moves a result: the first run's network and budget, one seed.
+for subset in study seeded1 seeded2 seeded3; do
+  run_config "subset-share/$subset" config/first.yaml "config/subset-share/$subset.yaml"
+done
+# The study's network, crop and images: its final setting and Table 1's.
+run_config study-net config/study-net.yaml
