@@ -506,3 +506,20 @@ def test_run_on_another_subset_is_mismatched(complete_root, params):
     analysis = analyse(params, complete_root, Expectation(selection=SELECTION, subset_sha256="f" * 64))
     assert set(analysis.problems["problem"]) == {"mismatched"} and len(analysis.problems) == len(study.all_runs(params))
     assert "subset" in analysis.problems["reason"].iloc[0]
+
+
+def test_table3_and_its_heatmap_order_alpha_numerically_whatever_order_the_runs_come_in(tmp_path):
+    """A cross of the grid lists S={0} (alpha 4 only) first, and params may list alphas in any order."""
+    from mixstudy.figures import sweep_pivot
+
+    params = small_params("sweep.alphas=[4.0, 1.0]", "sweep.cross={layers: [0, 2], alpha: 4.0}")
+    manifold_names = [spec.name for spec in study.sweep_runs(params) if spec.name.startswith("manifold")]
+    assert manifold_names[0] == "manifold_S0_alpha4"  # the first cell found is not the smallest alpha
+    root = tmp_path / "runs"
+    write_all_runs(root, params)
+    analysis = analyse(params, root)
+    grid = {table.name: table for table in study_tables(analysis)}["table3_acc"]
+    assert list(grid.display.columns) == ["S", "α=1", "α=4"]
+    assert pd.isna(grid.display.set_index("S").loc["{0}", "α=1"])  # outside the cross: not run
+    cells = analysis.stage("sweep", "manifold")
+    assert list(sweep_pivot(analysis, cells["acc_mean"]).columns) == [1.0, 4.0]

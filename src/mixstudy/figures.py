@@ -227,11 +227,12 @@ def tuning_bars(context: FigureContext) -> plt.Figure:
 
 
 def sweep_pivot(analysis: Analysis, values: pd.Series) -> pd.DataFrame:
-    """``values`` (indexed like the manifold cells) laid out as S x alpha in grid order."""
+    """``values`` (indexed like the manifold cells) laid out as S x alpha: S in grid order, alpha
+    ascending (a cross of the grid lists its cells by S, so the first alpha found need not be the smallest)."""
     cells = analysis.stage("sweep", "manifold")
     frame = pd.DataFrame({"S": cells["layers"].map(set_notation), "alpha": cells["alpha"], "value": values})
     pivot = frame.pivot(index="S", columns="alpha", values="value")
-    return pivot.reindex(index=list(dict.fromkeys(frame["S"])), columns=list(dict.fromkeys(frame["alpha"])))
+    return pivot.reindex(index=list(dict.fromkeys(frame["S"])), columns=sorted(set(frame["alpha"])))
 
 
 def grid_heatmap(analysis: Analysis, means: pd.DataFrame, annotations: pd.DataFrame, title: str, colourbar: str,

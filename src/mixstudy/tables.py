@@ -534,14 +534,18 @@ def baseline_table(analysis: Analysis) -> Table:
     return Table("table2_baseline", "Final baseline (sweep/baseline) over seeds", data, display, incomplete_note(one))
 
 
+def alpha_column(alpha: float) -> str:
+    return f"α={study.fmt(alpha)}"
+
+
 def sweep_grid(analysis: Analysis, metric: str) -> Table:
     """Table 3 for one metric: rows the layer sets S, columns alpha, cells mean ± std over seeds."""
     cells = analysis.stage("sweep", "manifold").copy()
     cells["S"] = cells["layers"].map(set_notation)
-    cells["column"] = cells["alpha"].map(lambda a: f"α={study.fmt(a)}")
+    cells["column"] = cells["alpha"].map(alpha_column)
     cells["cell"] = cell_texts(cells, metric)
     rows = list(dict.fromkeys(cells["S"]))
-    columns = list(dict.fromkeys(cells["column"]))
+    columns = [alpha_column(alpha) for alpha in sorted(set(cells["alpha"]))]  # numerically, not as found
     display = cells.pivot(index="S", columns="column", values="cell").reindex(index=rows, columns=columns)
     display.columns.name = None
     data = cells[["S", "layers", "alpha", "asked", "n", f"{metric}_mean", f"{metric}_std"]]
