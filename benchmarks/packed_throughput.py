@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from mixstudy import engine, study, training
+from mixstudy import engine, study, trainer
 from mixstudy.config import load_params
 from mixstudy.data import load_study_data, subset_file
 
@@ -34,13 +34,13 @@ def pack_configs(params: dict, size: int) -> list[dict]:
 
 def seconds_per_epoch(configs: list[dict], data, device: torch.device, epochs: int) -> float:
     channels_last = configs[0]["compute"]["channels_last"]
-    pack = training.PackedTrainer.of([training.make_trainer(config, device) for config in configs])
+    pack = trainer.PackedTrainer.of([trainer.make_trainer(config, device) for config in configs])
     x_train = engine.to_float(engine.to_device_images(data.x_train, device), channels_last)
     y_train = torch.from_numpy(data.y_train).to(device)
     normalise = engine.Normalise().to(device)
 
     def epoch():
-        training.train_epoch(pack, pack.model, x_train, y_train, normalise)  # returns after its one sync
+        trainer.train_epoch(pack, pack.model, x_train, y_train, normalise)  # returns after its one sync
         pack.scheduler.step()
 
     epoch()  # warm-up: kernel selection, allocator, first-touch

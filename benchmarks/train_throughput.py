@@ -27,9 +27,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from mixstudy import engine, training
+from mixstudy import engine, trainer
 from mixstudy.config import load_params
 from mixstudy.data import MEAN, STD, load_study_data, subset_file
+from mixstudy.evaluation import predict
 from mixstudy.study import run_config
 
 
@@ -55,8 +56,8 @@ def reference_loop(config, data, epochs: int, evaluate_every_epoch: bool) -> flo
     test_tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
     train_loader = DataLoader(ArrayDataset(data.x_train, data.y_train, train_tf), batch_size=32, shuffle=True)
     test_loader = DataLoader(ArrayDataset(data.x_test, data.y_test, test_tf), batch_size=100)
-    trainer = training.make_trainer(config, torch.device("cpu"))
-    model, optimizer = trainer.model, trainer.optimizer
+    run = trainer.make_trainer(config, torch.device("cpu"))
+    model, optimizer = run.model, run.optimizer
 
     def evaluate():
         model.eval()
@@ -80,24 +81,24 @@ def reference_loop(config, data, epochs: int, evaluate_every_epoch: bool) -> flo
 def engine_loop(config, data, epochs: int) -> float:
     device = torch.device("cpu")
     channels_last = config["compute"]["channels_last"]
-    pack = training.PackedTrainer.of([training.make_trainer(config, device)])
+    pack = trainer.PackedTrainer.of([trainer.make_trainer(config, device)])
     x_train = engine.to_float(engine.to_device_images(data.x_train, device), channels_last)
     y_train = torch.from_numpy(data.y_train)
     x_test = engine.to_device_images(data.x_test, device)
     normalise = engine.Normalise()
     start = time.perf_counter()
     for _ in range(epochs):
-        training.train_epoch(pack, pack.model, x_train, y_train, normalise)
+        trainer.train_epoch(pack, pack.model, x_train, y_train, normalise)
         pack.scheduler.step()
-    training.predict(pack.model, x_test, normalise, config["compute"]["eval_batch_size"], channels_last=channels_last)
+    predict(pack.model, x_test, normalise, config["compute"]["eval_batch_size"], channels_last=channels_last)
     return epochs * len(data.y_train) / (time.perf_counter() - start)
 
 
 def compute_bound(config, data, epochs: int) -> float:
     """Forward, backward and step on batches built beforehand; the same final test pass as (a)."""
     channels_last = config["compute"]["channels_last"]
-    trainer = training.make_trainer(config, torch.device("cpu"))
-    model, optimizer = trainer.model, trainer.optimizer
+    run = trainer.make_trainer(config, torch.device("cpu"))
+    model, optimizer = run.model, run.optimizer
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     x = ((torch.from_numpy(data.x_train).permute(0, 3, 1, 2).float() / 255 - torch.tensor(MEAN).view(1, 3, 1, 1))
          / torch.tensor(STD).view(1, 3, 1, 1)).contiguous(memory_format=memory_format)
@@ -112,7 +113,7 @@ def compute_bound(config, data, epochs: int) -> float:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    training.predict(model, x_test, engine.Normalise(), config["compute"]["eval_batch_size"], channels_last=channels_last)
+    predict(model, x_test, engine.Normalise(), config["compute"]["eval_batch_size"], channels_last=channels_last)
     return epochs * len(y) / (time.perf_counter() - start)
 
 

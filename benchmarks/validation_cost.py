@@ -17,9 +17,10 @@ import time
 
 import torch
 
-from mixstudy import engine, training
+from mixstudy import engine, evaluation, trainer
 from mixstudy.config import load_params
 from mixstudy.data import load_study_data, subset_file
+from mixstudy.metrics import accuracy, nll
 from mixstudy.study import run_config
 
 
@@ -42,25 +43,25 @@ def main() -> None:
     config = run_config(params, 0)
     data = load_study_data(params["data"]["out"], subset_file(params["subset"]))
     device = torch.device("cpu")
-    pack = training.PackedTrainer.of([training.make_trainer(config, device)])
+    pack = trainer.PackedTrainer.of([trainer.make_trainer(config, device)])
     normalise = engine.Normalise()
     x_train = engine.to_float(engine.to_device_images(data.x_train, device), config["compute"]["channels_last"])
     y_train = torch.from_numpy(data.y_train)
     x_val, x_test = engine.to_device_images(data.x_val, device), engine.to_device_images(data.x_test, device)
 
     def train_one_epoch():
-        training.train_epoch(pack, pack.model, x_train, y_train, normalise)
+        trainer.train_epoch(pack, pack.model, x_train, y_train, normalise)
 
     def validation_pass():
         row = {"epoch": 1}
-        logits = training.split_logits(pack.sync(0).model, x_val, normalise, config["compute"], device)
+        logits = evaluation.split_logits(pack.sync(0).model, x_val, normalise, config["compute"], device)
         labels = torch.from_numpy(data.y_val)
-        row["val_acc"], row["val_nll"] = training.accuracy(logits, labels), training.nll(logits, labels)
+        row["val_acc"], row["val_nll"] = accuracy(logits, labels), nll(logits, labels)
         pack.members[0].best = None
-        pack.members[0].note_validation(row, "val_acc")
+        evaluation.note_validation(pack.members[0], row, "val_acc")
 
     def test_pass():
-        training.split_logits(pack.sync(0).model, x_test, normalise, config["compute"], device)
+        evaluation.split_logits(pack.sync(0).model, x_test, normalise, config["compute"], device)
 
     epoch_s = median_seconds(train_one_epoch, args.repeats)
     val_s = median_seconds(validation_pass, args.repeats)

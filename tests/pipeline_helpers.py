@@ -72,3 +72,22 @@ def jobs_by_rule(dry_run_output: str) -> dict[str, int]:
                 break
             counts[parts[0]] = int(parts[1])
     return counts
+
+
+def training_jobs(dry_run_output: str) -> dict[str, int]:
+    """Training jobs of a Snakemake dry run by kind of run: tuning, baseline, manifold, cutmix,
+    regulariser (label smoothing, Cutout), from each `train_run` job's run id; a pack job
+    (`train_pack_*`) counts under its rule name."""
+    counts, rule = {}, None
+    for line in dry_run_output.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("rule ", "localrule ")) and stripped.endswith(":"):
+            rule = stripped.split()[1].rstrip(":")
+            if rule.startswith("train_pack_"):
+                counts[rule] = counts.get(rule, 0) + 1
+        elif rule == "train_run" and stripped.startswith("wildcards: run_id="):
+            stage, name = stripped.split("=", 1)[1].split("/")[:2]
+            kind = "tuning" if stage == "tuning" else next(
+                (k for k in ("baseline", "manifold", "cutmix") if name.startswith(k)), "regulariser")
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts

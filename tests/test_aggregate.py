@@ -17,9 +17,17 @@ from scipy import stats
 
 from mixstudy import study
 from mixstudy.config import load_params
+from mixstudy.aggregation import aggregate
+from mixstudy.analysis import analyse, collect_runs, Expectation, missing_reason, mixing_differences
+from mixstudy.statistics import mean_interval
+from mixstudy.summary import mean_curves, summary_metrics
 from mixstudy.tables import (
-    Expectation, Table, aggregate, analyse, best_epoch_table, calibration_table, collect_runs, format_mean_interval,
-    format_p, mean_curves, mean_interval, missing_reason, mixing_differences, study_tables, summary_metrics,
+    Table,
+    best_epoch_table,
+    calibration_table,
+    format_mean_interval,
+    format_p,
+    study_tables,
 )
 
 REPO = Path(__file__).resolve().parents[1]

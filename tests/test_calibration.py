@@ -10,11 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mixstudy import engine, training
+from mixstudy import engine, evaluation, training
 from mixstudy.cli import main
+from mixstudy.config import load_params
 from mixstudy.errors import ConfigError
 from mixstudy.metrics import fit_temperature, nll
 from mixstudy.mixing import Mixer, smooth
+from mixstudy.models import NUM_CLASSES
 
 from conftest import PARAMS_FILE, make_study_data
 
@@ -46,8 +48,10 @@ def test_temperature_scaling_lowers_nll_of_an_overconfident_set():
 
 
 def test_temperature_scaling_refuses_an_empty_validation_split():
-    with pytest.raises(ConfigError, match="subset.val_per_class"):
+    with pytest.raises(ValueError, match="held-out logits"):
         fit_temperature(torch.zeros(0, 10), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ConfigError, match="subset.val_per_class"):  # the parameters say it first
+        load_params([PARAMS_FILE], ["subset.val_per_class=0", "evaluation.temperature_scaling=true"])
 
 
 # --- best epoch by validation ---------------------------------------------------------------
@@ -62,15 +66,15 @@ HISTORY = [
 
 
 def test_best_by_validation_accuracy_picks_the_first_best_epoch():
-    assert training.best_validation_epoch(HISTORY, "val_acc") == 20  # ties keep the earlier epoch
+    assert evaluation.best_validation_epoch(HISTORY, "val_acc") == 20  # ties keep the earlier epoch
 
 
 def test_best_by_validation_nll_picks_the_lowest():
-    assert training.best_validation_epoch(HISTORY, "val_nll") == 30
+    assert evaluation.best_validation_epoch(HISTORY, "val_nll") == 30
 
 
 def test_best_by_validation_without_validation_rows_is_none():
-    assert training.best_validation_epoch([{"epoch": 1, "test_acc": 0.5}], "val_acc") is None
+    assert evaluation.best_validation_epoch([{"epoch": 1, "test_acc": 0.5}], "val_acc") is None
 
 
 def _val_config(tiny_config, **sections):
@@ -83,7 +87,7 @@ def test_run_reports_the_best_validation_epoch_and_its_test_metrics(tmp_path, ti
     record = training.train_runs([_val_config(tiny_config)], data, [tmp_path / "run"], progress="lines")[0]
     history = [json.loads(json.dumps(row)) for row in _history_rows(tmp_path / "run")]
     best = record["metrics"]["test_best_val"]
-    assert best["epoch"] == training.best_validation_epoch(history, "val_acc")
+    assert best["epoch"] == evaluation.best_validation_epoch(history, "val_acc")
     assert best["val_acc"] == max(row["val_acc"] for row in history)
     assert {"acc", "nll", "ece", "brier"} <= set(best)
     assert [row["epoch"] for row in history if row["val_acc"] is not None] == [1, 2, 3, 4]
@@ -140,7 +144,10 @@ def test_label_smoothing_loss_equals_torch(eps):
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(16, 10, generator=generator)
     labels = torch.randint(0, 10, (16,), generator=generator)
-    mixer = Mixer("none", label_smoothing=eps)
+    mixer = Mixer(
+        method="none", alpha=0.0, layers=(0,), lambda_per="batch",
+        loss="soft_ce", label_smoothing=eps, num_classes=NUM_CLASSES,
+    )
     ours = mixer.loss_fn(logits, mixer.targets(labels, None))
     assert ours.item() == pytest.approx(F.cross_entropy(logits, labels, label_smoothing=eps).item(), rel=1e-6)
 
@@ -149,7 +156,10 @@ def test_label_smoothing_targets_sum_to_one_and_are_smoothed_before_mixing():
     targets = smooth(F.one_hot(torch.tensor([0, 3]), 10).float(), 0.1)
     assert torch.allclose(targets.sum(1), torch.ones(2))
     assert targets[0, 0].item() == pytest.approx(0.91) and targets[0, 1].item() == pytest.approx(0.01)
-    mixer = Mixer("mixup", alpha=1.0, label_smoothing=0.1)
+    mixer = Mixer(
+        method="mixup", alpha=1.0, layers=(0,), lambda_per="batch",
+        loss="soft_ce", label_smoothing=0.1, num_classes=NUM_CLASSES,
+    )
     draw = mixer.draw(np.random.default_rng(0), 2, (8, 8), "cpu")
     mixed = mixer.targets(torch.tensor([0, 3]), draw)
     expected = draw.lam * targets + (1 - draw.lam) * targets[draw.perm]
@@ -159,7 +169,7 @@ def test_label_smoothing_targets_sum_to_one_and_are_smoothed_before_mixing():
 @pytest.mark.parametrize("eps", [-0.1, 1.0, 1.5])
 def test_label_smoothing_out_of_range_is_refused(eps):
     with pytest.raises(ConfigError, match="mixing.label_smoothing"):
-        Mixer("none", label_smoothing=eps)
+        load_params([PARAMS_FILE], [f"mixing.label_smoothing={eps}"])
 
 
 # --- Cutout ---------------------------------------------------------------------------------

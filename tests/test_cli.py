@@ -291,6 +291,16 @@ BAD_INPUTS = {
     "evaluate_a_folder": (["evaluate", "adir"], lambda root: (root / "adir").mkdir(), "adir is a folder"),
     "unknown_report_key": (["runs", "--set", "report.colour=red"], None, "report: Additional properties"),
     "cuda_without_gpu": (["train", "--out", "run", "--set", "compute.device=cuda"], None, "compute.device: cuda"),
+    "unknown_network": (["runs", "--set", "model.name=vgg"], None, "model.name: unknown network 'vgg'; choose one of: cnn13, convnet, preactresnet18"),
+    "unknown_padding_mode": (["runs", "--set", "train.augment.crop_padding_mode=edge"], None, "choose one of: reflect, zero"),
+    "unknown_subset_draw": (["subset", "--set", "subset.draw=random"], None, "subset.draw: 'random' is not allowed; choose one of: study, seeded"),
+    "layers_of_input_mixup": (["train", "--out", "run", "--set", "mixing.method=mixup", "--set", "mixing.alpha=1",
+                               "--set", "mixing.layers=[1]"], None, "mixing.layers: [1] applies to manifold mixup only"),
+    "layers_of_cutmix": (["runs", "--set", "mixing.method=cutmix", "--set", "mixing.layers=[2]"], None,
+                         "mixing.layers: [2] applies to manifold mixup only"),
+    "aggregate_of_a_runs_root_not_there": (["aggregate", "--runs-root", "results/runz"], None, "--runs-root results/runz is not a folder"),
+    "report_of_a_runs_root_not_there": (["report", "--runs-root", "results/runz"], None, "--runs-root results/runz is not a folder"),
+    "figures_of_a_runs_root_not_there": (["figures", "--runs-root", "results/runz"], None, "--runs-root results/runz is not a folder"),
 }
 
 

@@ -197,7 +197,7 @@ def test_override_files_validate(override):
 
 
 def test_overrides_deep_merge_and_parse_yaml_values():
-    params = cfg.load_params([PARAMS_FILE], ["mixing.layers=[0, 2]", "train.scheduler.name=cosine", "mixing.alpha=4"])
+    params = cfg.load_params([PARAMS_FILE], ["mixing.method=manifold", "mixing.layers=[0, 2]", "train.scheduler.name=cosine", "mixing.alpha=4"])
     assert params["mixing"]["layers"] == [0, 2]
     assert params["mixing"]["alpha"] == 4
     assert params["train"]["scheduler"]["name"] == "cosine"

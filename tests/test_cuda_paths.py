@@ -14,8 +14,8 @@ import torch
 from mixstudy import engine
 from mixstudy.errors import ConfigError
 from mixstudy.mixing import Mixer, host_to_device, mixed_loss
-from mixstudy.models import convnet
-from mixstudy.training import autocast_context
+from mixstudy.models import NUM_CLASSES, convnet
+from mixstudy.trainer import autocast_context
 
 
 def test_autocast_is_bf16_on_cuda_and_off_on_cpu():
@@ -32,7 +32,10 @@ def test_bf16_forward_gives_float32_loss_and_gradients():
     torch.manual_seed(0)
     model = convnet(widths=(4, 8, 8), dropout=0.25, leaky_slope=0.1).to(memory_format=torch.channels_last)
     images = torch.rand(6, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    mixer = Mixer("manifold", alpha=1.0, layers=(0, 1, 2))
+    mixer = Mixer(
+        method="manifold", alpha=1.0, layers=(0, 1, 2), lambda_per="batch",
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+    )
     draw = mixer.draw(np.random.default_rng(0), 6, (32, 32), "cpu")
     targets = mixer.targets(torch.arange(6) % 10, draw)
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mixstudy.config import deep_merge, read_yaml
-from pipeline_helpers import copy_project, jobs_by_rule, run
+from pipeline_helpers import copy_project, run, training_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +103,7 @@ def test_fresh_clone_and_pull_trains_nothing_and_a_new_alpha_trains_only_its_run
     assert pulled == _run_bytes(dvc_project / "results" / "runs")
 
     planned = run(["snakemake", "-n", "train_all", "--cores", "all", "--resources", "gpu=1"], clone).stdout
-    assert not [rule for rule in jobs_by_rule(planned) if rule.startswith("train_") and rule != "train_all"], planned
+    assert not training_jobs(planned), planned
 
     alphas = read_yaml(clone / "params.yaml")["sweep"]["alphas"]
     run(["dvc", "exp", "run", "-S", f"sweep.alphas={[*alphas, 4.0]}"], clone)

@@ -165,7 +165,7 @@ def _hand_checkable_linear_model() -> nn.Module:
 
 @pytest.mark.parametrize("epsilon", sorted(FGSM_EXPECTED))
 def test_fgsm_accuracy_of_a_linear_model_is_what_the_attack_computes(epsilon):
-    from mixstudy.training import fgsm_accuracy
+    from mixstudy.evaluation import fgsm_accuracy
 
     model = _hand_checkable_linear_model()
     images = torch.tensor(FGSM_VALUES, dtype=torch.float64)[:, None, None, None].expand(-1, 3, 2, 2).contiguous()

@@ -11,8 +11,7 @@ from torchvision.transforms.v2 import CutMix, MixUp
 from mixstudy import mixing
 from mixstudy.errors import ConfigError
 from mixstudy.mixing import MixDraw, Mixer
-
-NUM_CLASSES = 10
+from mixstudy.models import NUM_CLASSES
 
 
 def _batch(batch=6, height=12, width=16, seed=0):
@@ -44,7 +43,10 @@ def test_input_mixup_equals_torchvision_mixup(value):
     expected_images, expected_targets = reference(images.clone(), labels.clone())
 
     perm = _torchvision_perm(len(labels))
-    mixer = Mixer("mixup", alpha=1.0)
+    mixer = Mixer(
+        method="mixup", alpha=1.0, layers=(0,), lambda_per="batch",
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+    )
     draw = MixDraw(point=0, lam=lam, perm=perm)
     assert torch.equal(mixer.mix(images, draw), expected_images)
     assert torch.equal(mixing.mix_tensors(images, perm, lam), expected_images)
@@ -75,7 +77,10 @@ def test_cutmix_equals_torchvision_cutmix(seed, value):
     perm = _torchvision_perm(len(labels))
     mask = mixing.box_mask([box], height, width, "cpu")
     draw = MixDraw(point=0, lam=mixing.box_lambda(box, height, width), perm=perm, mask=mask)
-    mixer = Mixer("cutmix", alpha=1.0)
+    mixer = Mixer(
+        method="cutmix", alpha=1.0, layers=(0,), lambda_per="batch",
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+    )
     assert torch.equal(mixer.mix(images, draw), expected_images)
     assert torch.equal(mixer.targets(labels, draw), expected_targets)
 
@@ -95,7 +100,10 @@ def test_cutmix_box_is_clipped_to_the_image():
 
 @pytest.mark.parametrize("method, alpha", [("none", 0.0), ("none", 1.0), ("mixup", 0.0), ("manifold", 0.0), ("cutmix", 0.0)])
 def test_mixer_without_mixing_draws_nothing(method, alpha):
-    mixer = Mixer(method, alpha=alpha, layers=(0, 1, 2))
+    mixer = Mixer(
+        method=method, alpha=alpha, layers=(0, 1, 2), lambda_per="batch",
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+    )
     rng = np.random.default_rng(0)
     state = rng.bit_generator.state
     assert not mixer.active
@@ -107,7 +115,10 @@ def test_mixer_without_mixing_draws_nothing(method, alpha):
 
 @pytest.mark.parametrize("layers", [(0, 2), (1,), (0, 1, 2)])
 def test_manifold_draws_points_uniformly_from_s(layers):
-    mixer = Mixer("manifold", alpha=2.0, layers=layers)
+    mixer = Mixer(
+        method="manifold", alpha=2.0, layers=layers, lambda_per="batch",
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+    )
     rng = np.random.default_rng(12345)
     n = 3000
     points = [mixer.draw(rng, 4, (8, 8), "cpu").point for _ in range(n)]
@@ -133,22 +144,67 @@ def test_from_params_passes_every_setting():
     )
     assert (mixer.method, mixer.alpha, mixer.layers) == ("manifold", 2.0, (1, 2))
     assert (mixer.lambda_per, mixer.loss, mixer.label_smoothing) == ("sample", "bce", 0.1)
+    assert mixer.num_classes == NUM_CLASSES
+
+
+def test_member_mixes_mix_each_members_block_at_its_own_point():
+    """A pack of three: member 0 mixes at point 1, member 1 does not mix, member 2 mixes at point 0."""
+    mixers = [
+        Mixer(
+            method=method, alpha=1.0, layers=(0, 1), lambda_per="batch",
+            loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        )
+        for method in ("manifold", "none", "mixup")
+    ]
+    perm = torch.tensor([2, 0, 3, 1])
+    draws = [MixDraw(point=1, lam=0.3, perm=perm), None, MixDraw(point=0, lam=0.8, perm=perm.flip(0))]
+    mixes = mixing.member_mixes(mixers, draws)
+    assert sorted(mixes) == [0, 1]
+    h = torch.randn(4, 3 * 5, 2, 2, generator=torch.Generator().manual_seed(0))
+    blocks = h.chunk(3, dim=1)
+    at_input = mixes[0](h).chunk(3, dim=1)
+    assert torch.equal(at_input[0], blocks[0]) and torch.equal(at_input[1], blocks[1])
+    assert torch.equal(at_input[2], mixers[2].mix(blocks[2], draws[2]))
+    at_one = mixes[1](h).chunk(3, dim=1)
+    assert torch.equal(at_one[0], mixers[0].mix(blocks[0], draws[0]))
+    assert torch.equal(at_one[1], blocks[1]) and torch.equal(at_one[2], blocks[2])
+    solo = mixing.member_mixes(mixers[:1], draws[:1])
+    assert torch.equal(solo[1](blocks[0]), mixers[0].mix(blocks[0], draws[0]))  # a pack of one: the solo mix
 
 
 def test_a_mixer_given_no_method_or_no_alpha_does_not_mix():
-    assert not Mixer().active
-    assert not Mixer("mixup").active
+    assert not Mixer(
+        method="none", alpha=1.0, layers=(0,), lambda_per="batch",
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+    ).active
+    assert not Mixer(
+        method="mixup", alpha=0.0, layers=(0,), lambda_per="batch",
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+    ).active
+
+
+def test_a_mixer_is_given_every_setting():
+    """params.yaml holds the defaults; a Mixer has none of its own."""
+    with pytest.raises(TypeError, match="missing"):
+        Mixer("mixup", alpha=1.0)
 
 
 def test_cutmix_masks_are_built_on_the_device_asked_for():
     """The mask is made where the batch lives (meta stands in for a GPU here: no copy can hide there)."""
-    draw = Mixer("cutmix", alpha=1.0).draw(np.random.default_rng(0), 4, (8, 8), "meta")
+    mixer = Mixer(
+        method="cutmix", alpha=1.0, layers=(0,), lambda_per="batch",
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+    )
+    draw = mixer.draw(np.random.default_rng(0), 4, (8, 8), "meta")
     assert draw.mask.device.type == "meta"
     assert mixing.box_mask([(0, 0, 2, 2)], 8, 8, "meta").device.type == "meta"
 
 
 def test_draws_are_reproducible_from_the_generator_seed():
-    mixer = Mixer("cutmix", alpha=1.0, lambda_per="sample")
+    mixer = Mixer(
+        method="cutmix", alpha=1.0, layers=(0,), lambda_per="sample",
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+    )
     a = mixer.draw(np.random.default_rng(7), 6, (32, 32), "cpu")
     b = mixer.draw(np.random.default_rng(7), 6, (32, 32), "cpu")
     c = mixer.draw(np.random.default_rng(8), 6, (32, 32), "cpu")
@@ -159,7 +215,10 @@ def test_draws_are_reproducible_from_the_generator_seed():
 @pytest.mark.parametrize("method", ["mixup", "manifold"])
 def test_per_sample_lambda_mixes_each_sample_with_its_own_weight(method):
     batch = 7
-    mixer = Mixer(method, alpha=1.0, layers=(0, 1), lambda_per="sample")
+    mixer = Mixer(
+        method=method, alpha=1.0, layers=(0, 1), lambda_per="sample",
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+    )
     draw = mixer.draw(np.random.default_rng(3), batch, (32, 32), "cpu")
     lam = np.asarray(draw.lam)
     assert lam.shape == (batch,)
@@ -183,7 +242,10 @@ def test_per_sample_lambda_mixes_each_sample_with_its_own_weight(method):
 
 @pytest.mark.parametrize("method", ["mixup", "cutmix"])
 def test_per_batch_lambda_is_one_float(method):
-    mixer = Mixer(method, alpha=0.4)
+    mixer = Mixer(
+        method=method, alpha=0.4, layers=(0,), lambda_per="batch",
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+    )
     rng = np.random.default_rng(0)
     for _ in range(20):
         draw = mixer.draw(rng, 5, (32, 32), "cpu")
@@ -194,7 +256,10 @@ def test_per_batch_lambda_is_one_float(method):
 @pytest.mark.parametrize("lambda_per", ["batch", "sample"])
 def test_cutmix_lambda_is_the_kept_area_share(lambda_per):
     height, width, batch = 32, 24, 5
-    mixer = Mixer("cutmix", alpha=1.0, lambda_per=lambda_per)
+    mixer = Mixer(
+        method="cutmix", alpha=1.0, layers=(0,), lambda_per=lambda_per,
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+    )
     rng = np.random.default_rng(99)
     for _ in range(40):
         draw = mixer.draw(rng, batch, (height, width), "cpu")
@@ -248,13 +313,19 @@ def test_bce_is_bce_on_softmax():
     targets = lam * F.one_hot(y_a, NUM_CLASSES).float() + (1 - lam) * F.one_hot(y_b, NUM_CLASSES).float()
     expected = torch.nn.BCELoss()(torch.softmax(logits, dim=1), targets)
     assert torch.allclose(mixing.mixed_loss(logits, targets, "bce"), expected, atol=1e-6)
-    mixer = Mixer("mixup", alpha=1.0, loss="bce")
+    mixer = Mixer(
+        method="mixup", alpha=1.0, layers=(0,), lambda_per="batch",
+        loss="bce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+    )
     assert torch.allclose(mixer.loss_fn(logits, targets), expected, atol=1e-6)
 
 
 def test_unmixed_soft_ce_is_plain_cross_entropy():
     logits, y_a, _ = _logits_and_labels()
-    mixer = Mixer("none")
+    mixer = Mixer(
+        method="none", alpha=0.0, layers=(0,), lambda_per="batch",
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+    )
     loss = mixer.loss_fn(logits, mixer.targets(y_a, None))
     assert torch.allclose(loss, F.cross_entropy(logits, y_a), atol=1e-6)
 
@@ -262,20 +333,33 @@ def test_unmixed_soft_ce_is_plain_cross_entropy():
 # --- configuration errors -------------------------------------------------------------------
 
 
-def test_negative_alpha_is_refused():
+def test_negative_alpha_is_refused_by_the_parameters_schema():
+    """One check, where every parameter is validated (the schema); Mixer trusts validated settings."""
+    from mixstudy.config import load_params
+
+    from conftest import PARAMS_FILE
+
     with pytest.raises(ConfigError, match="mixing.alpha"):
-        Mixer("mixup", alpha=-0.5)
+        load_params([PARAMS_FILE], ["mixing.method=mixup", "mixing.alpha=-0.5"])
+    with pytest.raises(ConfigError, match="mixing.label_smoothing"):
+        load_params([PARAMS_FILE], ["mixing.label_smoothing=1.0"])
 
 
 def test_unknown_method_is_refused():
     with pytest.raises(ConfigError, match="mixing.method") as info:
-        Mixer("mixmatch", alpha=1.0)
+        Mixer(
+            method="mixmatch", alpha=1.0, layers=(0,), lambda_per="batch",
+            loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        )
     assert str(info.value).endswith("choose one of: none, mixup, manifold, cutmix")
 
 
 def test_unknown_loss_is_refused():
     with pytest.raises(ConfigError, match="mixing.loss.*choose one of: soft_ce, bce$"):
-        Mixer("mixup", alpha=1.0, loss="mse")
+        Mixer(
+            method="mixup", alpha=1.0, layers=(0,), lambda_per="batch",
+            loss="mse", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        )
     logits, y_a, _ = _logits_and_labels()
     with pytest.raises(ConfigError, match="mixing.loss.*choose one of: soft_ce, bce$"):
         mixing.mixed_loss(logits, F.one_hot(y_a, NUM_CLASSES).float(), "mse")
@@ -289,4 +373,7 @@ def test_the_default_loss_is_the_interpolated_cross_entropy():
 
 def test_unknown_lambda_per_is_refused():
     with pytest.raises(ConfigError, match="mixing.lambda_per"):
-        Mixer("mixup", alpha=1.0, lambda_per="pixel")
+        Mixer(
+            method="mixup", alpha=1.0, layers=(0,), lambda_per="pixel",
+            loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        )

@@ -8,7 +8,7 @@ import torch
 from mixstudy import models, networks
 from mixstudy.config import _schema, load_params
 from mixstudy.errors import ConfigError
-from mixstudy.training import check_run_config
+from mixstudy.trainer import check_run_config
 
 from conftest import PARAMS_FILE, TINY_OVERRIDES
 
@@ -84,8 +84,8 @@ def _images(batch=4, seed=0):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_networks_declare_mixing_points(name):
-    assert models.mixing_points(name) == (0, 1, 2)
-    assert _tiny(name).mixing_points == models.mixing_points(name)
+    assert networks.mixing_points(name) == (0, 1, 2)
+    assert _tiny(name).mixing_points == networks.mixing_points(name)
 
 
 @pytest.mark.parametrize("name", NAMES)

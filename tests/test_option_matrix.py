@@ -13,11 +13,13 @@ import json
 import pytest
 
 from mixstudy import study, training
+from mixstudy.checkpoint import load_checkpoint
 from mixstudy.config import _schema, load_params
 from mixstudy.errors import MixstudyError
+from mixstudy.fileio import RESUME_FILE
 from mixstudy.figures import make_figures
 from mixstudy.report import write_report
-from mixstudy.tables import aggregate
+from mixstudy.aggregation import aggregate
 
 from conftest import PARAMS_FILE, make_study_data
 
@@ -141,6 +143,8 @@ def _row_params(option: str, value: str) -> dict:
     extra = ["sweep.cutout_sizes=[8]"] if option == "train.augment.cutout" else []
     if option.startswith("mixing."):
         extra.append("mixing.alpha=1.0")  # params.yaml's alpha 0 means no mixing; the row may set its own
+    if option == "mixing.layers":
+        extra.append("mixing.method=manifold")  # the set S applies to manifold mixup only
     network = {"model.cnn13": "cnn13", "model.preactresnet18": "preactresnet18"}.get(option.rsplit(".", 1)[0])
     if option == "model.name" or network:
         extra += ["model.cnn13.widths=[4,8,8,8,4]", "model.preactresnet18.base_width=4"]  # tiny, like TINY's convnet
@@ -166,9 +170,9 @@ def _check_run_folder(folder, config) -> None:
     every = config["evaluation"]["every"]
     tested = [int(row["epoch"]) for row in history if row.get("test_acc")]
     assert tested == [e for e in range(1, config["train"]["epochs"] + 1) if every and e % every == 0]
-    model, _ = training.load_checkpoint(folder / "model.pt")
+    model, _ = load_checkpoint(folder / "model.pt")
     assert sum(p.numel() for p in model.parameters()) > 0
-    assert not (folder / training.RESUME_FILE).exists()
+    assert not (folder / RESUME_FILE).exists()
 
 
 def _through_the_results(params: dict, root, tmp_path, in_grid: bool = True) -> None:
@@ -215,7 +219,7 @@ def test_resume_across_a_checkpoint_finishes_the_same_run(tmp_path, monkeypatch)
     monkeypatch.setattr(training, "train_epoch", crash_in_epoch_three)
     with pytest.raises(KeyboardInterrupt):
         training.train_runs([config], data, [tmp_path / "resumed"], progress="lines")
-    assert (tmp_path / "resumed" / training.RESUME_FILE).is_file()
+    assert (tmp_path / "resumed" / RESUME_FILE).is_file()
     monkeypatch.setattr(training, "train_epoch", real_epoch)
     resumed = training.train_runs([config], data, [tmp_path / "resumed"], progress="lines")[0]
     assert resumed["metrics"] == whole["metrics"]

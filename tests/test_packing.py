@@ -9,6 +9,7 @@ import torch
 
 from mixstudy import study, training
 from mixstudy.errors import ConfigError, DivergedError
+from mixstudy.fileio import RESUME_FILE
 from mixstudy.models import build_model
 from mixstudy.packing import check_packable, pack_modules
 
@@ -191,7 +192,7 @@ def test_interrupted_pack_resumes_bit_for_bit(tmp_path, member_configs, tiny_dat
     with pytest.raises(_Interrupted):
         _train_pack(member_configs, tiny_data, outs)
     monkeypatch.setattr(training, "save_resume_point", real_save)
-    assert all((out / training.RESUME_FILE).is_file() for out in outs)
+    assert all((out / RESUME_FILE).is_file() for out in outs)
 
     torch.manual_seed(1234)  # each member's dropout stream is restored from its own resume point
     resumed = _train_pack(member_configs, tiny_data, outs)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline_helpers import copy_project, env, jobs_by_rule, run, snakemake
+from pipeline_helpers import copy_project, env, jobs_by_rule, run, snakemake, training_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -26,10 +26,10 @@ def smoke_project(tmp_path_factory) -> Path:
 
 def test_default_params_dry_run_lists_the_study_grid(tmp_path):
     project = copy_project(tmp_path)
-    counts = jobs_by_rule(run(["snakemake", "-n", "--cores", "all"], project).stdout)
-    assert counts["train_tuning"] == 60
-    assert counts["train_manifold"] == 245
-    assert counts["train_baseline"] == 5
+    counts = training_jobs(run(["snakemake", "-n", "--cores", "all"], project).stdout)
+    assert counts["tuning"] == 60
+    assert counts["manifold"] == 245
+    assert counts["baseline"] == 5
 
 
 @pytest.mark.parametrize("pack_size", [1, 4])
@@ -73,11 +73,10 @@ PACK_SIZES = {"step_mom0.9_wd0.001": 1, "warm_restarts_mom0.9_wd0.001": 1, "base
 def test_packed_sweep_writes_the_same_run_folders(smoke_project, tmp_path):
     project = copy_project(tmp_path)
     (project / "config/pack4.yaml").write_text("compute:\n  pack_size: 4\n")
-    planned = jobs_by_rule(snakemake(project, "-n", configfiles=("config/pack4.yaml",)).stdout)
-    training_jobs = {rule: n for rule, n in planned.items() if rule.startswith("train_") and rule != "train_all"}
+    planned = training_jobs(snakemake(project, "-n", configfiles=("config/pack4.yaml",)).stdout)
     # 2 tuning configurations of one seed each; 12 sweep runs: 10 of one training setting in packs of
     # 4, 4 and 2, and the 2 Cutout runs (other augmentation) in a pack of their own.
-    assert training_jobs == {
+    assert planned == {
         "train_pack_tuning_001": 1, "train_pack_tuning_002": 1,
         "train_pack_sweep_001": 1, "train_pack_sweep_002": 1, "train_pack_sweep_003": 1, "train_pack_sweep_004": 1,
     }
@@ -110,22 +109,21 @@ def _dry_run_with_change(project: Path) -> dict[str, int]:
         ["snakemake", "-n", "--cores", "all", "--configfile", "config/smoke.yaml", "config/test-data.yaml", "config/change.yaml"],
         project,
     )
-    return jobs_by_rule(result.stdout)
+    return training_jobs(result.stdout)
 
 
 def test_adding_an_alpha_trains_only_the_new_runs(smoke_project):
     _override(smoke_project, "sweep:\n  alphas: [1.0, 2.0]\n")
     counts = _dry_run_with_change(smoke_project)
-    assert counts.get("train_manifold") == 2 * 2  # two layer sets x two seeds, alpha 2 only
-    assert "train_baseline" not in counts and "train_tuning" not in counts
+    assert counts == {"manifold": 2 * 2}  # two layer sets x two seeds, alpha 2 only
 
 
 def test_changed_hyper_parameter_never_reuses_a_result(smoke_project):
-    _override(smoke_project, "model:\n  dropout: 0.1\n")
+    _override(smoke_project, "model:\n  cnn13:\n    dropout: 0.1\n")
     counts = _dry_run_with_change(smoke_project)
-    assert counts.get("train_tuning") == 2
-    assert counts.get("train_manifold") == 4
-    assert counts.get("train_baseline") == 2
+    assert counts.get("tuning") == 2
+    assert counts.get("manifold") == 4
+    assert counts.get("baseline") == 2
 
 
 @pytest.mark.parametrize("target", ["all", "train_all"])
@@ -137,12 +135,11 @@ def test_changed_hyper_parameter_retrains_without_snakemake_metadata(smoke_proje
 
     workspace = tmp_path / "workspace"
     shutil.copytree(smoke_project, workspace, ignore=shutil.ignore_patterns(".snakemake"))  # mtimes kept
-    _override(workspace, "model:\n  dropout: 0.1\n")
+    _override(workspace, "model:\n  cnn13:\n    dropout: 0.1\n")
     result = run(["snakemake", "-n", target, "--cores", "all", "--configfile", "config/smoke.yaml",
                   "config/test-data.yaml", "config/change.yaml"], workspace)
-    counts = jobs_by_rule(result.stdout)
-    assert _training_jobs(counts) == {"train_tuning": 2, "train_baseline": 2, "train_manifold": 4, "train_cutmix": 2,
-                                      "train_regulariser": 4}, result.stdout[-3000:]
+    assert training_jobs(result.stdout) == {"tuning": 2, "baseline": 2, "manifold": 4, "cutmix": 2,
+                                            "regulariser": 4}, result.stdout[-3000:]
 
 
 def test_interrupted_snakemake_reruns_only_the_interrupted_job(tmp_path):
@@ -191,17 +188,13 @@ def _project_state(project: Path) -> dict[str, tuple[int, bytes]]:
     }
 
 
-def _training_jobs(counts: dict[str, int]) -> dict[str, int]:
-    return {rule: n for rule, n in counts.items() if rule.startswith("train_") and rule != "train_all"}
-
-
 def test_dry_runs_and_unlock_write_nothing(smoke_project):
     """A dry run with another configfile, or an unlock, cannot change what a running job trains:
     nothing is written while the rules are read (no shared params file, no run folders)."""
     _override(smoke_project, "train:\n  epochs: 30\nevaluation:\n  test_limit: 0\n")
     after_override = _project_state(smoke_project)
     counts = _dry_run_with_change(smoke_project)
-    assert _training_jobs(counts), counts  # the other configuration would train every run ...
+    assert counts, counts  # the other configuration would train every run ...
     run(["snakemake", "--unlock"], smoke_project)  # params.yaml alone: 305 runs
     run(["snakemake", "-n", "--cores", "all"], smoke_project)
     assert _project_state(smoke_project) == after_override  # ... but reading it wrote nothing
@@ -227,11 +220,11 @@ def test_new_modification_times_retrain_nothing(smoke_project):
     random.Random(0).shuffle(files)
     for offset, path in enumerate(files):
         os.utime(path, ns=(time.time_ns() + offset * 1_000_000,) * 2)
-    counts = jobs_by_rule(snakemake(smoke_project, "-n").stdout)
-    assert not _training_jobs(counts) and "select_baseline" not in counts, counts
-    counts = jobs_by_rule(run(["snakemake", "-n", "train_all", "--cores", "all", "--configfile", "config/smoke.yaml",
-                               "config/test-data.yaml"], smoke_project).stdout)
-    assert not _training_jobs(counts), counts
+    planned = snakemake(smoke_project, "-n").stdout
+    assert not training_jobs(planned) and "select_baseline" not in jobs_by_rule(planned), planned[-3000:]
+    planned = run(["snakemake", "-n", "train_all", "--cores", "all", "--configfile", "config/smoke.yaml",
+                   "config/test-data.yaml"], smoke_project).stdout
+    assert not training_jobs(planned), planned[-3000:]
 
 
 def test_damaged_outputs_are_rebuilt_byte_identical(smoke_project):
@@ -242,8 +235,8 @@ def test_damaged_outputs_are_rebuilt_byte_identical(smoke_project):
     model, metrics = (lost / "model.pt").read_bytes(), json.loads((damaged / "metrics.json").read_text())
     (lost / "model.pt").unlink()
     (damaged / "metrics.json").write_text((damaged / "metrics.json").read_text()[:50])
-    counts = jobs_by_rule(snakemake(smoke_project, "-n").stdout)
-    assert _training_jobs(counts) == {"train_cutmix": 1, "train_manifold": 1}, counts
+    counts = training_jobs(snakemake(smoke_project, "-n").stdout)
+    assert counts == {"cutmix": 1, "manifold": 1}, counts
     snakemake(smoke_project)
     assert (lost / "model.pt").read_bytes() == model
     assert json.loads((damaged / "metrics.json").read_text())["metrics"] == metrics["metrics"]

@@ -31,7 +31,7 @@ def params():
 def _finished(root, run_id, wall):
     folder = root / run_id
     folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text(json.dumps({"status": "ok", "wall_time_s": wall}))
+    (folder / "metrics.json").write_text(json.dumps({"status": "ok", "config": {}, "wall_time_s": wall}))
 
 
 def _running(root, run_id, epoch, epochs, elapsed, silent_s=0.0):
@@ -109,7 +109,7 @@ def test_watch_estimates_from_the_pace_it_observes_not_from_a_slow_past(tmp_path
         folder = tmp_path / "sweep/baseline/seed0"
         if epoch >= 400:
             (folder / PROGRESS_FILE).unlink()
-            (folder / "metrics.json").write_text(json.dumps({"status": "ok", "wall_time_s": 1300.0}))
+            (folder / "metrics.json").write_text(json.dumps({"status": "ok", "config": {}, "wall_time_s": 1300.0}))
             _finished(tmp_path, "sweep/manifold_S0-2_alpha4/seed0", 400.0)
         else:
             (folder / PROGRESS_FILE).write_text(json.dumps({"epoch": epoch, "epochs": 400, "elapsed_s": 1000.0 + now[0]}))

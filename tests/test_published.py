@@ -13,7 +13,8 @@ import pytest
 
 from mixstudy import published
 from mixstudy.report import headline_section, render_report
-from mixstudy.tables import aggregate, analyse, mixing_differences
+from mixstudy.aggregation import aggregate
+from mixstudy.analysis import analyse, mixing_differences
 
 from test_aggregate import ACCURACY, small_params, write_all_runs, write_run
 

@@ -97,7 +97,7 @@ def test_every_published_and_ours_number_comes_from_its_table(tmp_path, params, 
     aggregated tables (summary.json), and the difference ours minus published."""
     import json
 
-    from mixstudy.tables import aggregate
+    from mixstudy.aggregation import aggregate
 
     aggregate(params, runs_root, tmp_path / "tables", tmp_path / "summary.json")
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -368,7 +368,7 @@ def test_the_gain_is_optimistic_when_two_or_more_cells_ran(tmp_path, params, see
 
 
 def test_the_gain_sentence_gives_the_interval_of_the_differences_table(tmp_path, params, runs_root):
-    from mixstudy.tables import analyse, best_mixing, mixing_differences
+    from mixstudy.analysis import analyse, best_mixing, mixing_differences
 
     analysis = analyse(params, runs_root)
     row = mixing_differences(analysis).set_index("name").loc[best_mixing(analysis)["name"]]
@@ -615,7 +615,7 @@ def test_the_report_of_another_network_on_a_seeded_draw_says_so(tmp_path, runs_r
 
 def test_the_published_section_counts_the_cells_we_ran_and_states_each_claims_verdict(tmp_path, params, runs_root):
     from mixstudy import published
-    from mixstudy.tables import analyse
+    from mixstudy.analysis import analyse
 
     section = sections_of(report_text(tmp_path, params, runs_root))["The published cells beside ours"]
     assert section.startswith("\nEach of the study's 49 Table 3 cells (mean of its five runs) beside ours, where we "

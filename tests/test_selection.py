@@ -13,7 +13,9 @@ from mixstudy import study
 from mixstudy.errors import MixstudyError
 from mixstudy.report import comparison_section
 from mixstudy.selection import SELECTION_RULE, select_best
-from mixstudy.tables import analyse, best_tuning, summary_metrics, mixing_differences
+from mixstudy.analysis import analyse, mixing_differences
+from mixstudy.selection import best_tuning
+from mixstudy.summary import summary_metrics
 
 from test_aggregate import small_params
 

@@ -11,6 +11,11 @@ import pytest
 import torch
 
 from mixstudy import training
+from mixstudy.checkpoint import load_checkpoint
+from mixstudy.evaluation import predict, split_logits
+from mixstudy.fileio import RESUME_FILE
+from mixstudy.runfolder import LOCK_FILE
+from mixstudy.trainer import build_scheduler
 from mixstudy.errors import ConfigError, DataError, DivergedError
 from mixstudy.metrics import summarise
 
@@ -38,7 +43,7 @@ def _weights(out: Path) -> dict:
 
 
 def _resume_state(out: Path) -> dict:
-    return torch.load(out / training.RESUME_FILE, map_location="cpu", weights_only=False)
+    return torch.load(out / RESUME_FILE, map_location="cpu", weights_only=False)
 
 
 def _same_weights(a: dict, b: dict) -> bool:
@@ -51,7 +56,7 @@ def _same_weights(a: dict, b: dict) -> bool:
 def _lrs(sched: dict, epochs: int, base_lr: float = 0.1) -> list[float]:
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=base_lr, momentum=0.9)
-    scheduler = training.build_scheduler(optimizer, sched)
+    scheduler = build_scheduler(optimizer, sched)
     lrs = []
     for _ in range(epochs):
         lrs.append(optimizer.param_groups[0]["lr"])
@@ -96,7 +101,7 @@ def test_unknown_scheduler_is_refused():
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=0.1)
     with pytest.raises(ConfigError, match="train.scheduler.name"):
-        training.build_scheduler(optimizer, {"name": "adam"})
+        build_scheduler(optimizer, {"name": "adam"})
 
 
 def test_history_records_the_learning_rate_of_each_epoch(tmp_path, tiny_config, tiny_data):
@@ -191,13 +196,13 @@ def test_load_checkpoint_round_trips(tmp_path, tiny_config, tiny_data):
     config = tiny_config(mixing=MIXINGS["manifold"])
     out = tmp_path / "run"
     record = _train(config, tiny_data, out)
-    model, saved_config = training.load_checkpoint(out / "model.pt")
+    model, saved_config = load_checkpoint(out / "model.pt")
     assert saved_config == config
     assert _same_weights(model.state_dict(), _weights(out))
     from mixstudy import engine
 
     images = engine.to_device_images(tiny_data.x_test, torch.device("cpu"))
-    logits = training.predict(model, images, engine.Normalise(), 64)
+    logits = predict(model, images, engine.Normalise(), 64)
     metrics, _ = summarise(logits, torch.from_numpy(tiny_data.y_test), config["evaluation"]["ece_bins"])
     assert metrics["acc"] == record["metrics"]["test"]["acc"]
     assert metrics["nll"] == pytest.approx(record["metrics"]["test"]["nll"], rel=1e-5)
@@ -205,14 +210,14 @@ def test_load_checkpoint_round_trips(tmp_path, tiny_config, tiny_data):
 
 def test_load_checkpoint_refuses_missing_and_truncated_files(tmp_path, tiny_config, tiny_data):
     with pytest.raises(DataError, match="does not exist"):
-        training.load_checkpoint(tmp_path / "absent" / "model.pt")
+        load_checkpoint(tmp_path / "absent" / "model.pt")
     out = tmp_path / "run"
     _train(tiny_config(train={"epochs": 1}), tiny_data, out)
     truncated = tmp_path / "truncated.pt"
     raw = (out / "model.pt").read_bytes()
     truncated.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(DataError):
-        training.load_checkpoint(truncated)
+        load_checkpoint(truncated)
 
 
 # --- divergence -----------------------------------------------------------------------------
@@ -286,7 +291,7 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path, tiny_config, tiny_data, m
     monkeypatch.setattr(training, "save_resume_point", save_then_die)
     with pytest.raises(_Interrupted):
         _train(config, tiny_data, out)
-    assert (out / training.RESUME_FILE).is_file()
+    assert (out / RESUME_FILE).is_file()
     assert not (out / "metrics.json").exists()
     monkeypatch.setattr(training, "save_resume_point", real_save)
 
@@ -298,7 +303,7 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path, tiny_config, tiny_data, m
     assert resumed["reliability"] == reference["reliability"]
     assert _history(out) == _history(tmp_path / "reference")
     assert _same_weights(_weights(out), _weights(tmp_path / "reference"))
-    assert not (out / training.RESUME_FILE).exists()
+    assert not (out / RESUME_FILE).exists()
 
 
 def test_resume_point_of_another_configuration_is_ignored(tmp_path, tiny_config, tiny_data, monkeypatch):
@@ -354,9 +359,9 @@ def test_every_evaluation_setting_is_observed_in_the_written_metrics(tmp_path, t
 
     # ece_bins: every reliability table has 7 bins, and the ECE is the 7-bin ECE of the saved weights
     assert {split: len(table["bin_count"]) for split, table in reliability.items()} == {"test": 7, "val": 7, "test_ts": 7}
-    model, _ = training.load_checkpoint(tmp_path / "run" / "model.pt")
+    model, _ = load_checkpoint(tmp_path / "run" / "model.pt")
     x_test = engine.to_device_images(data.x_test[:10], torch.device("cpu"))
-    logits = training.split_logits(model, x_test, engine.Normalise(), config["compute"], torch.device("cpu"))
+    logits = split_logits(model, x_test, engine.Normalise(), config["compute"], torch.device("cpu"))
     recomputed, _ = summarise(logits, torch.from_numpy(data.y_test[:10]), 7)
     assert metrics["test"]["ece"] == recomputed["ece"]
     # test_limit: the test metrics count 10 images
@@ -394,19 +399,19 @@ def test_a_second_writer_is_refused_while_the_folder_is_locked(tmp_path, tiny_co
     out.mkdir()
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
-         "print('held', flush=True); time.sleep(120)", str(out / training.LOCK_FILE)],
+         "print('held', flush=True); time.sleep(120)", str(out / LOCK_FILE)],
         stdout=subprocess.PIPE, text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(MixstudyError, match="being written by another mixstudy process"):
             _train(tiny_config(), tiny_data, out)
-        assert sorted(p.name for p in out.iterdir()) == [training.LOCK_FILE]  # nothing else written
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing else written
     finally:
         holder.kill()
         holder.wait()
     _train(tiny_config(), tiny_data, out)  # the holder died: its lock went with it
-    assert (out / "metrics.json").is_file() and not (out / training.LOCK_FILE).exists()
+    assert (out / "metrics.json").is_file() and not (out / LOCK_FILE).exists()
 
 
 def test_finished_run_is_kept_and_another_configuration_needs_replace(tmp_path, tiny_config, tiny_data):

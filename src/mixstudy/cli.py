@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 from mixstudy.errors import MixstudyError
+from mixstudy.study import RUNS_ROOT as DEFAULT_RUNS_ROOT
 
 log = logging.getLogger("mixstudy")
 
-DEFAULT_RUNS_ROOT = "results/runs"
 DEFAULT_SELECTION = "results/tuning/selection.yaml"
 DEFAULT_TABLES_DIR = "results/tables"
 DEFAULT_SUMMARY = "metrics/summary.json"
@@ -41,6 +41,18 @@ def _add_params(parser: argparse.ArgumentParser) -> None:
 
 def _add_runs_root(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-root", default=DEFAULT_RUNS_ROOT, help=f"root of run folders (default {DEFAULT_RUNS_ROOT})")
+
+
+def _runs_root(args) -> Path:
+    """The --runs-root of a command that reads finished runs: a folder that is not there is a typo
+    or a queue not started, and reading it would write tables and a report of nothing."""
+    root = Path(args.runs_root)
+    if not root.is_dir():
+        raise MixstudyError(
+            f"--runs-root {root} is not a folder; give the folder that holds the run folders "
+            f"(default {DEFAULT_RUNS_ROOT}, e.g. docs/real-runs) or train the runs first"
+        )
+    return root
 
 
 def _params(args) -> dict:
@@ -143,7 +155,8 @@ def cmd_evaluate(args) -> None:
     from mixstudy import engine
     from mixstudy.data import load_study_data, subset_file
     from mixstudy.fileio import write_json
-    from mixstudy.training import evaluate_all, load_checkpoint
+    from mixstudy.checkpoint import load_checkpoint
+    from mixstudy.evaluation import evaluate_all
 
     params = _params(args)
     device = engine.resolve_device(params["compute"]["device"])
@@ -161,7 +174,7 @@ def cmd_select(args) -> None:
     from mixstudy.selection import select_best, write_selection
 
     params = _params(args)
-    selection = select_best(params, args.runs_root)
+    selection = select_best(params, _runs_root(args))
     write_selection(selection, args.out)
     print(
         f"wrote {args.out}: {selection['scheduler']}, momentum {selection['momentum']}, "
@@ -193,10 +206,10 @@ def cmd_progress(args) -> None:
 
 
 def cmd_aggregate(args) -> None:
-    from mixstudy.tables import aggregate
+    from mixstudy.aggregation import aggregate
 
     params = _params(args)
-    analysis = aggregate(params, args.runs_root, args.out_dir, args.summary, _expectation(params, args))
+    analysis = aggregate(params, _runs_root(args), args.out_dir, args.summary, _expectation(params, args))
     counts = analysis.counts()
     print(
         f"wrote tables to {args.out_dir} and {args.summary}: {counts['finished']} of {counts['expected']} runs finished, "
@@ -208,7 +221,7 @@ def _expectation(params: dict, args):
     """What runs are checked against: the tuning's choice and the subset, where they exist."""
     from mixstudy import study
     from mixstudy.data import subset_file
-    from mixstudy.tables import Expectation
+    from mixstudy.analysis import Expectation
 
     selection = study.read_selection(args.selection) if Path(args.selection).is_file() else None
     subset = Path(args.subset or subset_file(params["subset"]))
@@ -227,7 +240,7 @@ def cmd_figures(args) -> None:
     from mixstudy.figures import make_figures
 
     params = _params(args)
-    result = make_figures(params, args.runs_root, args.out_dir)
+    result = make_figures(params, _runs_root(args), args.out_dir)
     print(f"wrote {len(result.written)} figures to {args.out_dir}")
     for name, reason in result.skipped.items():
         print(f"skipped {name}: {reason}")
@@ -237,7 +250,7 @@ def cmd_report(args) -> None:
     from mixstudy.report import write_report
 
     params = _params(args)
-    markdown_path, html_path = write_report(params, args.runs_root, args.out, args.figures_dir, args.selection)
+    markdown_path, html_path = write_report(params, _runs_root(args), args.out, args.figures_dir, args.selection)
     print(f"wrote {markdown_path} and {html_path}")
 
 

@@ -207,6 +207,7 @@ def validate_params(params: dict) -> None:
         raise ConfigError("invalid parameters: " + "; ".join(_describe(e) for e in errors))
     check_finite(params)
     check_mixing_points(params)
+    check_mixing_settings(params["mixing"])
     check_validation_settings(params)
 
 
@@ -234,6 +235,15 @@ def check_validation_settings(params: dict) -> None:
         raise ConfigError(
             "evaluation.temperature_scaling needs a validation split: set subset.val_per_class > 0 "
             "(e.g. 50) or evaluation.temperature_scaling: false"
+        )
+
+
+def check_mixing_settings(mixing: dict) -> None:
+    """A setting that does not apply to the chosen method is refused, never recorded as if it had acted."""
+    if mixing["method"] != "manifold" and list(mixing["layers"]) != [0]:
+        raise ConfigError(
+            f"mixing.layers: {list(mixing['layers'])} applies to manifold mixup only; {mixing['method']} "
+            "mixes at the input (point 0): set mixing.method=manifold, or mixing.layers=[0]"
         )
 
 

@@ -13,7 +13,7 @@
   test_curves           test accuracy every evaluation.every epochs, for the runs that recorded it
   published_vs_ours     each Table 1 and Table 3 cell we ran against the study's, identity line
 
-Every number comes from :func:`mixstudy.tables.analyse` (accuracies in percent, std with ddof=1).
+Every number comes from :func:`mixstudy.analysis.analyse` (accuracies in percent, std with ddof=1).
 A figure whose data is absent is skipped with a warning, and any stale copy of it is removed.
 Each layer set S has one colour and marker in every figure; the baseline is black, CutMix grey.
 """
@@ -33,20 +33,12 @@ import seaborn as sns
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from mixstudy import study, tables
+from mixstudy import published, study
+from mixstudy.analysis import Analysis, analyse, best_mixing, mixing_differences, read_histories
 from mixstudy.errors import DataError
 from mixstudy.fileio import atomic_path
-from mixstudy.tables import (
-    INCOMPLETE,
-    Analysis,
-    analyse,
-    best_mixing,
-    cell_label,
-    format_signed,
-    mixing_differences,
-    read_record,
-    set_notation,
-)
+from mixstudy.statistics import CONFIDENCE
+from mixstudy.tables import INCOMPLETE, calibration_cells, calibration_table, format_signed
 
 matplotlib.use("Agg")  # files only; never needs a display
 
@@ -76,7 +68,7 @@ class FigureContext:
 
 def layer_set_styles(params: dict) -> dict:
     """One colour and marker per layer set S, in the order of sweep.layer_sets, shared by every figure."""
-    labels = [set_notation(study.layers_label(layers)) for layers in params["sweep"]["layer_sets"]]
+    labels = [study.set_notation(study.layers_label(layers)) for layers in params["sweep"]["layer_sets"]]
     palette = sns.color_palette("colorblind" if len(labels) <= 7 else "husl", len(labels))
     return {
         label: {"color": colour, "marker": MARKERS[i % len(MARKERS)]}
@@ -86,7 +78,7 @@ def layer_set_styles(params: dict) -> dict:
 
 def config_colour(context: FigureContext, cell) -> str | tuple:
     if cell["method"] == "manifold":
-        return context.styles[set_notation(cell["layers"])]["color"]
+        return context.styles[study.set_notation(cell["layers"])]["color"]
     return CUTMIX_COLOUR if cell["method"] == "cutmix" else BASELINE_COLOUR
 
 
@@ -230,7 +222,7 @@ def sweep_pivot(analysis: Analysis, values: pd.Series) -> pd.DataFrame:
     """``values`` (indexed like the manifold cells) laid out as S x alpha: S in grid order, alpha
     ascending (a cross of the grid lists its cells by S, so the first alpha found need not be the smallest)."""
     cells = analysis.stage("sweep", "manifold")
-    frame = pd.DataFrame({"S": cells["layers"].map(set_notation), "alpha": cells["alpha"], "value": values})
+    frame = pd.DataFrame({"S": cells["layers"].map(study.set_notation), "alpha": cells["alpha"], "value": values})
     pivot = frame.pivot(index="S", columns="alpha", values="value")
     return pivot.reindex(index=list(dict.fromkeys(frame["S"])), columns=sorted(set(frame["alpha"])))
 
@@ -301,7 +293,7 @@ def draw_baseline(ax, base: pd.Series) -> None:
 
 def draw_alpha_line(ax, rows: pd.DataFrame, style: dict, band_alpha: float) -> None:
     """One layer set's mean accuracy against alpha, with a band of one standard deviation over seeds."""
-    label = f"S = {set_notation(rows['layers'].iloc[0])}"
+    label = f"S = {study.set_notation(rows['layers'].iloc[0])}"
     ax.plot(rows["alpha"], rows["acc_mean"], label=label, **style)
     ax.fill_between(rows["alpha"], rows["acc_mean"] - rows["acc_std"], rows["acc_mean"] + rows["acc_std"],
                     color=style["color"], alpha=band_alpha, lw=0)
@@ -329,7 +321,7 @@ def acc_vs_alpha(context: FigureContext) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(8, 4.8))
     draw_baseline(ax, analysis.baseline())
     for layers, rows in cells.groupby("layers", sort=False):
-        draw_alpha_line(ax, rows, context.styles[set_notation(layers)], band_alpha=0.08)
+        draw_alpha_line(ax, rows, context.styles[study.set_notation(layers)], band_alpha=0.08)
     draw_cutmix(ax, analysis)
     alpha_axis(ax, analysis)
     ax.set_xlabel("mixing strength α (log scale)")
@@ -349,9 +341,9 @@ def acc_vs_alpha_panels(context: FigureContext) -> plt.Figure:
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), sharex=True, sharey=True, squeeze=False)
     for ax, (layers, rows) in zip(axes.flat, groups):
         draw_baseline(ax, analysis.baseline())
-        draw_alpha_line(ax, rows, context.styles[set_notation(layers)], band_alpha=0.2)
+        draw_alpha_line(ax, rows, context.styles[study.set_notation(layers)], band_alpha=0.2)
         alpha_axis(ax, analysis)
-        ax.set_title(f"S = {set_notation(layers)}")
+        ax.set_title(f"S = {study.set_notation(layers)}")
     for ax in axes.flat[len(groups):]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
@@ -377,7 +369,7 @@ def compared_configs(context: FigureContext) -> list[tuple[str, pd.Series, objec
         compared.append(("baseline", base, BASELINE_COLOUR))
     best = best_mixing(analysis)
     if best is not None:
-        compared.append((f"best mixup: {cell_label(best)}", best, config_colour(context, best)))
+        compared.append((f"best mixup: {best['label']}", best, config_colour(context, best)))
     if not compared:
         raise MissingFigureData("neither the baseline nor any manifold mixup run has finished")
     return compared
@@ -390,8 +382,8 @@ def run_folders(context: FigureContext, cell: pd.Series) -> list[Path]:
 
 
 def require_histories(folders: list[Path]) -> pd.DataFrame:
-    """The stacked histories (tables.read_histories), or MissingFigureData: the figure is skipped."""
-    histories = tables.read_histories(folders)
+    """The stacked histories (:func:`mixstudy.analysis.read_histories`), or MissingFigureData: the figure is skipped."""
+    histories = read_histories(folders)
     if histories is None:
         raise MissingFigureData(f"no history.tsv in {folders[0].parent if folders else 'the run folders'}")
     return histories
@@ -446,7 +438,7 @@ def pool_reliability(tables: list[dict]) -> dict:
 
 
 def pooled_reliability(folders: list[Path], split: str = "test") -> dict:
-    tables = [(read_record(folder).get("reliability") or {}).get(split) for folder in folders]
+    tables = [(study.read_run_record(folder).get("reliability") or {}).get(split) for folder in folders]
     tables = [table for table in tables if table]
     if not tables:
         raise MissingFigureData("the finished runs hold no reliability bins")
@@ -486,10 +478,10 @@ def reliability_scaled(context: FigureContext) -> plt.Figure:
 
 
 def calibration_scaling(context: FigureContext) -> plt.Figure:
-    table = tables.calibration_table(context.analysis)
+    table = calibration_table(context.analysis)
     if table is None:
         raise MissingFigureData("no run recorded temperature-scaled metrics (evaluation.temperature_scaling)")
-    labels = [cell_label(cell) for _, cell in tables.calibration_cells(context.analysis).iterrows()]
+    labels = [cell["label"] for _, cell in calibration_cells(context.analysis).iterrows()]
     data = table.data.set_index("name")
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.8 + 0.55 * len(data)), sharey=True)
     y = np.arange(len(data))
@@ -499,7 +491,7 @@ def calibration_scaling(context: FigureContext) -> plt.Figure:
             low, high = data[f"{prefix}{metric}_low"], data[f"{prefix}{metric}_high"]
             errors = np.vstack([(mean - low).fillna(0), (high - mean).fillna(0)])
             ax.barh(y + offset, mean, 0.34, xerr=errors, capsize=3, color=colour, label=label)
-        ax.set_xlabel(f"test {metric.upper()}, mean and {tables.CONFIDENCE:.0%} interval over seeds")
+        ax.set_xlabel(f"test {metric.upper()}, mean and {CONFIDENCE:.0%} interval over seeds")
         ax.grid(axis="y", visible=False)
     axes[0].set_yticks(y, labels)
     axes[0].invert_yaxis()
@@ -520,7 +512,7 @@ def test_curves(context: FigureContext) -> plt.Figure:
         colour = BASELINE_COLOUR if name == "baseline" else config_colour(context, cell)
         histories = require_histories([context.runs_root / run_id for run_id in runs["run_id"]]).dropna(subset=["test_acc"])
         draw_mean_band(ax, histories.groupby("epoch"), "test_acc", 100, colour, ("-", "--", ":")[index % 3],
-                       f"{cell_label(cell)} ({len(runs)} seeds)")
+                       f"{cell['label']} ({len(runs)} seeds)")
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{ACC_LABEL}, mean ± sd over seeds")
     ax.set_title("Test accuracy during training (never used to choose anything)")
@@ -529,7 +521,6 @@ def test_curves(context: FigureContext) -> plt.Figure:
 
 
 def published_vs_ours(context: FigureContext) -> plt.Figure:
-    from mixstudy import published  # published imports tables; figures is imported after both
 
     stages = {"Table 3 (manifold mixup)": published.table3_beside_ours(context.analysis),
               "Table 1 (tuning)": published.table1_beside_ours(context.analysis)}

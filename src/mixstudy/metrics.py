@@ -73,12 +73,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     in float64, from T = 1. Fit it on held-out (validation) logits, never on the test set.
     """
     if len(labels) == 0:
-        from mixstudy.errors import ConfigError
-
-        raise ConfigError(
-            "temperature scaling needs a validation split; set subset.val_per_class > 0 "
-            "or evaluation.temperature_scaling: false"
-        )
+        raise ValueError("fit_temperature needs held-out logits; it was given none")
     logits, labels = logits.detach().double(), labels.detach()
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     solver = torch.optim.LBFGS([log_t], lr=1.0, max_iter=200, tolerance_grad=1e-10, tolerance_change=1e-12, line_search_fn="strong_wolfe")

@@ -1,5 +1,9 @@
 """Input mixup, manifold mixup and CutMix as small functions plus one :class:`Mixer`.
 
+This module is the one answer to where alpha acts: the draws (:meth:`Mixer.draw`), mixing at the
+drawn point (:meth:`Mixer.mix`, and :func:`member_mixes` for each member of a pack), the mixed
+targets (:meth:`Mixer.targets`) and the loss on them (:meth:`Mixer.loss_fn`).
+
 The variants are named options of one mixer (``method``, ``lambda_per``, ``loss``), not copies:
 
 * ``mixup``    - mix at point 0 (the input);
@@ -21,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from mixstudy.errors import ConfigError
+from mixstudy.models import NUM_CLASSES
 
 METHODS = ("none", "mixup", "manifold", "cutmix")
 LOSSES = ("soft_ce", "bce")
@@ -114,30 +119,29 @@ class MixDraw:
 
 
 class Mixer:
-    """Draws and applies one mixing method; ``method='none'`` or ``alpha=0`` means plain training."""
+    """Draws and applies one mixing method; ``method='none'`` or ``alpha=0`` means plain training.
+
+    Every setting is given (params.yaml's ``mixing`` holds the defaults; see :meth:`from_params`).
+    """
 
     def __init__(
         self,
-        method: str = "none",
-        alpha: float = 0.0,
-        layers=(0,),
-        lambda_per: str = "batch",
-        loss: str = "soft_ce",
-        label_smoothing: float = 0.0,
-        num_classes: int = 10,
+        method: str,
+        alpha: float,
+        layers,
+        lambda_per: str,
+        loss: str,
+        label_smoothing: float,
+        num_classes: int,
     ):
         if method not in METHODS:
             raise ConfigError(f"mixing.method: unknown method {method!r}; choose one of: {', '.join(METHODS)}")
-        if alpha < 0:
-            raise ConfigError(f"mixing.alpha: {alpha} is negative; alpha must be >= 0 (0 = no mixing)")
         if lambda_per not in ("batch", "sample"):
             raise ConfigError(f"mixing.lambda_per: {lambda_per!r}; choose batch or sample")
         if loss not in LOSSES:
             raise ConfigError(f"mixing.loss: unknown loss {loss!r}; choose one of: {', '.join(LOSSES)}")
         self.method, self.alpha, self.loss = method, float(alpha), loss
         self.layers = tuple(layers) if method == "manifold" else (0,)
-        if not 0 <= label_smoothing < 1:
-            raise ConfigError(f"mixing.label_smoothing: {label_smoothing} is outside [0, 1); use e.g. 0.1 (0 = off)")
         self.lambda_per = lambda_per
         self.label_smoothing = float(label_smoothing)
         self.num_classes = num_classes
@@ -151,6 +155,7 @@ class Mixer:
             lambda_per=mixing["lambda_per"],
             loss=mixing["loss"],
             label_smoothing=mixing["label_smoothing"],
+            num_classes=NUM_CLASSES,
         )
 
     @property
@@ -189,3 +194,20 @@ class Mixer:
 
     def loss_fn(self, logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
         return mixed_loss(logits, soft_targets, self.loss)
+
+
+def member_mixes(mixers: list[Mixer], draws: list[MixDraw | None]) -> dict:
+    """Mixing functions by point for a pack (see mixstudy.packing): member ``i`` mixes its own
+    channel block with ``mixers[i]`` and its own draw, at the point it drew; a plain run is a pack of one."""
+
+    def mix_at(point: int):
+        def mix(h: torch.Tensor) -> torch.Tensor:
+            blocks = list(h.chunk(len(mixers), dim=1))
+            for i, (mixer, draw) in enumerate(zip(mixers, draws)):
+                if draw is not None and draw.point == point:
+                    blocks[i] = mixer.mix(blocks[i], draw)
+            return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
+
+        return mix
+
+    return {point: mix_at(point) for point in {d.point for d in draws if d is not None}}

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from mixstudy.networks import mixing_points, network, network_settings  # noqa: F401  (mixing_points re-exported)
+from mixstudy.networks import network, network_settings
 
 NUM_CLASSES = 10
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mixstudy import study
+from mixstudy.errors import ConfigError
 
 PROGRESS_FILE = "progress.json"
 # A running run rewrites its progress file every epoch; one untouched for this many of its own epochs
@@ -50,9 +51,9 @@ def run_state(params: dict, spec: study.RunSpec, runs_root: str | Path) -> RunSt
     metrics, progress = folder / "metrics.json", folder / PROGRESS_FILE
     if metrics.is_file():
         try:
-            record = json.loads(metrics.read_text())
+            record = study.read_run_record(folder)
             return RunState(spec, "finished", epochs, epochs, float(record.get("wall_time_s") or 0))
-        except (json.JSONDecodeError, OSError, ValueError):
+        except (ConfigError, ValueError, TypeError):
             pass  # being written or damaged: not finished
     if progress.is_file():
         try:

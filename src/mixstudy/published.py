@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from mixstudy import study
-from mixstudy.tables import Analysis, Table, format_signed, format_stat, set_notation
+from mixstudy.analysis import Analysis
+from mixstudy.tables import Table, format_signed, format_stat
 
 PUBLISHED = resources.files("mixstudy") / "published"
 PUBLISHED_COLUMN = "test_acc_pct"
@@ -33,7 +34,7 @@ def published_table1() -> pd.DataFrame:
 def published_table3() -> pd.DataFrame:
     with resources.as_file(PUBLISHED / "table3.csv") as path:
         table = pd.read_csv(path, dtype={"layers": str})
-    table["name"] = [f"manifold_S{row.layers}_alpha{study.fmt(row.alpha)}" for row in table.itertuples()]
+    table["name"] = [study.manifold_name(row.layers, row.alpha) for row in table.itertuples()]
     return table
 
 
@@ -78,7 +79,7 @@ def _ran(analysis: Analysis) -> pd.DataFrame:
 
 
 def _label(layers: str, alpha: float) -> str:
-    return f"S={set_notation(layers)}, α={study.fmt(alpha)}"
+    return f"S={study.set_notation(layers)}, α={study.fmt(alpha)}"
 
 
 def every_cell_beats_the_baseline(analysis: Analysis) -> Claim:
@@ -106,7 +107,7 @@ def set_2_gains_least(analysis: Analysis) -> Claim:
     lowest = {alpha: group.loc[group["acc_mean"].idxmin(), "layers"] for alpha, group in columns.items()}
     held = [alpha for alpha, layers in lowest.items() if layers == "2"]
     evidence = "; ".join(
-        f"α={study.fmt(alpha)}: lowest is S={set_notation(layers)} of {len(columns[alpha])} sets"
+        f"α={study.fmt(alpha)}: lowest is S={study.set_notation(layers)} of {len(columns[alpha])} sets"
         for alpha, layers in lowest.items()
     )
     return Claim(text, len(held) == len(columns), evidence)
@@ -119,7 +120,7 @@ def set_02_best_in_most_columns(analysis: Analysis) -> Claim:
         return Claim(text, None, "no alpha column holds S={0,2} beside another set")
     best = {alpha: group.loc[group["acc_mean"].idxmax(), "layers"] for alpha, group in columns.items()}
     wins = sum(layers == "0-2" for layers in best.values())
-    evidence = "; ".join(f"α={study.fmt(a)}: best is S={set_notation(l)} of {len(columns[a])} sets" for a, l in best.items())
+    evidence = "; ".join(f"α={study.fmt(a)}: best is S={study.set_notation(l)} of {len(columns[a])} sets" for a, l in best.items())
     return Claim(text, wins > len(columns) / 2, f"best in {wins} of {len(columns)} column(s) with two or more sets ({evidence})")
 
 
@@ -134,7 +135,7 @@ def alphas_4_and_2_best(analysis: Analysis) -> Claim:
     for layers, group in rows.items():
         top_two = set(group.nlargest(2, "acc_mean")["alpha"])
         verdicts.append(top_two == {2.0, 4.0})
-        parts.append(f"S={set_notation(layers)}: best two of {len(group)} alphas are "
+        parts.append(f"S={study.set_notation(layers)}: best two of {len(group)} alphas are "
                      + " and ".join(f"α={study.fmt(a)}" for a in sorted(top_two)))
     return Claim(text, all(verdicts), "; ".join(parts))
 
@@ -149,7 +150,7 @@ def manifold_beats_input_mixup(analysis: Analysis) -> Claim:
         others = group[group["layers"] != "0"]
         best = others.loc[others["acc_mean"].idxmax()]
         verdicts.append(best["acc_mean"] > input_mixup["acc_mean"])
-        parts.append(f"α={study.fmt(alpha)}: best manifold S={set_notation(best['layers'])} {best['acc_mean']:.2f}% "
+        parts.append(f"α={study.fmt(alpha)}: best manifold S={study.set_notation(best['layers'])} {best['acc_mean']:.2f}% "
                      f"vs input mixup {input_mixup['acc_mean']:.2f}%")
     if not verdicts:
         return Claim(text, None, "no alpha at which S={0} ran beside another set")

@@ -16,14 +16,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from mixstudy import study
+from mixstudy import published, study
+from mixstudy.analysis import Analysis, analyse, best_mixing, mixing_differences
 from mixstudy.fileio import write_text
 from mixstudy.networks import STUDY_NETWORK, network, network_settings
-from mixstudy.selection import SELECTION_RULE
-from mixstudy.tables import (
-    CONFIDENCE, Analysis, analyse, best_mixing, best_tuning, cell_label, format_interval, format_p, format_signed,
-    mixing_differences, published_best_cell, published_cell, study_tables, welch_difference,
-)
+from mixstudy.selection import SELECTION_RULE, best_tuning
+from mixstudy.statistics import CONFIDENCE, welch_difference
+from mixstudy.tables import format_interval, format_p, format_signed, published_best_cell, published_cell, study_tables
 
 FIGURE_CAPTIONS = {
     "fig1_mixing_examples": "Figure 1: pairs from the training subset, their input mixup at λ = 0.5 and CutMix.",
@@ -85,11 +84,11 @@ def comparison_rows(analysis: Analysis) -> list[tuple[str, float | None, pd.Seri
     rows = [
         ("Best tuning configuration (Table 1)", published["tuning_best"], tuning, tuning_label(tuning)),
         ("Final baseline", published["baseline"], analysis.baseline(), "sweep/baseline"),
-        ("Best manifold mixup", published["best_mixup"], best, cell_label(best) if best is not None else "—"),
+        ("Best manifold mixup", published["best_mixup"], best, best["label"] if best is not None else "—"),
     ]
     if at_published is not None:
-        rows.append((f"Mixup at the published best ({cell_label(at_published)})", published["best_mixup"],
-                     at_published, cell_label(at_published)))
+        rows.append((f"Mixup at the published best ({at_published['label']})", published["best_mixup"],
+                     at_published, at_published["label"]))
     return rows
 
 
@@ -116,12 +115,12 @@ def departures_from_study(params: dict) -> list[str]:
     """Settings of this configuration that differ from the study's (``report.published.setting``)."""
     setting = params["report"]["published"]["setting"]
     departures = []
-    for dotted, published in setting.items():
+    for dotted, study_value in setting.items():
         value = params
         for key in dotted.split("."):
             value = value.get(key) if isinstance(value, dict) else None
-        if value != published:
-            departures.append(f"`{dotted}` is {value!r} (the study: {published!r})")
+        if value != study_value:
+            departures.append(f"`{dotted}` is {value!r} (the study: {study_value!r})")
     return departures
 
 
@@ -179,7 +178,7 @@ def gain_in_words(analysis: Analysis, differences: pd.DataFrame) -> str:
         else "it is the only manifold mixup configuration run, so no choice on the test set favours it."
     )
     return (
-        f"{claimed}Ours, best manifold mixup ({cell_label(best)}) minus the baseline, is "
+        f"{claimed}Ours, best manifold mixup ({best['label']}) minus the baseline, is "
         f"{format_signed(row['diff'])} points ({CONFIDENCE:.0%} Welch interval "
         f"{format_interval(row['ci_low'], row['ci_high'])}, p = {format_p(row['p'])}); {caveat}"
     )
@@ -325,7 +324,7 @@ def headline_section(analysis: Analysis, differences: pd.DataFrame) -> str:
                   else "our best cell, chosen on the test set, so optimistic")
     row = differences.set_index("name").loc[cell["name"]]
     lines = [
-        f"- **Gain of manifold mixup ({cell_label(cell)}; {chosen_how}) over the baseline: "
+        f"- **Gain of manifold mixup ({cell['label']}; {chosen_how}) over the baseline: "
         f"{format_signed(row['diff'])} points** of test accuracy, {CONFIDENCE:.0%} Welch interval "
         f"{format_interval(row['ci_low'], row['ci_high'])} ({cell['acc_mean']:.2f}% vs {base['acc_mean']:.2f}%; "
         f"{int(cell['n'])} and {int(base['n'])} seeds).",
@@ -388,7 +387,7 @@ def wang_claim(analysis: Analysis, cell: pd.Series, base: pd.Series, mix: pd.Ser
     a claim that mixup is *no better* is contradicted only by an interval wholly below zero."""
     scaled = welch_difference(analysis.values(cell["name"], "ts_ece"), analysis.values("baseline", "ts_ece"))
     numbers = (
-        f"ECE of mixup ({cell_label(cell)}) against the baseline: {mix['ece_mean']:.3f} vs {base['ece_mean']:.3f} "
+        f"ECE of mixup ({cell['label']}) against the baseline: {mix['ece_mean']:.3f} vs {base['ece_mean']:.3f} "
         f"raw, {mix['ts_ece_mean']:.3f} vs {base['ts_ece_mean']:.3f} after scaling; mixup minus baseline after "
         f"scaling: {format_signed(scaled['diff'], 3)}, {CONFIDENCE:.0%} Welch interval "
         f"{format_interval(scaled['ci_low'], scaled['ci_high'], 3)}. "
@@ -431,8 +430,6 @@ def best_epoch_section(tables: dict, figure) -> str:
 
 
 def published_section(analysis: Analysis, figure) -> str:
-    from mixstudy import published
-
     table3 = published.table3_beside_ours(analysis)
     ran = table3[table3["n"] > 0]
     parts = ["## The published cells beside ours\n",

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from mixstudy.analysis import Analysis, Expectation, inspect_run
 from mixstudy.errors import MixstudyError
 from mixstudy.fileio import write_text
 from mixstudy.study import read_run_record, tuning_runs
@@ -36,7 +37,7 @@ def rank_configurations(runs: pd.DataFrame, split: str | None = None) -> tuple[p
     """Tuning configurations, best first, and the split that ranked them (see ``SELECTION_RULE``;
     ``split="test"`` ranks on the test set whatever the runs hold).
 
-    ``runs`` has one row per tuning run as :func:`mixstudy.tables.collect_runs` makes them
+    ``runs`` has one row per tuning run as :func:`mixstudy.analysis.collect_runs` makes them
     (``name``, ``status`` ok/failed/mismatched, ``acc``, ``val_acc``, the descriptors); accuracies
     keep the unit they come in. A configuration without a finished seed ranks last (mean NaN);
     ties keep grid order.
@@ -65,8 +66,6 @@ def select_best(params: dict, runs_root: str | Path) -> dict:
     Every tuning run must have a metrics.json: a selection over a partial grid would silently
     change when the missing runs arrive.
     """
-    from mixstudy.tables import Expectation, inspect_run  # tables builds on this module
-
     rows, missing = [], []
     for spec in tuning_runs(params):
         row, problem = inspect_run(params, spec, runs_root, Expectation())
@@ -90,6 +89,23 @@ def select_best(params: dict, runs_root: str | Path) -> dict:
         "mean_acc": float(best["mean_acc"]),
         "ranking": [{key: _plain(value) for key, value in row.items()} for row in ranking.to_dict("records")],
     }
+
+
+def best_tuning(analysis: Analysis, on_test: bool = False) -> pd.Series | None:
+    """The configuration ``mixstudy select`` chooses for the sweep (:data:`selection.SELECTION_RULE`),
+    with the split that ranked it as ``ranked_on`` ("val" or "test"); ``on_test`` ranks on the test
+    set whatever the runs hold."""
+    runs = analysis.runs
+    tuning = runs[runs["stage"] == "tuning"] if not runs.empty else runs
+    if tuning.empty:
+        return None
+    ranking, ranked_on = rank_configurations(tuning, "test" if on_test else None)
+    if ranking.iloc[0]["finished_seeds"] == 0:
+        return None
+    cells = analysis.stage("tuning")
+    best = cells[cells["name"] == ranking.iloc[0]["name"]].iloc[0].copy()
+    best["ranked_on"] = ranked_on
+    return best
 
 
 def _plain(value):

@@ -28,6 +28,8 @@ from mixstudy.fileio import sha256_file
 from mixstudy.networks import network_settings
 
 RUN_SECTIONS = ("model", "train", "mixing", "evaluation", "compute")
+RUNS_ROOT = "results/runs"  # where the workflow and the CLI keep run folders (dvc.yaml names it too)
+BASELINE = "baseline"
 
 
 def fmt(value: float) -> str:
@@ -40,8 +42,41 @@ def layers_label(layers) -> str:
     return "-".join(str(k) for k in layers)
 
 
+def set_notation(layers: str) -> str:
+    """A run name's layer label as the study writes the set: ``0-2`` -> ``{0,2}``."""
+    return "{" + layers.replace("-", ",") + "}"
+
+
+# --- configuration names: the one place a run name is formatted ------------------------------
+
+
+def tuning_name(scheduler: str, momentum: float, weight_decay: float) -> str:
+    return f"{scheduler}_mom{fmt(momentum)}_wd{fmt(weight_decay)}"
+
+
+def manifold_name(layers, alpha: float) -> str:
+    """``manifold_S0-2_alpha4``; ``layers`` a list of points or their label ``0-2``."""
+    label = layers if isinstance(layers, str) else layers_label(layers)
+    return f"manifold_S{label}_alpha{fmt(alpha)}"
+
+
+def cutmix_name(alpha: float) -> str:
+    return f"cutmix_alpha{fmt(alpha)}"
+
+
+def label_smoothing_name(eps: float) -> str:
+    return f"label_smoothing_eps{fmt(eps)}"
+
+
+def cutout_name(size: int) -> str:
+    return f"cutout_{int(size)}"
+
+
 @dataclass(frozen=True)
 class RunSpec:
+    """One run of the grids: its stage, configuration name and seed, the overrides that define it,
+    and every name it goes by (run id and folder, the text's label, the summary key)."""
+
     stage: str  # tuning | sweep
     name: str
     seed: int
@@ -51,8 +86,61 @@ class RunSpec:
     def run_id(self) -> str:
         return f"{self.stage}/{self.name}/seed{self.seed}"
 
-    def folder(self, root: str | Path = "results/runs") -> Path:
+    def folder(self, root: str | Path = RUNS_ROOT) -> Path:
         return Path(root) / self.run_id
+
+    @property
+    def method(self) -> str:
+        """none | manifold | cutmix | label_smoothing | cutout: what the configuration compares."""
+        mixing, augment = self.overrides["mixing"], self.overrides.get("train", {}).get("augment", {})
+        if mixing.get("label_smoothing"):
+            return "label_smoothing"
+        if augment.get("cutout"):
+            return "cutout"
+        return mixing["method"]
+
+    @property
+    def strength(self) -> float | None:
+        """CutMix's alpha, label smoothing's eps, Cutout's square side; None for the others."""
+        mixing = self.overrides["mixing"]
+        strengths = {
+            "cutmix": lambda: float(mixing["alpha"]),
+            "label_smoothing": lambda: float(mixing["label_smoothing"]),
+            "cutout": lambda: float(self.overrides["train"]["augment"]["cutout"]),
+        }
+        return strengths[self.method]() if self.method in strengths else None
+
+    @property
+    def layers(self) -> str:
+        """Manifold mixup's set S as in run names (``0-2``); empty for the others."""
+        return layers_label(self.overrides["mixing"]["layers"]) if self.method == "manifold" else ""
+
+    @property
+    def label(self) -> str:
+        """The configuration as the text names it: ``S={0,2}, α=4``, ``CutMix α=1``, ``baseline``."""
+        alpha = fmt(self.overrides["mixing"]["alpha"])
+        labels = {
+            "manifold": lambda: f"S={set_notation(self.layers)}, α={alpha}",
+            "cutmix": lambda: f"CutMix α={alpha}",
+            "label_smoothing": lambda: f"label smoothing ε={fmt(self.strength)}",
+            "cutout": lambda: f"Cutout {int(self.strength)} px",
+        }
+        return labels[self.method]() if self.method in labels else self.name
+
+    @property
+    def summary_key(self) -> str:
+        """The configuration's prefix in ``metrics/summary.json``: ``sweep.S=0-2.alpha=4``,
+        ``cutmix.alpha=1``, ``label_smoothing.eps=0.1``, ``cutout.size=16``, ``baseline``, ``tuning.<name>``."""
+        alpha = fmt(self.overrides["mixing"]["alpha"])
+        keys = {
+            "manifold": lambda: f"sweep.S={self.layers}.alpha={alpha}",
+            "cutmix": lambda: f"cutmix.alpha={alpha}",
+            "label_smoothing": lambda: f"label_smoothing.eps={fmt(self.strength)}",
+            "cutout": lambda: f"cutout.size={int(self.strength)}",
+        }
+        if self.method in keys:
+            return keys[self.method]()
+        return BASELINE if self.stage == "sweep" else f"tuning.{self.name}"
 
 
 def tuning_runs(params: dict) -> list[RunSpec]:
@@ -70,7 +158,7 @@ def tuning_runs(params: dict) -> list[RunSpec]:
             },
             "mixing": {"method": "none", "alpha": 0.0},
         }
-        name = f"{sched}_mom{fmt(momentum)}_wd{fmt(wd)}"
+        name = tuning_name(sched, momentum, wd)
         overrides = _with_test_every(params, name, overrides)
         runs += [RunSpec("tuning", name, seed, overrides) for seed in tuning["seeds"]]
     return runs
@@ -97,17 +185,15 @@ def sweep_runs(params: dict) -> list[RunSpec]:
     """Baseline runs, then alpha x S manifold mixup runs, then CutMix, label smoothing and Cutout runs, each over the seeds."""
     sweep = params["sweep"]
     plain = {"method": "none", "alpha": 0.0}
-    configs = [("baseline", {"mixing": plain})]
+    configs = [(BASELINE, {"mixing": plain})]
     for layers, alpha in manifold_cells(sweep):
-        configs.append(
-            (f"manifold_S{layers_label(layers)}_alpha{fmt(alpha)}", {"mixing": {"method": "manifold", "alpha": alpha, "layers": layers}})
-        )
+        configs.append((manifold_name(layers, alpha), {"mixing": {"method": "manifold", "alpha": alpha, "layers": layers}}))
     for alpha in sweep["cutmix_alphas"]:
-        configs.append((f"cutmix_alpha{fmt(alpha)}", {"mixing": {"method": "cutmix", "alpha": float(alpha)}}))
+        configs.append((cutmix_name(alpha), {"mixing": {"method": "cutmix", "alpha": float(alpha)}}))
     for eps in sweep["label_smoothing"]:
-        configs.append((f"label_smoothing_eps{fmt(eps)}", {"mixing": {**plain, "label_smoothing": float(eps)}}))
+        configs.append((label_smoothing_name(eps), {"mixing": {**plain, "label_smoothing": float(eps)}}))
     for size in sweep["cutout_sizes"]:
-        configs.append((f"cutout_{size}", {"mixing": plain, "train": {"augment": {"cutout": int(size)}}}))
+        configs.append((cutout_name(size), {"mixing": plain, "train": {"augment": {"cutout": int(size)}}}))
     return [
         RunSpec("sweep", name, seed, _with_test_every(params, name, overrides))
         for name, overrides in configs
@@ -193,7 +279,7 @@ class Pack:
     def name(self) -> str:
         return f"{self.stage}/pack{self.index:03d}"
 
-    def folder(self, root: str | Path = "results/packs") -> Path:
+    def folder(self, root: str | Path = "results/packs") -> Path:  # the pack's Snakemake benchmark
         return Path(root) / self.name
 
 

@@ -9,6 +9,7 @@
 # a finished, intact run of the very training configuration and subset asked for is finished,
 # whatever the files' modification times say (a clone, a checkout or `dvc pull` retrains nothing).
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -19,13 +20,15 @@ from mixstudy.errors import ConfigError
 
 validate_params(config)  # schema + mixing points: a bad parameter stops here, before any job
 
-RUNS = "results/runs"
+RUNS = study.RUNS_ROOT
 DATA = config["data"]["out"]
 SUBSET = str(subset_file(config["subset"]))
 SELECTION = "results/tuning/selection.yaml"
 TUNING_RUNS = study.tuning_runs(config)
 SWEEP_RUNS = study.sweep_runs(config)
 RUN_BY_ID = {spec.run_id: spec for spec in TUNING_RUNS + SWEEP_RUNS}
+# A training job's wildcard matches the run ids of the grids only (longest first), nothing else.
+RUN_ID_PATTERN = "|".join(re.escape(run_id) for run_id in sorted(RUN_BY_ID, key=len, reverse=True)) or "(?!)"
 
 
 def params_json(*sections):
@@ -148,6 +151,11 @@ def run_outputs(specs):
     """A run's results; `update`: Snakemake leaves them in place for the training command, which
     keeps a finished run of the same configuration (and restores them if the job fails)."""
     return [update(path) for name in study.RUN_OUTPUTS for path in run_files(specs, name)]
+
+
+def run_outputs_of(run_id_pattern):
+    """The outputs of the run (or the `{run_id}` wildcard) under RUNS, as `run_outputs` gives them."""
+    return [update(f"{RUNS}/{run_id_pattern}/{name}") for name in study.RUN_OUTPUTS]
 
 
 def every_run_file(specs):

@@ -45,11 +45,11 @@ localrules:
 
 rule rebuild_request:
     output:
-        temp("results/rebuild/{run_id}.txt"),
+        temp(rebuild_request("{run_id}")),
     params:
         reason=lambda wildcards: shlex.quote(REBUILD.get(wildcards.run_id, "requested")),
     wildcard_constraints:
-        run_id=r"(tuning|sweep)/[^/]+/seed\d+",
+        run_id=RUN_ID_PATTERN,
     log:
         "logs/rebuild/{run_id}.log",
     conda:

@@ -1,0 +1,37 @@
+"""``mixstudy aggregate``: every table (CSV, Markdown, LaTeX), runs.csv, problems.csv, the curves
+and the flat summary, written from one reading of the run folders."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from mixstudy.analysis import Analysis, Expectation, analyse, mixing_differences
+from mixstudy.fileio import write_json, write_text
+from mixstudy.published import published_tables
+from mixstudy.summary import mean_curves, summary_metrics
+from mixstudy.tables import study_tables, write_table
+
+log = logging.getLogger(__name__)
+
+
+def aggregate(
+    params: dict, runs_root: str | Path, out_dir: str | Path, summary_path: str | Path, expectation: Expectation = Expectation()
+) -> Analysis:
+    """Write every table (CSV, Markdown, LaTeX), runs.csv, problems.csv and the flat summary.json."""
+    out_dir = Path(out_dir)
+    analysis = analyse(params, runs_root, expectation)
+    for table in study_tables(analysis) + published_tables(analysis):
+        write_table(table, out_dir)
+    write_text(out_dir / "runs.csv", analysis.runs.to_csv(index=False))
+    write_text(out_dir / "problems.csv", analysis.problems.to_csv(index=False))
+    write_text(out_dir / "curves.tsv", mean_curves(analysis, runs_root).to_csv(sep="\t", index=False))
+    write_json(summary_path, summary_metrics(analysis, mixing_differences(analysis)))
+    counts = analysis.counts()
+    if counts["finished"] < counts["expected"]:
+        log.warning(
+            "%d of %d expected runs are not usable (%d missing, %d failed, %d mismatched); see %s",
+            counts["expected"] - counts["finished"], counts["expected"], counts["missing"], counts["failed"],
+            counts["mismatched"], out_dir / "problems.csv",
+        )
+    return analysis

@@ -1,0 +1,148 @@
+"""A run folder: one writer at a time, kept or cleared before training, its logs, its finished files.
+
+A run folder holds, when complete:
+  metrics.json  - status, the full resolved configuration, metrics, provenance, wall time
+  history.tsv   - per-epoch train loss/accuracy and learning rate; validation accuracy and NLL
+                  every ``evaluation.val_every`` epochs and test accuracy every ``evaluation.every``
+                  epochs (empty cells where an epoch has none)
+  model.pt      - final weights and configuration, loadable by ``mixstudy evaluate``
+  train.log     - the mixstudy log lines of every process that trained it
+While it runs it holds ``resume.pt`` (mixstudy.checkpoint), ``progress.json`` (mixstudy.progress)
+and its lock file; a run that diverged under ``on_diverge="error"`` leaves ``failure.json``.
+
+* :func:`check_run_folder_path`, :func:`locked_run_folder` - one writer per folder;
+* :func:`kept_record`, :func:`clear_other_run` - a finished run kept, another configuration's refused;
+* :func:`run_logs` - this process's log lines appended to each run's ``train.log``;
+* :func:`history_tsv`, :func:`write_finished_run`, :func:`write_failure` - a run's files, each
+  written atomically, ``metrics.json`` last (its presence marks a finished run).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+
+from mixstudy import study
+from mixstudy.checkpoint import torch_bytes
+from mixstudy.errors import ConfigError, MixstudyError
+from mixstudy.fileio import RESUME_FILE, sha256_bytes, write_bytes, write_json
+from mixstudy.progress import PROGRESS_FILE
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".train.lock"
+
+
+def check_run_folder_path(folder: Path) -> None:
+    """A run folder must be a folder, under folders: one clear error instead of a traceback later."""
+    for path in (folder, *folder.parents):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"run folder {folder}: {path} is a file, not a folder; choose another --out")
+
+
+@contextmanager
+def locked_run_folder(folder: Path):
+    """Hold the run folder's lock (an OS lock on a file in it: a crashed writer cannot leave it held)."""
+    from filelock import FileLock, Timeout
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / LOCK_FILE)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise MixstudyError(
+            f"{folder} is being written by another mixstudy process; wait for it to finish or choose another --out"
+        ) from None
+    try:
+        yield
+    finally:
+        (folder / LOCK_FILE).unlink(missing_ok=True)  # while held: a waiter on the old file sees it unlinked and retries
+        lock.release()
+
+
+def kept_record(folder: Path, config: dict, subset_sha256: str) -> dict | None:
+    """The record of a finished, intact run of this very training in ``folder``, else None."""
+    if study.unfinished_reason(folder, study.training_hash(config, subset_sha256)) is not None:
+        return None
+    log.info("%s: already finished with this training configuration and subset; kept as it is", folder)
+    return study.read_run_record(folder)
+
+
+def clear_other_run(folder: Path, config: dict, subset_sha256: str, replace: bool) -> None:
+    """Before training: a finished run of another configuration is refused (or removed with
+    ``replace``); outputs of an unfinished or damaged run of this one are removed."""
+    metrics = folder / "metrics.json"
+    if not metrics.is_file():
+        return
+    try:
+        other = study.recorded_training_hash(study.read_run_record(folder)) != study.training_hash(config, subset_sha256)
+    except ConfigError:
+        other = False  # a damaged record: nothing finished to protect
+    if other and not replace:
+        raise MixstudyError(
+            f"{folder} holds a finished run of another configuration; choose another --out, "
+            "or pass --replace to train over it"
+        )
+    log.warning("%s: replacing its %s run", folder, "other" if other else "damaged")
+    for name in ("metrics.json", *study.RUN_OUTPUTS[1:], "failure.json", "train.log"):
+        (folder / name).unlink(missing_ok=True)
+
+
+@contextmanager
+def run_logs(out_dirs: list[Path]):
+    """Append this process's mixstudy log lines to each trained run's train.log (a pack's runs share them)."""
+    logger = logging.getLogger("mixstudy")
+    handlers = [logging.FileHandler(out_dir / "train.log", delay=True) for out_dir in out_dirs]  # opened at the first line
+    level = logger.level
+    logger.setLevel(min(level or logging.INFO, logging.INFO))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        logger.setLevel(level)
+
+
+def history_columns(history: list[dict]) -> list[str]:
+    """Every column any epoch has, in order of first appearance (optional ones come and go)."""
+    columns = {"epoch": None}
+    for row in history:
+        columns.update(dict.fromkeys(row))
+    return list(columns)
+
+
+def history_tsv(history: list[dict]) -> str:
+    """One row per epoch; an epoch without an optional column (test or validation) leaves it empty."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=history_columns(history), restval="", delimiter="\t", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return buffer.getvalue()
+
+
+def write_finished_run(out_dir: Path, record: dict, history: list[dict], model: dict) -> None:
+    """Write a finished (or failed and recorded) run: history.tsv, model.pt (``model``: its config
+    and weights), then metrics.json (``record``, given the other files' sha256 under ``files``);
+    the files of a run in progress go."""
+    history_bytes = history_tsv(history).encode()
+    model_bytes = torch_bytes(model)
+    record["files"] = {"history.tsv": sha256_bytes(history_bytes), "model.pt": sha256_bytes(model_bytes)}
+    write_bytes(out_dir / "history.tsv", history_bytes)
+    write_bytes(out_dir / "model.pt", model_bytes)
+    write_json(out_dir / "metrics.json", record)
+    (out_dir / RESUME_FILE).unlink(missing_ok=True)
+    (out_dir / PROGRESS_FILE).unlink(missing_ok=True)
+    (out_dir / "failure.json").unlink(missing_ok=True)
+
+
+def write_failure(out_dir: Path, record: dict) -> None:
+    """A diverged run that raises: its record in failure.json; its resume point stays, metrics.json is not written."""
+    write_json(out_dir / "failure.json", record)
+    (out_dir / PROGRESS_FILE).unlink(missing_ok=True)
