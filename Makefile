@@ -10,7 +10,7 @@ CONFIG ?= config/first.yaml
 GPUS := $(shell nvidia-smi -L 2>/dev/null | grep -c GPU)
 SLOTS ?= $(if $(filter-out 0,$(GPUS)),$(GPUS),$(shell nproc))
 
-.PHONY: study smoke test test-other-cpu install slurm-deps mutation real-results
+.PHONY: study smoke test test-other-cpu install slurm-deps mutation real-results study-runs-results one-study-result
 
 $(BIN)/mixstudy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,23 @@ real-results: install
 	$(BIN)/mixstudy aggregate --params config/table3.yaml --runs-root $(REAL) --out-dir $(REAL)/tables --summary $(REAL)/summary.json
 	$(BIN)/mixstudy figures --params config/table3.yaml --runs-root $(REAL) --out-dir $(REAL)/figures
 	$(BIN)/mixstudy report --params config/table3.yaml --runs-root $(REAL) --out $(REAL)/report.md --figures-dir $(REAL)/figures
+
+# Tables, figures and report of each configuration of docs/study-runs/ (the study's network on its
+# images; the subset share), from their committed runs; runs not finished yet are listed as missing.
+STUDY_RUNS := docs/study-runs
+study-runs-results: install
+	$(BIN)/mixstudy data
+	@if [ -d $(STUDY_RUNS)/study-net/runs ]; then $(MAKE) one-study-result NAME=study-net PARAMS="--params config/study-net.yaml"; \
+		else echo "no runs yet in $(STUDY_RUNS)/study-net/runs (bash docs/study-runs/queue.sh trains them)"; fi
+	for subset in study seeded1 seeded2 seeded3; do \
+		$(MAKE) one-study-result NAME=subset-share/$$subset PARAMS="--params config/first.yaml --params config/subset-share/$$subset.yaml" || exit 1; \
+	done
+
+one-study-result:
+	$(BIN)/mixstudy subset $(PARAMS) --out $(STUDY_RUNS)/$(NAME)/subset.json
+	$(BIN)/mixstudy aggregate $(PARAMS) --runs-root $(STUDY_RUNS)/$(NAME)/runs --out-dir $(STUDY_RUNS)/$(NAME)/tables --summary $(STUDY_RUNS)/$(NAME)/summary.json --subset $(STUDY_RUNS)/$(NAME)/subset.json
+	$(BIN)/mixstudy figures $(PARAMS) --runs-root $(STUDY_RUNS)/$(NAME)/runs --out-dir $(STUDY_RUNS)/$(NAME)/figures
+	$(BIN)/mixstudy report $(PARAMS) --runs-root $(STUDY_RUNS)/$(NAME)/runs --out $(STUDY_RUNS)/$(NAME)/report.md --figures-dir $(STUDY_RUNS)/$(NAME)/figures
 
 smoke:
 	$(MAKE) study CONFIG=config/smoke.yaml
