@@ -25,9 +25,7 @@ PUBLISHED_COLUMN = "test_acc_pct"
 def published_table1() -> pd.DataFrame:
     with resources.as_file(PUBLISHED / "table1.csv") as path:
         table = pd.read_csv(path)
-    table["name"] = [
-        f"{row.scheduler}_mom{study.fmt(row.momentum)}_wd{study.fmt(row.weight_decay)}" for row in table.itertuples()
-    ]
+    table["name"] = [study.tuning_name(row.scheduler, row.momentum, row.weight_decay) for row in table.itertuples()]
     return table
 
 
