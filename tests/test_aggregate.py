@@ -518,7 +518,7 @@ def test_run_on_another_subset_is_mismatched(complete_root, params):
 
 def test_table3_and_its_heatmap_order_alpha_numerically_whatever_order_the_runs_come_in(tmp_path):
     """A cross of the grid lists S={0} (alpha 4 only) first, and params may list alphas in any order."""
-    from mixstudy.figures import sweep_pivot
+    from mixstudy.figure_grids import sweep_pivot
 
     params = small_params("sweep.alphas=[4.0, 1.0]", "sweep.cross={layers: [0, 2], alpha: 4.0}")
     manifold_names = [spec.name for spec in study.sweep_runs(params) if spec.name.startswith("manifold")]

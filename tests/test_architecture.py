@@ -24,7 +24,9 @@ LAYERS = {
     "data": ["data", "engine"],
     "model": ["models", "packing", "mixing", "metrics"],
     "train": ["trainer", "evaluation", "checkpoint", "runfolder", "training"],
-    "results": ["statistics", "analysis", "selection", "tables", "published", "summary", "aggregation", "figures", "report"],
+    "results": ["statistics", "analysis", "selection", "tables", "published", "summary", "aggregation",
+                "figure_base", "figure_examples", "figure_grids", "figure_runs", "figures",
+                "report_comparison", "report_results", "report_setting", "report"],
     "cli": ["cli"],
 }
 # Each DVC stage's command and the module it enters the package through (besides cli and config).

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from mixstudy import cli
-from mixstudy.figures import (
-    FIGURES, MissingFigureData, make_figures, mix_pairs, mixing_examples_figure, pool_reliability, study_examples,
-)
+from mixstudy.figure_base import MissingFigureData
+from mixstudy.figure_examples import mix_pairs, mixing_examples_figure, study_examples
+from mixstudy.figure_runs import pool_reliability
+from mixstudy.figures import FIGURES, make_figures
 from test_aggregate import REPO, SMALL_GRIDS, small_params, write_all_runs, write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -8,7 +8,8 @@ import sys
 
 from conftest import PARAMS_FILE, ROOT
 
-TORCH_FREE = ["config", "study", "selection", "tables", "figures", "report", "cli", "networks", "fileio"]
+TORCH_FREE = ["config", "study", "selection", "tables", "figure_base", "figure_examples", "figure_grids", "figure_runs",
+              "figures", "report_comparison", "report_results", "report_setting", "report", "cli", "networks", "fileio"]
 
 
 def _run_without_torch(code: str, cwd) -> subprocess.CompletedProcess:

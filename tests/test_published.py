@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from mixstudy import published
-from mixstudy.report import headline_section, render_report
+from mixstudy.report import render_report
+from mixstudy.report_comparison import headline_section
 from mixstudy.aggregation import aggregate
 from mixstudy.analysis import analyse, mixing_differences
 

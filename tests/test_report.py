@@ -1,6 +1,6 @@
 """The report on fabricated run folders (see test_aggregate.py for how they are made): every number
 beside its source, and each sentence's branches. No figure is drawn here (test_figures_report.py
-draws them), so these tests are quick enough to run against every mutant of report.py."""
+draws them), so these tests are quick enough to run against every mutant of the report modules."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import yaml
 from scipy import stats
 
 from mixstudy.figures import FIGURES
-from mixstudy.report import compare_in_words, write_report
+from mixstudy.report import write_report
+from mixstudy.report_comparison import compare_in_words
 from test_aggregate import small_params, write_all_runs, write_run
 
 
@@ -74,7 +75,7 @@ def test_report_without_figures_says_so(tmp_path, params, runs_root):
 
 def test_report_flags_departures_from_the_study_setting():
     from mixstudy.config import load_params
-    from mixstudy.report import departures_from_study
+    from mixstudy.report_comparison import departures_from_study
 
     assert departures_from_study(load_params(["params.yaml"])) == []
     small = load_params(["params.yaml", "config/smoke.yaml"])
@@ -404,7 +405,7 @@ def sections_of(text: str) -> dict[str, str]:
 
 
 def test_every_figure_is_linked_once_with_its_caption_under_its_section(tmp_path, params, runs_root):
-    from mixstudy.report import FIGURE_CAPTIONS
+    from mixstudy.report_results import FIGURE_CAPTIONS
 
     figures = tmp_path / "results" / "figures"
     figures.mkdir(parents=True)
@@ -521,7 +522,7 @@ def test_runs_without_a_validation_split_get_no_calibration_or_epoch_section(tmp
 
 def test_a_study_setting_that_names_no_parameter_is_a_departure():
     from mixstudy.config import load_params
-    from mixstudy.report import departures_from_study
+    from mixstudy.report_comparison import departures_from_study
 
     params = load_params(["params.yaml"])
     params["report"]["published"]["setting"]["train.epochs.per_cycle"] = 10  # train.epochs is a number
@@ -605,7 +606,7 @@ def test_the_report_opens_with_its_title_and_the_size_of_the_training_set(tmp_pa
 
 
 def test_the_report_of_another_network_on_a_seeded_draw_says_so(tmp_path, runs_root, params):
-    from mixstudy.report import setting_lines
+    from mixstudy.report_setting import setting_lines
 
     cheap_params = {**params, "model": {**params["model"], "name": "convnet"}, "subset": {**params["subset"], "draw": "seeded"}}
     lines = setting_lines(cheap_params)

@@ -11,7 +11,7 @@ import pytest
 
 from mixstudy import study
 from mixstudy.errors import MixstudyError
-from mixstudy.report import comparison_section
+from mixstudy.report_comparison import comparison_section
 from mixstudy.selection import SELECTION_RULE, select_best
 from mixstudy.analysis import analyse, mixing_differences
 from mixstudy.selection import best_tuning
