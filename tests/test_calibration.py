@@ -16,7 +16,7 @@ from mixstudy.config import load_params
 from mixstudy.errors import ConfigError
 from mixstudy.metrics import fit_temperature, nll
 from mixstudy.mixing import Mixer, smooth
-from mixstudy.models import NUM_CLASSES
+from mixstudy.data import NUM_CLASSES
 
 from conftest import PARAMS_FILE, make_study_data
 

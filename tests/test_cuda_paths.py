@@ -14,7 +14,8 @@ import torch
 from mixstudy import engine
 from mixstudy.errors import ConfigError
 from mixstudy.mixing import Mixer, host_to_device, mixed_loss
-from mixstudy.models import NUM_CLASSES, convnet
+from mixstudy.data import NUM_CLASSES
+from mixstudy.models import convnet
 from mixstudy.trainer import autocast_context
 
 

@@ -11,7 +11,7 @@ from torchvision.transforms.v2 import CutMix, MixUp
 from mixstudy import mixing
 from mixstudy.errors import ConfigError
 from mixstudy.mixing import MixDraw, Mixer
-from mixstudy.models import NUM_CLASSES
+from mixstudy.data import NUM_CLASSES
 
 
 def _batch(batch=6, height=12, width=16, seed=0):

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from mixstudy.errors import ConfigError
-from mixstudy.models import NUM_CLASSES
+from mixstudy.data import NUM_CLASSES
 
 METHODS = ("none", "mixup", "manifold", "cutmix")
 LOSSES = ("soft_ce", "bce")

@@ -13,9 +13,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from mixstudy.data import NUM_CLASSES  # the classes of the data: every network's outputs
 from mixstudy.networks import network, network_settings
-
-NUM_CLASSES = 10
 
 
 class StagedNet(nn.Module):
