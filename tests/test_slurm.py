@@ -195,7 +195,8 @@ def _scheduler_jobs(slurm: LocalSlurm) -> dict[str, dict]:
 
 
 def _without_hours(report: str) -> str:
-    return re.sub(r"\d+(\.\d+)? hours", "N hours", report)
+    """The report less its line of compute hours (the runs' wall time)."""
+    return re.sub(r"Compute time of the runs with results: [^\n]*", "Compute time: (wall time)", report)
 
 
 def _minutes(limit: str) -> int:
