@@ -30,5 +30,5 @@ for subset in study seeded1 seeded2 seeded3; do
   run_config "subset-share/$subset" config/first.yaml "config/subset-share/$subset.yaml"
 done
 # The study's network, crop and images: its final setting and Table 1's, the 100-epoch Table 1 runs
-# first (they finish within a session; a 400-epoch run of this network takes about 2.7 h a core).
+# first (they finish within a session; a 400-epoch run of this network takes about 2 h a core).
 SNAKEMAKE_OPTIONS="--prioritize results/tuning/selection.yaml" run_config study-net config/study-net.yaml
