@@ -1,4 +1,4 @@
-# mixstudy workflow: data -> subset -> baseline tuning -> selection -> sweep -> aggregation -> figures/report.
+# mixstudy workflow: data -> subset -> baseline tuning -> selection -> sweep -> evaluation -> aggregation -> figures/report.
 # Parameters: params.yaml, with override files layered on top (--configfile config/smoke.yaml).
 # The rules live in workflow/rules/; helper functions in workflow/rules/common.smk.
 
@@ -8,6 +8,7 @@ configfile: "params.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/results.smk"
 
 

@@ -22,11 +22,11 @@ LAYERS = {
     "parameters": ["networks", "config"],
     "study": ["study", "progress"],
     "data": ["data", "engine"],
-    "model": ["models", "packing", "mixing", "metrics"],
-    "train": ["trainer", "evaluation", "checkpoint", "runfolder", "training"],
-    "results": ["statistics", "analysis", "selection", "tables", "published", "summary", "aggregation",
+    "model": ["models", "packing", "mixing", "metrics", "theory"],
+    "train": ["trainer", "evaluation", "checkpoint", "runfolder", "training", "run_evaluation"],
+    "results": ["statistics", "analysis", "selection", "tables", "theory_tables", "published", "summary", "aggregation",
                 "figure_base", "figure_examples", "figure_grids", "figure_runs", "figures",
-                "report_comparison", "report_results", "report_setting", "report"],
+                "report_comparison", "report_theory", "report_results", "report_setting", "report"],
     "cli": ["cli"],
 }
 # Each DVC stage's command and the module it enters the package through (besides cli and config).

@@ -192,19 +192,10 @@ def test_cross_runs_the_row_and_column_through_one_cell(capsys):
     assert set(manifold) == row | column and len(manifold) == 13
 
 
-def test_subset_train_evaluate_end_to_end(in_tmp, capsys, monkeypatch, prepared_npz):
-    import mixstudy.data
-
-    real_load = mixstudy.data.load_study_data
-
-    def load_with_small_test_set(*args, **kwargs):  # keep evaluation cheap: 50 test images
-        study = real_load(*args, **kwargs)
-        study.x_test, study.y_test = study.x_test[:50], study.y_test[:50]
-        return study
-
-    monkeypatch.setattr(mixstudy.data, "load_study_data", load_with_small_test_set)
+def test_subset_train_evaluate_end_to_end(in_tmp, capsys, prepared_npz):
     common = [
         "--params", P,
+        "--set", "evaluation.test_limit=50",  # keep evaluation cheap: 50 test images
         "--set", f"data.out={prepared_npz}",
         "--set", "subset.per_class=2",
         "--set", "model.name=convnet", "--set", "model.convnet.widths=[4,8,8]",
@@ -224,8 +215,11 @@ def test_subset_train_evaluate_end_to_end(in_tmp, capsys, monkeypatch, prepared_
 
     assert main(["evaluate", *common, "run/model.pt", "--out", "eval.json"]) == 0
     evaluated = json.loads((in_tmp / "eval.json").read_text())
-    assert evaluated["test"]["acc"] == record["metrics"]["test"]["acc"]
-    assert evaluated["test"]["nll"] == pytest.approx(record["metrics"]["test"]["nll"], rel=1e-5)
+    assert evaluated["metrics"]["test"]["acc"] == record["metrics"]["test"]["acc"]
+    assert evaluated["metrics"]["test"]["nll"] == pytest.approx(record["metrics"]["test"]["nll"], rel=1e-5)
+    assert evaluated["smoothness"]["images"] == 50 and evaluated["smoothness"]["jacobian_logits"] > 0
+    assert "shrinkage" not in evaluated  # a run without mixing: no test-time transformation to undo
+    assert evaluated["provenance"]["model_sha256"] == record["files"]["model.pt"]
 
     # Several --run train as one pack, each into its own run folder.
     tuning = ["--set", "tuning.epochs=1", "--set", "tuning.seeds=[0,1]"]
@@ -289,6 +283,10 @@ BAD_INPUTS = {
     ),
     "select_on_empty_tuning_metrics": (["select", *SMALL_TUNING], _empty_tuning_records, "metrics.json is empty or damaged"),
     "evaluate_a_folder": (["evaluate", "adir"], lambda root: (root / "adir").mkdir(), "adir is a folder"),
+    "negative_jacobian_images": (["evaluate", "run/model.pt", "--out", "eval.json", "--set", "theory.jacobian_images=-1"],
+                                 None, "theory.jacobian_images: -1 is less than the minimum of 0"),
+    "fractional_jacobian_images": (["evaluate", "run/model.pt", "--out", "eval.json", "--set", "theory.jacobian_images=2.5"],
+                                   None, "theory.jacobian_images: 2.5 is not of type 'integer'"),
     "unknown_report_key": (["runs", "--set", "report.colour=red"], None, "report: Additional properties"),
     "cuda_without_gpu": (["train", "--out", "run", "--set", "compute.device=cuda"], None, "compute.device: cuda"),
     "unknown_network": (["runs", "--set", "model.name=vgg"], None, "model.name: unknown network 'vgg'; choose one of: cnn13, convnet, preactresnet18"),

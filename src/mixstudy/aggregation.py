@@ -11,6 +11,7 @@ from mixstudy.fileio import write_json, write_text
 from mixstudy.published import published_tables
 from mixstudy.summary import mean_curves, summary_metrics
 from mixstudy.tables import study_tables, write_table
+from mixstudy.theory_tables import theory_tables
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def aggregate(
     """Write every table (CSV, Markdown, LaTeX), runs.csv, problems.csv and the flat summary.json."""
     out_dir = Path(out_dir)
     analysis = analyse(params, runs_root, expectation)
-    for table in study_tables(analysis) + published_tables(analysis):
+    for table in study_tables(analysis) + theory_tables(analysis) + published_tables(analysis):
         write_table(table, out_dir)
     write_text(out_dir / "runs.csv", analysis.runs.to_csv(index=False))
     write_text(out_dir / "problems.csv", analysis.problems.to_csv(index=False))

@@ -102,6 +102,25 @@ RECORDED_SPLITS = {
 }
 
 
+# The test-time transformation's variants in evaluation.json, and their column prefixes.
+SHRINKAGE_VARIANTS = {"plain": "tt_plain", "inputs_shrunk": "tt_inputs", "logits_rescaled": "tt_logits", "both": "tt_both"}
+
+
+def evaluation_columns(folder: Path, theory_settings: dict) -> dict:
+    """The theory measures of a run's evaluation.json (``mixstudy evaluate``), when it was computed
+    from the run's model.pt with these settings; none otherwise (not evaluated yet, or stale)."""
+    if not study.evaluation_is_current(folder, theory_settings):
+        return {}
+    evaluation = json.loads((Path(folder) / study.EVALUATION_FILE).read_text())
+    smoothness, shrinkage = evaluation.get("smoothness") or {}, evaluation.get("shrinkage") or {}
+    row = {key: smoothness[key] for key in ("jacobian_logits", "jacobian_log_softmax") if key in smoothness}
+    if shrinkage:
+        row["theta_bar"] = shrinkage["theta_bar"]
+        for variant, prefix in SHRINKAGE_VARIANTS.items():
+            row.update({f"{prefix}_{key}": shrinkage[variant][key] for key in ("acc", "nll", "ece")})
+    return row
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -202,7 +221,8 @@ def inspect_run(params: dict, spec: study.RunSpec, runs_root: str | Path, expect
         record = study.read_run_record(folder)
     except ConfigError as err:
         return None, {**problem, "problem": "missing", "reason": f"metrics.json cannot be read ({err})"}
-    row = {**described, **record_columns(record), **best_test_epoch(folder)}
+    row = {**described, **record_columns(record), **best_test_epoch(folder),
+           **evaluation_columns(folder, params["theory"])}
     differences = configuration_mismatches(params, spec, record, expectation)
     if differences:
         row["status"] = "mismatched"

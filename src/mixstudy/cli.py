@@ -152,22 +152,16 @@ def _compute_overrides(assignments: list[str]) -> dict:
 
 
 def cmd_evaluate(args) -> None:
-    from mixstudy import engine
-    from mixstudy.data import load_study_data, subset_file
+    from mixstudy.data import subset_file
     from mixstudy.fileio import write_json
-    from mixstudy.checkpoint import load_checkpoint
-    from mixstudy.evaluation import evaluate_all
+    from mixstudy.run_evaluation import evaluate_run_files
 
     params = _params(args)
-    device = engine.resolve_device(params["compute"]["device"])
-    model, config = load_checkpoint(args.checkpoint, device)
-    model.to(device)
-    config["evaluation"] = params["evaluation"]
-    data = load_study_data(params["data"]["out"], args.subset or subset_file(params["subset"]))
-    metrics, _ = evaluate_all(model, data, engine.Normalise().to(device), config, device)
+    data_npz, subset = args.data or params["data"]["out"], args.subset or subset_file(params["subset"])
+    result = evaluate_run_files(args.checkpoint, data_npz, subset, params)
     if args.out:
-        write_json(args.out, metrics)
-    print(json.dumps(metrics, indent=2))
+        write_json(args.out, result)
+    print(json.dumps(result, indent=2))
 
 
 def cmd_select(args) -> None:
@@ -294,10 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="evaluate a saved model.pt on the test (and validation) set")
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a saved model.pt: test and validation metrics, input-Jacobian norms and the "
+        "test-time transformation of mixup (theory.* parameters)",
+    )
     _add_params(p)
     p.add_argument("checkpoint", help="path to a run's model.pt")
-    p.add_argument("--subset", help="subset file (for its validation split)")
+    p.add_argument("--data", help="prepared data (.npz; default data.out)")
+    p.add_argument("--subset", help="the run's subset file (its training images and validation split)")
     p.add_argument("--out", help="also write the metrics to this JSON file")
     p.set_defaults(func=cmd_evaluate)
 

@@ -17,6 +17,7 @@ from mixstudy.analysis import best_mixing, read_histories
 from mixstudy.figure_base import ACC_LABEL, BASELINE_COLOUR, FigureContext, MissingFigureData, config_colour
 from mixstudy.statistics import CONFIDENCE
 from mixstudy.tables import calibration_cells, calibration_table
+from mixstudy.theory_tables import smoothness_table
 
 
 def compared_configs(context: FigureContext) -> list[tuple[str, pd.Series, object]]:
@@ -201,4 +202,25 @@ def published_vs_ours(context: FigureContext) -> plt.Figure:
     ax.set_ylabel("ours (%, mean ± sd over seeds)")
     ax.set_title("Each published cell we ran, ours against the study's")
     ax.legend(loc="upper left", fontsize=9)
+    return fig
+
+
+def smoothness_vs_accuracy(context: FigureContext) -> plt.Figure:
+    """Input-Jacobian norm against test accuracy, one point per sweep configuration (theory section)."""
+    table = smoothness_table(context.analysis)
+    if table is None:
+        raise MissingFigureData("no sweep run has an evaluation.json with input-Jacobian norms (mixstudy evaluate)")
+    cells = context.analysis.stage("sweep").set_index("name")
+    fig, ax = plt.subplots(figsize=(7.2, 5.2))
+    for _, row in table.data.iterrows():
+        cell = cells.loc[row["name"]]
+        errors = {axis: np.array([[row[f"{column}_mean"] - row[f"{column}_low"]], [row[f"{column}_high"] - row[f"{column}_mean"]]])
+                  for axis, column in (("x", "acc"), ("y", "jacobian_logits"))}
+        ax.errorbar(row["acc_mean"], row["jacobian_logits_mean"], xerr=np.nan_to_num(errors["x"]), yerr=np.nan_to_num(errors["y"]),
+                    fmt="s" if row["name"] == study.BASELINE else "o", ms=6, capsize=2, color=config_colour(context, cell),
+                    label=cell["label"])
+    ax.set_xlabel(f"{ACC_LABEL}, mean and {CONFIDENCE:.0%} interval over seeds")
+    ax.set_ylabel("‖∂ logits / ∂ input‖ (Frobenius), mean over test images")
+    ax.set_title("Input-gradient smoothness against accuracy, per configuration")
+    ax.legend(fontsize=8, loc="best")
     return fig

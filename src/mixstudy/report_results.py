@@ -13,6 +13,7 @@ import pandas as pd
 
 from mixstudy import published
 from mixstudy.analysis import Analysis
+from mixstudy.report_theory import theory_section
 from mixstudy.selection import SELECTION_RULE, best_tuning
 from mixstudy.statistics import CONFIDENCE, welch_difference
 from mixstudy.tables import format_interval, format_signed, published_best_cell, study_tables
@@ -30,6 +31,7 @@ FIGURE_CAPTIONS = {
     "calibration_scaling": "Test ECE and NLL before and after temperature scaling; bars are means, lines 95% intervals over seeds.",
     "test_curves": "Test accuracy during training (every evaluation.every epochs), mean ± sd over seeds.",
     "published_vs_ours": "Each published cell we ran: our mean ± sd over seeds against the study's mean of five runs.",
+    "smoothness_vs_accuracy": "Input-Jacobian norm of the logits against test accuracy, per configuration; lines 95% intervals over seeds.",
 }
 
 
@@ -115,6 +117,7 @@ def results_sections(analysis: Analysis, figures_dir: Path, report_dir: Path, se
     parts += [
         "## Training and calibration: baseline vs best mixup\n", figure("training_curves"), figure("reliability"),
         calibration_section(analysis, tables, figure),
+        theory_section(analysis, table_markdown, figure),
         best_epoch_section(tables, figure),
         published_section(analysis, figure),
         "## Figure 1\n", figure("fig1_mixing_examples"),

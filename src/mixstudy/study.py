@@ -371,6 +371,25 @@ def damaged_outputs(folder: str | Path, record: dict) -> list[str]:
     return damaged
 
 
+# A finished run's model.pt measured after training (`mixstudy evaluate`: the theory section's
+# input-gradient norms and test-time transformation). Not part of the run's training identity: it
+# is recomputed from model.pt whenever the model or the `theory` settings change.
+EVALUATION_FILE = "evaluation.json"
+
+
+def evaluation_is_current(folder: str | Path, theory_settings: dict) -> bool:
+    """Whether the folder's evaluation.json was computed from its model.pt (the sha256 its
+    metrics.json records) with these ``theory`` settings."""
+    folder = Path(folder)
+    try:
+        evaluation = json.loads((folder / EVALUATION_FILE).read_text())
+        model_sha256 = read_run_record(folder)["files"]["model.pt"]
+        recorded = evaluation["provenance"]
+    except (OSError, ValueError, KeyError, TypeError, ConfigError):
+        return False
+    return recorded.get("model_sha256") == model_sha256 and recorded.get("theory") == theory_settings
+
+
 def unfinished_reason(folder: str | Path, expected_hash: str | None) -> str | None:
     """Why a folder does not hold a finished, intact run with this training hash (None: it does).
 

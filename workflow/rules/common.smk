@@ -27,8 +27,15 @@ SELECTION = "results/tuning/selection.yaml"
 TUNING_RUNS = study.tuning_runs(config)
 SWEEP_RUNS = study.sweep_runs(config)
 RUN_BY_ID = {spec.run_id: spec for spec in TUNING_RUNS + SWEEP_RUNS}
-# A training job's wildcard matches the run ids of the grids only (longest first), nothing else.
-RUN_ID_PATTERN = "|".join(re.escape(run_id) for run_id in sorted(RUN_BY_ID, key=len, reverse=True)) or "(?!)"
+
+
+def run_id_pattern(specs):
+    """A wildcard that matches these runs' ids only (longest first), nothing else."""
+    return "|".join(re.escape(spec.run_id) for spec in sorted(specs, key=lambda s: len(s.run_id), reverse=True)) or "(?!)"
+
+
+RUN_ID_PATTERN = run_id_pattern(TUNING_RUNS + SWEEP_RUNS)  # training jobs
+SWEEP_RUN_ID_PATTERN = run_id_pattern(SWEEP_RUNS)  # evaluation jobs (evaluate.smk)
 
 
 def params_json(*sections):
@@ -179,3 +186,17 @@ def selection_argument(wildcards, input):
 def one_run(run_id):
     """The run a training rule's wildcards name (its folder), as a list for run_inputs and run_spec_arguments."""
     return [RUN_BY_ID[run_id]]
+
+
+def evaluation_files(specs):
+    return run_files(specs, study.EVALUATION_FILE)
+
+
+def evaluation_inputs(spec):
+    """An evaluation job's inputs: the run's model.pt, data and subset; all ancient when the run's
+    evaluation.json is current by content (computed from this model.pt with these settings), so a
+    clone or a checkout measures nothing again."""
+    inputs = {"model": str(spec.folder(RUNS) / "model.pt"), "data": DATA, "subset": SUBSET}
+    if study.evaluation_is_current(spec.folder(RUNS), config["theory"]):
+        inputs = {key: ancient(path) for key, path in inputs.items()}
+    return inputs

@@ -1,6 +1,7 @@
 rule aggregate:
     input:
         every_run_file(TUNING_RUNS + SWEEP_RUNS),
+        evaluation_files(SWEEP_RUNS),
         selection=SELECTION,
         subset=SUBSET,
     output:

@@ -32,6 +32,7 @@ rule train_all:
     input:
         SELECTION,
         every_run_file(TUNING_RUNS + SWEEP_RUNS),
+        evaluation_files(SWEEP_RUNS),
         REBUILD_REQUESTS,
 
 
