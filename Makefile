@@ -37,7 +37,8 @@ real-results: install
 	$(BIN)/mixstudy report --params config/table3.yaml --runs-root $(REAL) --out $(REAL)/report.md --figures-dir $(REAL)/figures
 
 # Tables, figures and report of each configuration of docs/study-runs/ (the study's network on its
-# images; the subset share), from their committed runs; runs not finished yet are listed as missing.
+# images; the subset share; the theory runs), from their committed runs (each finished sweep run's
+# evaluation.json made first where missing); runs not finished yet are listed as missing.
 STUDY_RUNS := docs/study-runs
 study-runs-results: install
 	$(BIN)/mixstudy data
@@ -46,9 +47,11 @@ study-runs-results: install
 	for subset in study seeded1 seeded2 seeded3; do \
 		$(MAKE) one-study-result NAME=subset-share/$$subset PARAMS="--params config/first.yaml --params config/subset-share/$$subset.yaml" || exit 1; \
 	done
+	$(MAKE) one-study-result NAME=theory PARAMS="--params config/first.yaml --params config/theory.yaml"
 
 one-study-result:
 	$(BIN)/mixstudy subset $(PARAMS) --out $(STUDY_RUNS)/$(NAME)/subset.json
+	$(BIN)/mixstudy evaluate $(PARAMS) --runs-root $(STUDY_RUNS)/$(NAME)/runs --subset $(STUDY_RUNS)/$(NAME)/subset.json
 	$(BIN)/mixstudy aggregate $(PARAMS) --runs-root $(STUDY_RUNS)/$(NAME)/runs --out-dir $(STUDY_RUNS)/$(NAME)/tables --summary $(STUDY_RUNS)/$(NAME)/summary.json --subset $(STUDY_RUNS)/$(NAME)/subset.json
 	$(BIN)/mixstudy figures $(PARAMS) --runs-root $(STUDY_RUNS)/$(NAME)/runs --out-dir $(STUDY_RUNS)/$(NAME)/figures
 	$(BIN)/mixstudy report $(PARAMS) --runs-root $(STUDY_RUNS)/$(NAME)/runs --out $(STUDY_RUNS)/$(NAME)/report.md --figures-dir $(STUDY_RUNS)/$(NAME)/figures

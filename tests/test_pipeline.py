@@ -52,8 +52,16 @@ def test_smoke_chain_produces_every_output(smoke_project):
         assert record["status"] == "ok"
         run_id = metrics.parent.relative_to(smoke_project / "results/runs")
         assert (smoke_project / "results/benchmarks" / f"{run_id}.tsv").is_file()
-        assert {p.name for p in metrics.parent.iterdir()} == {"metrics.json", "history.tsv", "model.pt", "train.log"}
+        files = {"metrics.json", "history.tsv", "model.pt", "train.log"}
+        if run_id.parts[0] == "sweep":  # each sweep run's model.pt measured after training
+            files.add("evaluation.json")
+            evaluation = json.loads((metrics.parent / "evaluation.json").read_text())
+            assert evaluation["provenance"]["model_sha256"] == record["files"]["model.pt"]
+            assert ("shrinkage" in evaluation) == (record["config"]["mixing"]["method"] in ("manifold", "cutmix"))
+        assert {p.name for p in metrics.parent.iterdir()} == files
     assert "Nothing to be done" in snakemake(smoke_project, "-n").stdout
+    assert (smoke_project / "results/tables/table7_smoothness.csv").is_file()
+    assert "## Mixup's theory, measured" in (smoke_project / "results/report.md").read_text()
 
 
 def _run_folders(project: Path) -> dict[str, set[str]]:
@@ -222,6 +230,7 @@ def test_new_modification_times_retrain_nothing(smoke_project):
         os.utime(path, ns=(time.time_ns() + offset * 1_000_000,) * 2)
     planned = snakemake(smoke_project, "-n").stdout
     assert not training_jobs(planned) and "select_baseline" not in jobs_by_rule(planned), planned[-3000:]
+    assert "evaluate_run" not in jobs_by_rule(planned), planned[-3000:]  # evaluation.json: current by content too
     planned = run(["snakemake", "-n", "train_all", "--cores", "all", "--configfile", "config/smoke.yaml",
                    "config/test-data.yaml"], smoke_project).stdout
     assert not training_jobs(planned), planned[-3000:]

@@ -154,10 +154,20 @@ def _compute_overrides(assignments: list[str]) -> dict:
 def cmd_evaluate(args) -> None:
     from mixstudy.data import subset_file
     from mixstudy.fileio import write_json
-    from mixstudy.run_evaluation import evaluate_run_files
+    from mixstudy.run_evaluation import evaluate_run_files, evaluate_stale_runs
+    from mixstudy.study import EVALUATION_FILE
 
     params = _params(args)
     data_npz, subset = args.data or params["data"]["out"], args.subset or subset_file(params["subset"])
+    if (args.checkpoint is None) == (args.runs_root is None):
+        raise MixstudyError("give one model.pt, or --runs-root to evaluate every finished sweep run under a folder")
+    if args.runs_root is not None:
+        root = _runs_root(args)
+        evaluated = evaluate_stale_runs(params, root, data_npz, subset)
+        print(f"evaluated {len(evaluated)} runs under {root} (the others: not finished, or evaluation.json current)")
+        for folder in evaluated:
+            print(f"  {folder / EVALUATION_FILE}")
+        return
     result = evaluate_run_files(args.checkpoint, data_npz, subset, params)
     if args.out:
         write_json(args.out, result)
@@ -294,7 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
         "test-time transformation of mixup (theory.* parameters)",
     )
     _add_params(p)
-    p.add_argument("checkpoint", help="path to a run's model.pt")
+    p.add_argument("checkpoint", nargs="?", help="path to a run's model.pt")
+    p.add_argument(
+        "--runs-root", help="instead of one model.pt: write evaluation.json for every finished sweep run under this "
+        "folder whose evaluation.json is missing or stale (e.g. docs/real-runs)",
+    )
     p.add_argument("--data", help="prepared data (.npz; default data.out)")
     p.add_argument("--subset", help="the run's subset file (its training images and validation split)")
     p.add_argument("--out", help="also write the metrics to this JSON file")

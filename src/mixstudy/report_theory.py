@@ -49,7 +49,7 @@ def smoothness_claims(data: pd.DataFrame) -> list[str]:
     return claims
 
 
-def test_time_claims(data: pd.DataFrame) -> list[str]:
+def transformation_claims(data: pd.DataFrame) -> list[str]:
     claims = []
     for claimed, rows in ((True, data[data["claimed"]]), (False, data[~data["claimed"]])):
         for _, row in rows.iterrows():
@@ -84,7 +84,7 @@ def theory_section(analysis: Analysis, table_markdown, figure) -> str:
         claims += smoothness_claims(tables["table7_smoothness"].data)
     if "table8_test_time" in tables:
         parts.append(table_markdown(tables["table8_test_time"]))
-        claims += test_time_claims(tables["table8_test_time"].data)
+        claims += transformation_claims(tables["table8_test_time"].data)
     if claims:
         parts.append("Checked on these runs:\n\n" + "\n".join(f"- {claim}" for claim in claims) + "\n")
     return "\n".join(parts)

@@ -1,5 +1,7 @@
 """A finished run's ``model.pt`` evaluated again (``mixstudy evaluate``), with the theory measures.
 
+* :func:`evaluate_stale_runs` - every finished sweep run under a root whose evaluation.json is
+  missing or stale (runs trained before the measures existed, or another ``theory`` setting);
 * :func:`evaluate_checkpoint` - the test and validation metrics as training recorded them, then
   the two measures of :mod:`mixstudy.theory` (``theory.*`` in params.yaml):
   - ``smoothness``: the mean input-Jacobian norms over the first ``theory.jacobian_images`` test
@@ -26,10 +28,10 @@ from mixstudy.checkpoint import load_checkpoint
 from mixstudy.data import StudyData, load_study_data
 from mixstudy.errors import ConfigError, DataError
 from mixstudy.evaluation import evaluate_all, limit_test_set, split_logits
-from mixstudy.fileio import sha256_file
+from mixstudy.fileio import sha256_file, write_json
 from mixstudy.metrics import summarise
 from mixstudy.provenance import code_revision
-from mixstudy.study import read_run_record
+from mixstudy.study import EVALUATION_FILE, evaluation_is_current, read_run_record, sweep_runs, unfinished_reason
 from mixstudy.theory import jacobian_norms, shrink_towards_mean, theta_bar
 
 # Mixing methods whose lambda is drawn from Beta(alpha, alpha), and so have a theta_bar.
@@ -144,3 +146,17 @@ def evaluate_checkpoint(checkpoint: str | Path, data: StudyData, params: dict, l
         "device": str(device),
     }
     return result
+
+
+def evaluate_stale_runs(params: dict, runs_root: str | Path, data_npz: str | Path, subset_file: str | Path) -> list[Path]:
+    """Write evaluation.json for each finished, intact sweep run of the grids under ``runs_root``
+    whose evaluation.json is missing or stale; the folders evaluated, in grid order."""
+    folders = [spec.folder(runs_root) for spec in sweep_runs(params)]
+    stale = [folder for folder in folders
+             if unfinished_reason(folder, None) is None and not evaluation_is_current(folder, params["theory"])]
+    if not stale:
+        return []
+    data = load_study_data(data_npz, subset_file)
+    for folder in stale:
+        write_json(folder / EVALUATION_FILE, evaluate_checkpoint(folder / "model.pt", data, params))
+    return stale

@@ -2,7 +2,7 @@
 
 * :func:`smoothness_table` - input-Jacobian norm and test accuracy of every sweep configuration,
   with the norm's difference to the baseline (Welch, as every difference to the baseline);
-* :func:`test_time_table` - mixup's test-time transformation (Carratino et al.): accuracy and ECE
+* :func:`transformation_table` - mixup's test-time transformation (Carratino et al.): accuracy and ECE
   without it, with shrunk inputs, with logits divided by theta_bar, and with both, per mixing
   configuration; the effect of "both" as a paired difference over the same runs.
 """
@@ -77,7 +77,7 @@ def paired_effect(runs: pd.DataFrame, metric: str) -> tuple[float, float, float]
     return mean_interval((runs[f"tt_both_{metric}"] - runs[f"tt_plain_{metric}"]).to_numpy(dtype=float))
 
 
-def test_time_table(analysis: Analysis) -> Table | None:
+def transformation_table(analysis: Analysis) -> Table | None:
     cells = measured_cells(analysis, "tt_plain_acc")
     if not cells:
         return None
@@ -116,7 +116,7 @@ def is_claimed(cell: pd.Series) -> bool:
 
 
 def theory_tables(analysis: Analysis) -> list[Table]:
-    return [table for table in (smoothness_table(analysis), test_time_table(analysis)) if table is not None]
+    return [table for table in (smoothness_table(analysis), transformation_table(analysis)) if table is not None]
 
 
 def effect_verdict(low: float, high: float, better_when: str) -> str:
