@@ -57,7 +57,7 @@ def test_smoke_chain_produces_every_output(smoke_project):
             files.add("evaluation.json")
             evaluation = json.loads((metrics.parent / "evaluation.json").read_text())
             assert evaluation["provenance"]["model_sha256"] == record["files"]["model.pt"]
-            assert ("shrinkage" in evaluation) == (record["config"]["mixing"]["method"] in ("manifold", "cutmix"))
+            assert ("shrinkage" in evaluation) == (record["config"]["mixing"]["method"] != "none")
         assert {p.name for p in metrics.parent.iterdir()} == files
     assert "Nothing to be done" in snakemake(smoke_project, "-n").stdout
     assert (smoke_project / "results/tables/table7_smoothness.csv").is_file()

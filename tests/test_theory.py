@@ -166,6 +166,7 @@ def test_the_mean_image_comes_from_the_training_images_only():
     ("mixing", "claimed"),
     [
         ({"method": "manifold", "alpha": 4.0, "layers": [0]}, "input mixup: the paper's claim"),
+        ({"method": "mixup", "alpha": 0.5, "layers": [0]}, "input mixup: the paper's claim"),
         ({"method": "manifold", "alpha": 4.0, "layers": [0, 2]}, "where it makes no claim"),
         ({"method": "cutmix", "alpha": 1.0, "layers": [0]}, "where it makes no claim"),
         ({"method": "none", "alpha": 0.0, "layers": [0]}, None),

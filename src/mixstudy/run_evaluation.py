@@ -35,7 +35,7 @@ from mixstudy.study import EVALUATION_FILE, evaluation_is_current, read_run_reco
 from mixstudy.theory import jacobian_norms, shrink_towards_mean, theta_bar
 
 # Mixing methods whose lambda is drawn from Beta(alpha, alpha), and so have a theta_bar.
-BETA_MIXING = ("manifold", "cutmix")
+BETA_MIXING = ("mixup", "manifold", "cutmix")
 
 
 def mixing_transformation_scope(mixing: dict) -> str | None:
@@ -44,7 +44,7 @@ def mixing_transformation_scope(mixing: dict) -> str | None:
     or None (no mixing: nothing to undo)."""
     if mixing["method"] not in BETA_MIXING or not mixing["alpha"] > 0:
         return None
-    if mixing["method"] == "manifold" and list(mixing["layers"]) == [0]:
+    if mixing["method"] == "mixup" or (mixing["method"] == "manifold" and list(mixing["layers"]) == [0]):
         return "input mixup: the paper's claim"
     return f"{mixing['method']} (S={mixing['layers']}): the paper's transformation, where it makes no claim"
 

@@ -112,7 +112,7 @@ def transformation_table(analysis: Analysis) -> Table | None:
 
 def is_claimed(cell: pd.Series) -> bool:
     """Input mixup: the configuration the paper's test-time claim is about."""
-    return cell["method"] == "manifold" and cell["layers"] == "0"
+    return cell["method"] == "mixup" or (cell["method"] == "manifold" and cell["layers"] == "0")
 
 
 def theory_tables(analysis: Analysis) -> list[Table]:
