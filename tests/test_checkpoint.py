@@ -18,6 +18,15 @@ from mixstudy.trainer import make_trainer
 CPU = torch.device("cpu")
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread, as the tiny runs train (compute.threads=1): faster on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _trained(config, epochs: int = 1):
     """A trainer moved away from its initial state: weights, optimizer, scheduler, every stream."""
     trainer = make_trainer(config, CPU)

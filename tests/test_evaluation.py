@@ -29,6 +29,15 @@ CPU = torch.device("cpu")
 COMPUTE = {"eval_batch_size": 3, "amp": "off", "channels_last": False}  # 3: batches that do not divide the splits
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread, as the tiny runs train (compute.threads=1): faster on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _identity(x):
     return x
 

@@ -18,6 +18,15 @@ from mixstudy.progress import PROGRESS_FILE
 SUBSET = "0" * 64
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread, as the tiny runs train (compute.threads=1): faster on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_a_run_folder_under_a_file_is_refused_naming_the_file(tmp_path):
     (tmp_path / "afile").write_text("x")
     for folder in (tmp_path / "afile", tmp_path / "afile" / "run"):
