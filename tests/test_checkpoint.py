@@ -9,6 +9,7 @@ import logging
 
 import pytest
 import torch
+import torch._dynamo  # noqa: F401  (the first optimizer imports it, seconds; mutmut's fork server then imports it once)
 
 from mixstudy import checkpoint
 from mixstudy.errors import DataError

@@ -163,6 +163,20 @@ def test_fgsm_accuracy_is_the_accuracy_on_the_signed_gradient_step_of_each_image
     assert accuracies[2] < accuracies[0]  # the attack does something on this network
 
 
+def test_fgsm_of_a_split_runs_in_the_memory_format_of_the_run():
+    # channels_last changes no number on this CPU, but it is the format the network is built and
+    # timed in; every forward pass of the attack (the gradient and the scoring) must get it
+    data = make_study_data(n_test=7)
+    model = _linear(batchnorm=False)
+    formats = []
+    model.register_forward_pre_hook(lambda m, args: formats.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    settings = {**EVALUATION, "fgsm_epsilons": [0.01]}
+    compute = {**COMPUTE, "channels_last": True}
+    labels = torch.from_numpy(data.y_test)
+    evaluation.evaluate_split(model, _images(data.x_test), labels, _identity, settings, compute, CPU, torch.zeros(7, 10))
+    assert formats == [True] * 6  # three batches, two passes each
+
+
 # --- one split, all splits, after temperature scaling ---------------------------------------
 
 EVALUATION = {"ece_bins": 4, "fgsm_epsilons": [], "temperature_scaling": True, "best_by": "val_acc"}

@@ -160,6 +160,19 @@ def test_run_logs_appends_this_processs_mixstudy_lines_to_every_runs_log_and_the
     assert first[1] == second[0] and second[0].endswith(" INFO mixstudy.training: epoch 1 done")
 
 
+def test_run_logs_records_info_lines_when_the_mixstudy_logger_has_no_level_of_its_own(tmp_path):
+    logger = logging.getLogger("mixstudy")
+    level = logger.level
+    logger.setLevel(logging.NOTSET)  # the usual case: the root logger's WARNING would apply
+    try:
+        with runfolder.run_logs([tmp_path]):
+            logging.getLogger("mixstudy.training").info("resuming")
+        assert logger.level == logging.NOTSET
+    finally:
+        logger.setLevel(level)
+    assert (tmp_path / "train.log").read_text().endswith(" INFO mixstudy.training: resuming\n")
+
+
 def test_run_logs_opens_no_file_when_nothing_is_logged(tmp_path):
     with runfolder.run_logs([tmp_path]):
         pass

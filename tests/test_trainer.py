@@ -9,6 +9,7 @@ from contextlib import nullcontext
 
 import pytest
 import torch
+import torch._dynamo  # noqa: F401  (the first optimizer imports it, seconds; mutmut's fork server then imports it once)
 import torch.nn.functional as F
 
 from mixstudy import engine, trainer
