@@ -3,10 +3,10 @@ metrics, the after-scaling test metrics, FGSM accuracy, the best-by-validation w
 test metrics, and the columns an epoch's row gets during training.
 
 Expected values come from torch's own functions (``F.cross_entropy``, autograd) or scipy, never
-from mixstudy.metrics. Logits here are computed twice by the same float32 kernels on the same
-machine, so numbers the evaluation only passes on are compared exactly; numbers computed another
-way (a whole-split sum instead of per-batch means, scipy's temperature fit) get a tolerance
-derived beside them.
+from mixstudy.metrics. The logits here are computed in the evaluation's batches, by the same
+kernels on the same shapes, so they are the same bytes on any CPU and whatever only passes them on
+is compared exactly; numbers computed another way (a float64 NLL, scipy's temperature fit) get a
+tolerance derived beside them.
 """
 
 from __future__ import annotations
@@ -59,11 +59,13 @@ def _linear(seed: int = 0, batchnorm: bool = True) -> torch.nn.Module:
 
 
 def _logits(model, images_nhwc) -> torch.Tensor:
-    """Logits computed here, in one batch, in inference mode."""
+    """Logits computed here, in inference mode, in the batches of COMPUTE (the same kernels on the
+    same shapes as the evaluation's, so equal logits are the same bytes on any CPU)."""
     model.eval()
-    x = torch.from_numpy(np.ascontiguousarray(images_nhwc)).permute(0, 3, 1, 2).float() / 255
+    x = engine.to_float(engine.to_device_images(images_nhwc, CPU), False)
+    size = COMPUTE["eval_batch_size"]
     with torch.no_grad():
-        return model(engine.Normalise()(x))
+        return torch.cat([model(engine.Normalise()(x[i : i + size])) for i in range(0, len(x), size)])
 
 
 def _accuracy(logits, labels) -> float:
@@ -86,8 +88,7 @@ def test_predict_gives_inference_logits_of_every_image_in_batches():
     logits = evaluation.predict(model, _images(data.x_test), engine.Normalise(), 3)
     assert not model.training
     assert logits.shape == (7, 10) and logits.dtype == torch.float32
-    # per-row computation: a batch of 3, 3 and 1 gives each row what a batch of 7 gives it
-    assert torch.allclose(logits, _logits(model, data.x_test), rtol=1e-5, atol=1e-4)
+    assert torch.equal(logits, _logits(model, data.x_test))
 
 
 def test_predict_uses_the_amp_context_once_per_batch_and_the_memory_format_asked_for():
@@ -133,17 +134,18 @@ def test_split_logits_reads_the_runs_batch_size_memory_format_and_amp():
 # --- FGSM accuracy --------------------------------------------------------------------------
 
 
-def _fgsm_accuracy_by_hand(model, images_nhwc, labels, epsilon) -> float:
-    """The attack on the whole split at once: the sign of each image's gradient does not depend on
-    which images share its batch (a mean over a batch only scales it), so this is what a batched
-    attack must give, whatever its batch size."""
+def _fgsm_accuracy_by_hand(model, images_nhwc, labels, epsilon, size=COMPUTE["eval_batch_size"]) -> float:
+    """The attack written out with autograd: per batch, one step of size epsilon along the sign
+    of the gradient of the batch's mean cross-entropy, clipped to [0, 1], then the accuracy."""
     model.eval()
-    x = (torch.from_numpy(np.ascontiguousarray(images_nhwc)).permute(0, 3, 1, 2).float() / 255).requires_grad_(True)
-    loss = F.cross_entropy(model(engine.Normalise()(x)), labels, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, x)
-    adversarial = (x + epsilon * grad.sign()).clamp(0, 1).detach()
-    with torch.no_grad():
-        correct = (model(engine.Normalise()(adversarial)).argmax(1) == labels).sum().item()
+    images = engine.to_float(engine.to_device_images(images_nhwc, CPU), False)
+    correct = 0
+    for i in range(0, len(images), size):
+        x, y = images[i : i + size].clone().requires_grad_(True), labels[i : i + size]
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(engine.Normalise()(x)), y), x)
+        adversarial = (x + epsilon * grad.sign()).clamp(0, 1).detach()
+        with torch.no_grad():
+            correct += (model(engine.Normalise()(adversarial)).argmax(1) == y).sum().item()
     return correct / len(labels)
 
 
@@ -154,7 +156,7 @@ def test_fgsm_accuracy_is_the_accuracy_on_the_signed_gradient_step_of_each_image
     labels[:4] = (labels[:4] + 1) % 10  # four wrong
     model.train()
     accuracies = [
-        evaluation.fgsm_accuracy(model, _images(data.x_test), labels, engine.Normalise(), epsilon, 3)
+        evaluation.fgsm_accuracy(model, _images(data.x_test), labels, engine.Normalise(), epsilon, COMPUTE["eval_batch_size"])
         for epsilon in (0.0, 0.01, 0.05)
     ]
     expected = [_fgsm_accuracy_by_hand(model, data.x_test, labels, epsilon) for epsilon in (0.0, 0.01, 0.05)]
