@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from contextlib import nullcontext
 
+import numpy as np
 import pytest
 import torch
 import torch._dynamo  # noqa: F401  (the first optimizer imports it, seconds; mutmut's fork server then imports it once)
@@ -144,6 +145,7 @@ def test_a_pack_starts_from_its_members_state_and_gives_each_its_share_back(tiny
     assert pack.size == 2 and pack.epoch == 3 and pack.members == members
     assert pack.optimizer.param_groups[0]["lr"] == 0.025  # the members' scheduled rate, 0.05 halved
     assert pack.scheduler.last_epoch == 1
+    pack.scheduler.step()  # the pack trains on: its schedule is the one the members get back
     for member in members:  # the members' own copies are overwritten by sync; it must restore them
         for value in member.model.state_dict().values():
             value.zero_()
@@ -156,7 +158,7 @@ def test_a_pack_starts_from_its_members_state_and_gives_each_its_share_back(tiny
         assert buffers.keys() == optimizer_state["state"].keys()
         for key, value in optimizer_state["state"].items():
             assert torch.equal(buffers[key]["momentum_buffer"], value["momentum_buffer"])
-        assert synced.scheduler.last_epoch == 1
+        assert synced.scheduler.last_epoch == 2 and synced.scheduler.get_last_lr() == [0.0125]
 
 
 def test_a_pack_in_channels_last_runs_its_network_in_channels_last(tiny_config):
@@ -186,6 +188,16 @@ def test_each_run_has_its_own_seeded_streams(tiny_config):
     for a, b in zip(first, other):
         assert not torch.equal(a.float(), b.float())  # each stream depends on it
     assert len({tuple(stream.float().tolist()) for stream in first[1:]}) == 3  # three different streams
+
+
+def test_a_run_seed_splits_into_the_streams_in_the_order_recorded_runs_used():
+    # the three children of the seed's SeedSequence, in this order: another order trains other
+    # numbers from the same seed than the runs already recorded (test_bit_identical compares them)
+    children = np.random.SeedSequence(11).spawn(3)
+    seeds = trainer.Seeds.from_seed(11)
+    assert seeds.init == int(children[0].generate_state(1)[0])
+    assert seeds.data == int(children[1].generate_state(1)[0])
+    assert seeds.mixing.spawn_key == children[2].spawn_key == (2,) and seeds.mixing.entropy == 11
 
 
 def test_a_fresh_trainer_is_at_epoch_zero_with_the_runs_optimizer_scheduler_and_mixer(tiny_config):
