@@ -151,7 +151,8 @@ def test_a_pack_without_resume_points_starts_fresh(tmp_path, tiny_config):
         assert _same(member.model.state_dict(), make_trainer(config, CPU).model.state_dict())
 
 
-@pytest.mark.parametrize("epochs", [[2, None], [None, 1], [1, 2]])
+# [0, None]: one run resumes at the epoch the other starts at, yet the other has no resume point
+@pytest.mark.parametrize("epochs", [[2, None], [None, 1], [1, 2], [0, None]])
 def test_a_pack_whose_runs_cannot_all_resume_at_one_epoch_starts_fresh_with_a_warning(tmp_path, tiny_config, caplog, epochs):
     configs = [tiny_config(seed=seed) for seed in (0, 1)]
     folders = _pack_folders(tmp_path, configs, epochs)

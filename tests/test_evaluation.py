@@ -246,13 +246,17 @@ def _val_data(n_val_per_class=3, n_test=20):
 def test_evaluate_all_scores_test_and_validation_and_the_test_after_a_temperature_fitted_on_validation():
     data = _val_data()
     model = _linear()
-    config = {"evaluation": EVALUATION, "compute": COMPUTE}
+    config = {"evaluation": {**EVALUATION, "fgsm_epsilons": [0.01]}, "compute": COMPUTE}
     metrics, reliability = evaluation.evaluate_all(model, data, engine.Normalise(), config, CPU)
     assert list(metrics) == list(reliability) == ["test", "val", "test_ts"]
     test_logits, val_logits = _logits(model, data.x_test), _logits(model, data.x_val)
     y_test, y_val = torch.from_numpy(data.y_test), torch.from_numpy(data.y_val)
     _check_split_metrics(metrics["test"], reliability["test"], test_logits, y_test, 4)
     _check_split_metrics(metrics["val"], reliability["val"], val_logits, y_val, 4)
+    # FGSM on each split's own images (and none after scaling: it attacks the network, not logits)
+    assert metrics["test"]["fgsm_acc@0.01"] == _fgsm_accuracy_by_hand(model, data.x_test, y_test, 0.01)
+    assert metrics["val"]["fgsm_acc@0.01"] == _fgsm_accuracy_by_hand(model, data.x_val, y_val, 0.01)
+    assert "fgsm_acc@0.01" not in metrics["test_ts"]
     # The fitted temperature: both fits stop within about 1e-6 of the optimum in log T; the
     # validation and test optima differ by far more (asserted), so a fit on the wrong split fails.
     temperature = _temperature_by_scipy(val_logits, y_val)
@@ -273,6 +277,20 @@ def test_evaluate_all_without_temperature_scaling_or_validation_split_has_only_t
     metrics, reliability = evaluation.evaluate_all(model, no_val, engine.Normalise(), scaled, CPU)
     assert list(metrics) == list(reliability) == ["test"]
     _check_split_metrics(metrics["test"], reliability["test"], _logits(model, no_val.x_test), torch.from_numpy(no_val.y_test), 4)
+
+
+def test_evaluate_all_with_amp_on_scores_the_bf16_logits():
+    data = make_study_data(n_test=20)
+    model = _linear()
+    config = {"evaluation": {**EVALUATION, "temperature_scaling": False}, "compute": {**COMPUTE, "amp": "on"}}
+    metrics, _ = evaluation.evaluate_all(model, data, engine.Normalise(), config, CPU)
+    model.eval()
+    x = engine.to_float(_images(data.x_test), False)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = torch.cat([model(engine.Normalise()(x[i : i + 3])).float() for i in range(0, 20, 3)])
+    labels = torch.from_numpy(data.y_test)
+    assert metrics["test"]["acc"] == _accuracy(logits, labels)
+    assert metrics["test"]["nll"] == pytest.approx(F.cross_entropy(logits.double(), labels).item(), rel=1e-5)
 
 
 # --- best epoch by validation ---------------------------------------------------------------
