@@ -77,7 +77,8 @@ test-other-cpu: install
 	$(OTHER_ISA) PATH=$(abspath $(BIN)):$$PATH pytest -q -n 2 --dist loadfile $(NUMERICAL_TESTS)
 
 # Mutation testing (outside CI's time budget): mutmut mutates the modules whose mistakes change
-# results (mixing, metrics, selection, tables, report; [tool.mutmut] in pyproject.toml) and runs
+# results (mixing, metrics, selection, tables, report, and the training path: trainer, evaluation,
+# checkpoint, runfolder; [tool.mutmut] in pyproject.toml) and runs
 # their fast tests against each mutant. MUTANTS narrows the run, e.g. MUTANTS='mixstudy.selection*'.
 # The score and every surviving mutant judged harmless, with the reason: docs/mutation.md.
 MUTANTS ?=
