@@ -39,7 +39,7 @@ def _trained(config, epochs: int = 1):
         trainer.mix_rng.random(3)
         torch.rand(2, generator=trainer.dropout_gen)
         trainer.epoch += 1
-        trainer.history.append({"epoch": trainer.epoch, "train_loss": float(loss)})
+        trainer.history.append({"epoch": trainer.epoch, "train_loss": loss.detach().item()})
     trainer.best = {"epoch": 1, "row": {"epoch": 1, "val_acc": 0.5}, "state": {"w": torch.ones(2)}}
     return trainer
 
