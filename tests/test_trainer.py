@@ -1,0 +1,240 @@
+"""The trainer (mixstudy.trainer): one epoch against an epoch written out with torch's SGD, a
+failed member of a pack left out, a pack built from and synced back to its members, a run's
+streams, the amp setting and the configuration checks."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from contextlib import nullcontext
+
+import numpy as np
+import pytest
+import torch
+import torch._dynamo  # noqa: F401  (the first optimizer imports it, seconds; mutmut's fork server then imports it once)
+import torch.nn.functional as F
+
+from mixstudy import engine, trainer
+from mixstudy.errors import ConfigError
+from mixstudy.mixing import member_mixes
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread, as the tiny runs train (compute.threads=1): faster on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+# No dropout (its masks would have to be replayed); BatchNorm trains on batch statistics, which
+# the epoch written out below computes with the same batches.
+NETWORK = {"name": "convnet", "widths": [4, 8, 8], "dropout": 0.0, "leaky_slope": 0.1}
+AUGMENT = {"crop_padding": 2, "crop_padding_mode": "reflect", "flip": True, "cutout": 8}
+
+
+def _config(tiny_config, seed=0, **train):
+    return tiny_config(
+        seed=seed, model=NETWORK,
+        train={"batch_size": 8, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "nesterov": True, "augment": AUGMENT, **train},
+        mixing={"method": "cutmix", "alpha": 1.0},
+    )
+
+
+def _data(tiny_data):
+    # 42 images in batches of 8: five of 8 and one of 2, so a mean of batch means is not the mean
+    x = torch.from_numpy(tiny_data.x_train[:42]).permute(0, 3, 1, 2).float() / 255
+    y = torch.from_numpy(tiny_data.y_train[:42])
+    return x, y
+
+
+def _epoch_by_hand(member, x, y, train):
+    """One epoch written out: the member's own streams drawn in the order the docstring of
+    train_epoch gives (batch order, then per batch crops and flips, the mixing draw, Cutout), each
+    batch's soft-target cross-entropy, torch's SGD step; returns the network and the epoch's
+    example-weighted mean loss and accuracy against the targets' largest share."""
+    model = copy.deepcopy(member.model).train()
+    config = member.config["train"]
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config["lr"], momentum=config["momentum"], nesterov=config["nesterov"], weight_decay=config["weight_decay"]
+    )
+    normalise = engine.Normalise()
+    data_gen, mix_rng = copy.deepcopy(member.data_gen), copy.deepcopy(member.mix_rng)
+    order = torch.randperm(len(y), generator=data_gen)
+    loss_sum, correct, seen = 0.0, 0, 0
+    for index in engine.batches(order, config["batch_size"]):
+        images = engine.augment(x[index], AUGMENT["crop_padding"], AUGMENT["crop_padding_mode"], AUGMENT["flip"], data_gen)
+        draw = member.mixer.draw(mix_rng, len(index), images.shape[-2:], CPU)
+        inputs = engine.cutout(normalise(images), AUGMENT["cutout"], data_gen)
+        targets = member.mixer.targets(y[index], draw)
+        logits = model(inputs, mixes=member_mixes([member.mixer], [draw]))
+        loss = -(targets * F.log_softmax(logits, 1)).sum(1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item() * len(index)
+        correct += (logits.argmax(1) == targets.argmax(1)).sum().item()
+        seen += len(index)
+    return model, loss_sum / seen, correct / seen
+
+
+def test_one_epoch_is_sgd_over_the_members_own_batches_augmentation_and_mixing(tiny_config, tiny_data):
+    x, y = _data(tiny_data)
+    member = trainer.make_trainer(_config(tiny_config), CPU)
+    expected_model, expected_loss, expected_acc = _epoch_by_hand(member, x, y, member.config["train"])
+    pack = trainer.PackedTrainer.of([member])
+    pack.model.eval()  # train_epoch must put it in training mode itself
+    (row,) = trainer.train_epoch(pack, pack.model, x, y, engine.Normalise())
+    assert pack.model.training
+    trained = pack.sync(0).model.state_dict()
+    # A pack of one runs the network's own layers (packing.PackedLinear: "exactly the solo
+    # layer"; a grouped convolution of one group is a convolution), so the epoch written out runs
+    # the same kernels on the same shapes and gives the same bytes, on any CPU.
+    for name, expected in expected_model.state_dict().items():
+        assert torch.equal(trained[name], expected), name
+    # the loss: the same batch losses summed in float32 on the device, here in float64 (six sums)
+    assert row["train_loss"] == pytest.approx(expected_loss, rel=1e-6)
+    assert row["train_acc"] == expected_acc  # counts of equal predictions: exact
+    assert set(row) == {"train_loss", "train_acc"}
+
+
+def _pack_of_two(tiny_config, failed: bool):
+    # no weight decay: it would shrink a failed member's weights on its zero gradient (harmless:
+    # its weights were synced out when it failed, and those are what its folder gets)
+    members = [trainer.make_trainer(_config(tiny_config, seed=seed, weight_decay=0.0), CPU) for seed in (0, 1)]
+    if failed:
+        members[1].failure = "training loss became nan at epoch 1"
+    return trainer.PackedTrainer.of(members)
+
+
+def test_a_failed_member_no_longer_learns_while_the_others_do(tiny_config, tiny_data):
+    x, y = _data(tiny_data)
+    before = [copy.deepcopy(m.model.state_dict()) for m in _pack_of_two(tiny_config, False).members]
+    rows = {}
+    packs = {}
+    for failed in (False, True):
+        packs[failed] = _pack_of_two(tiny_config, failed)
+        rows[failed] = trainer.train_epoch(packs[failed], packs[failed].model, x, y, engine.Normalise())
+    assert all(set(row) == {"train_loss", "train_acc"} for row in rows[True])
+    # Member 0 learns as it does beside a member that learns: the same packed kernels on the same
+    # shapes compute its share bit for bit; member 1 moves only when it has not failed.
+    assert rows[True][0] == rows[False][0]
+    learnt, beside_failed = packs[False].sync(0).model.state_dict(), packs[True].sync(0).model.state_dict()
+    assert all(torch.equal(learnt[name], beside_failed[name]) for name in learnt)
+    assert not torch.equal(learnt["stages.0.0.weight"], before[0]["stages.0.0.weight"])
+    stayed, moved = packs[True].sync(1).model.state_dict(), packs[False].sync(1).model.state_dict()
+    for name, value in before[1].items():
+        if value.is_floating_point() and "running" not in name:  # BatchNorm's statistics still follow the batches
+            assert torch.equal(stayed[name], value), name
+    assert not torch.equal(moved["stages.0.0.weight"], before[1]["stages.0.0.weight"])
+
+
+def test_a_pack_starts_from_its_members_state_and_gives_each_its_share_back(tiny_config):
+    members = []
+    for seed in (0, 1):
+        member = trainer.make_trainer(_config(tiny_config, seed=seed, scheduler={"name": "step", "step_size": 1, "gamma": 0.5}), CPU)
+        loss = member.model(torch.rand(4, 3, 32, 32)).square().sum()
+        loss.backward()
+        member.optimizer.step()  # momentum buffers to pack
+        member.scheduler.step()
+        member.epoch = 3
+        members.append(member)
+    states = [copy.deepcopy((m.model.state_dict(), m.optimizer.state_dict())) for m in members]
+    pack = trainer.PackedTrainer.of(members)
+    assert pack.size == 2 and pack.epoch == 3 and pack.members == members
+    assert pack.optimizer.param_groups[0]["lr"] == 0.025  # the members' scheduled rate, 0.05 halved
+    assert pack.scheduler.last_epoch == 1
+    pack.scheduler.step()  # the pack trains on: its schedule is the one the members get back
+    for member in members:  # the members' own copies are overwritten by sync; it must restore them
+        for value in member.model.state_dict().values():
+            value.zero_()
+        member.optimizer.state.clear()
+    for index, (model_state, optimizer_state) in enumerate(states):
+        synced = pack.sync(index)
+        assert synced is members[index]
+        assert all(torch.equal(synced.model.state_dict()[k], v) for k, v in model_state.items())
+        buffers = synced.optimizer.state_dict()["state"]
+        assert buffers.keys() == optimizer_state["state"].keys()
+        for key, value in optimizer_state["state"].items():
+            assert torch.equal(buffers[key]["momentum_buffer"], value["momentum_buffer"])
+        assert synced.scheduler.last_epoch == 2 and synced.scheduler.get_last_lr() == [0.0125]
+
+
+def test_a_pack_in_channels_last_runs_its_network_in_channels_last(tiny_config):
+    config = _config(tiny_config)
+    config["compute"]["channels_last"] = True
+    member = trainer.make_trainer(config, CPU)
+    pack = trainer.PackedTrainer.of([member])
+    convolutions = [m for m in [*member.model.modules(), *pack.model.modules()] if isinstance(m, torch.nn.Conv2d)]
+    assert convolutions and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convolutions)
+
+
+def test_each_run_has_its_own_seeded_streams(tiny_config):
+    def draws(seed):
+        torch.manual_seed(1000 + seed)  # whatever the global stream was before
+        member = trainer.make_trainer(_config(tiny_config, seed=seed), CPU)
+        weights = torch.cat([p.detach().flatten() for p in member.model.parameters()])
+        return (
+            weights,
+            torch.rand(4, generator=member.data_gen),
+            torch.rand(4, generator=member.dropout_gen),
+            torch.from_numpy(member.mix_rng.random(4)),
+        )
+
+    first, again, other = draws(0), draws(0), draws(1)
+    for a, b in zip(first, again):
+        assert torch.equal(a.float(), b.float())  # a run's seed alone decides
+    for a, b in zip(first, other):
+        assert not torch.equal(a.float(), b.float())  # each stream depends on it
+    assert len({tuple(stream.float().tolist()) for stream in first[1:]}) == 3  # three different streams
+
+
+def test_a_run_seed_splits_into_the_streams_in_the_order_recorded_runs_used():
+    # the three children of the seed's SeedSequence, in this order: another order trains other
+    # numbers from the same seed than the runs already recorded (test_bit_identical compares them)
+    children = np.random.SeedSequence(11).spawn(3)
+    seeds = trainer.Seeds.from_seed(11)
+    assert seeds.init == int(children[0].generate_state(1)[0])
+    assert seeds.data == int(children[1].generate_state(1)[0])
+    assert seeds.mixing.spawn_key == children[2].spawn_key == (2,) and seeds.mixing.entropy == 11
+
+
+def test_a_fresh_trainer_is_at_epoch_zero_with_the_runs_optimizer_scheduler_and_mixer(tiny_config):
+    config = _config(tiny_config, scheduler={"name": "cosine", "t_max": 7, "eta_min": 0.001})
+    member = trainer.make_trainer(config, CPU)
+    assert member.config is config and member.device == CPU
+    assert member.epoch == 0 and member.history == [] and member.failure is None and member.best is None
+    group = member.optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]) == (0.05, 0.9, True, 5e-4)
+    assert isinstance(member.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and member.scheduler.T_max == 7
+    assert member.mixer.method == "cutmix" and member.mixer.alpha == 1.0
+
+
+def test_amp_on_autocasts_to_bf16_anywhere_auto_only_on_cuda():
+    on = trainer.autocast_context(CPU, "on")
+    assert isinstance(on, torch.autocast) and on.fast_dtype == torch.bfloat16 and on.device == "cpu"
+    assert isinstance(trainer.autocast_context(CPU, "auto"), nullcontext)
+    assert isinstance(trainer.autocast_context(CPU, "off"), nullcontext)
+    with warnings.catch_warnings():  # without a GPU torch warns that it would disable it
+        warnings.simplefilter("ignore", UserWarning)
+        auto_cuda = trainer.autocast_context(torch.device("cuda"), "auto")  # built, not entered: no GPU needed
+    assert isinstance(auto_cuda, torch.autocast) and auto_cuda.fast_dtype == torch.bfloat16 and auto_cuda.device == "cuda"
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0"])
+def test_a_seed_that_is_no_integer_from_zero_is_refused(tiny_config, seed):
+    config = tiny_config()
+    config["seed"] = seed
+    with pytest.raises(ConfigError) as refused:
+        trainer.check_run_config(config)
+    assert str(refused.value) == f"seed: {seed!r} is not a seed; give an integer >= 0 (--seed 0)"
+
+
+def test_mixing_points_the_network_lacks_are_refused_naming_them_and_the_valid_ones(tiny_config):
+    trainer.check_run_config(tiny_config(seed=0, mixing={"method": "manifold", "alpha": 1.0, "layers": [0, 2]}))
+    config = tiny_config(mixing={"method": "manifold", "alpha": 1.0, "layers": [5, 0, 4]})
+    with pytest.raises(ConfigError) as refused:
+        trainer.check_run_config(config)
+    assert str(refused.value) == "mixing.layers: point(s) [4, 5] do not exist in convnet; valid points are [0, 1, 2]"
