@@ -74,7 +74,7 @@ def cmd_subset(args) -> None:
     from mixstudy.data import make_subset, subset_file
 
     params = _params(args)
-    out = args.out or subset_file(params["subset"])
+    out = args.out or subset_file(params["subset"], params["data"]["name"])
     record = make_subset(params["data"]["out"], params["subset"], out)
     print(f"wrote {out}: {len(record['train_indices'])} train, {len(record['val_indices'])} validation images")
 
@@ -89,7 +89,7 @@ def cmd_train(args) -> None:
     else:
         params = _params(args)
         configs, outs = _train_targets(params, args)
-        data_npz, subset = args.data or params["data"]["out"], args.subset or subset_file(params["subset"])
+        data_npz, subset = args.data or params["data"]["out"], args.subset or subset_file(params["subset"], params["data"]["name"])
     if args.seed < 0:
         raise MixstudyError(f"--seed {args.seed}: a seed is an integer >= 0, e.g. --seed 0")
     data = load_study_data(data_npz, subset)
@@ -163,8 +163,8 @@ def cmd_evaluate(args) -> None:
     model, config = load_checkpoint(args.checkpoint, device)
     model.to(device)
     config["evaluation"] = params["evaluation"]
-    data = load_study_data(params["data"]["out"], args.subset or subset_file(params["subset"]))
-    metrics, _ = evaluate_all(model, data, engine.Normalise().to(device), config, device)
+    data = load_study_data(params["data"]["out"], args.subset or subset_file(params["subset"], params["data"]["name"]))
+    metrics, _ = evaluate_all(model, data, engine.Normalise(data.mean, data.std).to(device), config, device)
     if args.out:
         write_json(args.out, metrics)
     print(json.dumps(metrics, indent=2))
@@ -224,7 +224,7 @@ def _expectation(params: dict, args):
     from mixstudy.analysis import Expectation
 
     selection = study.read_selection(args.selection) if Path(args.selection).is_file() else None
-    subset = Path(args.subset or subset_file(params["subset"]))
+    subset = Path(args.subset or subset_file(params["subset"], params["data"]["name"]))
     return Expectation(selection, _subset_sha256(subset) if subset.is_file() else None)
 
 
