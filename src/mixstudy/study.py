@@ -262,6 +262,11 @@ def run_config(params: dict, seed: int, overrides: dict | None = None, selection
     return config
 
 
+def config_dataset(config: dict) -> str:
+    """The data set a run's configuration was trained on (no ``data`` section: CIFAR-10)."""
+    return (config.get("data") or {}).get("name", DEFAULT_DATASET)
+
+
 def needs_selection(params: dict, spec: RunSpec) -> bool:
     """Sweep runs take the tuning's choice unless ``sweep.use_tuning_choice`` is false."""
     return spec.stage == "sweep" and params["sweep"]["use_tuning_choice"]
