@@ -8,6 +8,7 @@ from __future__ import annotations
 import yaml
 
 from mixstudy import study
+from mixstudy.data import dataset
 from mixstudy.networks import STUDY_NETWORK, network, network_settings
 
 SUBSET_DRAWS = {"study": "the study's own images", "seeded": "a seeded draw, not the study's images"}
@@ -16,8 +17,9 @@ SUBSET_DRAWS = {"study": "the study's own images", "seeded": "a seeded draw, not
 def setting_lines(params: dict) -> str:
     """The report's first lines: which images and which network its runs trained."""
     subset, name = params["subset"], params["model"]["name"]
+    classes = dataset(params["data"]["name"]).num_classes  # what the data's verification requires
     lines = (
-        f"{subset['per_class']} training images per class ({10 * subset['per_class']} in all; "
+        f"{subset['per_class']} training images per class ({classes * subset['per_class']} in all; "
         f"{SUBSET_DRAWS[subset['draw']]}); network `{name}`, {network(name).description}. "
     )
     if name != STUDY_NETWORK:
