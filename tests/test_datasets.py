@@ -372,3 +372,13 @@ def test_aggregation_never_averages_runs_of_two_data_sets(tmp_path):
     assert problem["problem"] == "mismatched" and "data set cifar100, expected cifar10" in problem["reason"]
     # and the CIFAR-100 aggregation reads its own folders only: the CIFAR-10 runs are not there
     assert analyse(cifar100, root).done.empty
+
+
+def test_full_data_draw_trains_on_every_image_not_drawn_for_validation():
+    labels = np.repeat(np.arange(10), SVHN_TRAIN_COUNTS)
+    subset = data.full_subset(labels, per_class=1, val_per_class=2, seed=0)
+    assert np.bincount(labels[subset.val_indices]).tolist() == [2] * 10
+    assert sorted([*subset.train_indices, *subset.val_indices]) == list(range(len(labels)))
+    assert data.subset_file({"draw": "all", "per_class": 50, "val_per_class": 0, "seed": 0}, "svhn").name == "svhn_all_val0_seed0.json"
+    with pytest.raises(DataError, match="smallest class"):
+        data.full_subset(labels, per_class=1, val_per_class=3, seed=0)  # would leave digit 0 without a training image

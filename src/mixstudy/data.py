@@ -448,7 +448,17 @@ def study_subset(labels: np.ndarray, per_class: int, val_per_class: int, seed: i
     return Subset(np.sort(train), np.sort(np.concatenate(val)))
 
 
-SUBSET_DRAWS = {"study": study_subset, "seeded": seeded_subset}
+def full_subset(labels: np.ndarray, per_class: int, val_per_class: int, seed: int) -> Subset:
+    """The whole training split for training (``per_class`` is not used), less ``val_per_class`` images
+    per class drawn for validation with ``seed``: the full-data setting of the manifold mixup paper."""
+    _check_class_sizes(labels, 1, val_per_class)  # at least one training image of each class left
+    rng = np.random.Generator(np.random.PCG64(seed))
+    val = [np.sort(rng.permutation(np.flatnonzero(labels == cls))[:val_per_class]) for cls in range(class_count(labels))]
+    val_indices = np.sort(np.concatenate(val))
+    return Subset(np.setdiff1d(np.arange(len(labels)), val_indices), val_indices)
+
+
+SUBSET_DRAWS = {"study": study_subset, "seeded": seeded_subset, "all": full_subset}
 
 
 def draw_subset(labels: np.ndarray, subset_params: dict) -> Subset:
@@ -545,4 +555,5 @@ def load_study_data(data_npz: str | Path, subset_file: str | Path) -> StudyData:
 def subset_file(subset_params: dict, name: str, root: str | Path = "data/subsets") -> Path:
     """Where the subset of these parameters of data set ``name`` lives; the name says what it holds."""
     p = subset_params
-    return Path(root) / f"{name}_{p['draw']}_n{p['per_class']}_val{p['val_per_class']}_seed{p['seed']}.json"
+    size = "" if p["draw"] == "all" else f"_n{p['per_class']}"  # every training image: per_class is not used
+    return Path(root) / f"{name}_{p['draw']}{size}_val{p['val_per_class']}_seed{p['seed']}.json"
