@@ -34,7 +34,7 @@ def test_autocast_is_bf16_on_cuda_and_off_on_cpu():
 
 def test_bf16_forward_gives_float32_loss_and_gradients():
     torch.manual_seed(0)
-    model = convnet(widths=(4, 8, 8), dropout=0.25, leaky_slope=0.1).to(memory_format=torch.channels_last)
+    model = convnet(NUM_CLASSES, widths=(4, 8, 8), dropout=0.25, leaky_slope=0.1).to(memory_format=torch.channels_last)
     images = torch.rand(6, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     mixer = Mixer(
         method="manifold", alpha=1.0, layers=(0, 1, 2), lambda_per="batch",

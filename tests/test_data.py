@@ -186,7 +186,7 @@ def test_fetch_without_any_source_names_all_three_fixes(tmp_path, monkeypatch):
     missing_npz = tmp_path / "nowhere" / "cifar10.npz"
     params = {"name": "cifar10", "source": "auto", "npz_path": str(missing_npz), "npz_sha256": None, "official_dir": str(official), "out": str(tmp_path / "out.npz")}
     with pytest.raises(DataError) as info:
-        data.fetch_cifar10(params)
+        data.fetch_dataset(params)
     message = str(info.value)
     assert True in _NoNetworkCIFAR10.calls  # a download was attempted
     assert str(missing_npz) in message  # fix 1: the offline copy
@@ -198,18 +198,18 @@ def test_fetch_without_any_source_names_all_three_fixes(tmp_path, monkeypatch):
 def test_fetch_npz_source_missing_names_the_key(tmp_path):
     params = {"name": "cifar10", "source": "npz", "npz_path": str(tmp_path / "absent.npz"), "official_dir": str(tmp_path), "out": "x"}
     with pytest.raises(DataError, match="data.npz_path"):
-        data.fetch_cifar10(params)
+        data.fetch_dataset(params)
 
 
 def test_fetch_official_source_empty_dir_names_the_key(tmp_path):
     params = {"name": "cifar10", "source": "official", "npz_path": str(tmp_path / "absent.npz"), "official_dir": str(tmp_path), "out": "x"}
     with pytest.raises(DataError, match="data.official_dir"):
-        data.fetch_cifar10(params)
+        data.fetch_dataset(params)
 
 
 def test_fetch_auto_prefers_npz(fake_npz, tmp_path):
     params = {"name": "cifar10", "source": "auto", "npz_path": str(fake_npz), "npz_sha256": None, "official_dir": str(tmp_path), "out": "x"}
-    arrays, source = data.fetch_cifar10(params)
+    arrays, _, source = data.fetch_dataset(params)
     assert source == f"npz:{fake_npz}"
     assert set(arrays) == set(data.ARRAYS)
 
@@ -235,7 +235,7 @@ def test_fetch_auto_uses_official_archive_and_refuses_it_when_corrupt(tmp_path):
     _corrupt_archive(directory)
     params = {"name": "cifar10", "source": "auto", "npz_path": str(tmp_path / "absent.npz"), "official_dir": str(directory), "out": "x"}
     with pytest.raises(DataError, match="md5"):
-        data.fetch_cifar10(params)
+        data.fetch_dataset(params)
 
 
 # --- prepare_data ---------------------------------------------------------------------------

@@ -205,7 +205,7 @@ def _from_torchvision(name: str, root: Path, download: bool) -> tuple[dict[str, 
     return arrays, class_names
 
 
-def official_files(name: str, directory: Path) -> dict[str, str]:
+def official_files(name: str) -> dict[str, str]:
     """The official archive (or files) of ``name`` and their md5s, as torchvision's classes carry them."""
     from torchvision.datasets import CIFAR10, CIFAR100, SVHN
 
@@ -224,8 +224,8 @@ def _extracted_folder(name: str) -> str | None:
 def official_present(name: str, directory: Path) -> bool:
     folder = _extracted_folder(name)
     if folder is not None:
-        return (directory / folder).is_dir() or all((directory / f).is_file() for f in official_files(name, directory))
-    return any((directory / f).is_file() for f in official_files(name, directory))
+        return (directory / folder).is_dir() or all((directory / f).is_file() for f in official_files(name))
+    return any((directory / f).is_file() for f in official_files(name))
 
 
 def load_official(directory: Path, name: str = "cifar10") -> tuple[dict[str, np.ndarray], tuple[str, ...] | None]:
@@ -234,17 +234,18 @@ def load_official(directory: Path, name: str = "cifar10") -> tuple[dict[str, np.
 
     spec = dataset(name)
     folder = _extracted_folder(name)
-    if folder is not None and not (directory / folder).is_dir():
-        ((archive, md5),) = official_files(name, directory).items()
+    if folder is None:  # SVHN: the .mat files themselves, each checked here so the message names it
+        for file_name, md5 in official_files(name).items():
+            if not check_integrity(str(directory / file_name), md5):
+                raise DataError(
+                    f"{directory / file_name}: missing, or its md5 is not the official {md5}; the file is truncated "
+                    f"or altered. {spec.title} needs {spec.official_names} in {directory}"
+                )
+    elif not (directory / folder).is_dir():  # CIFAR: the archive, checked before anything is extracted
+        ((archive, md5),) = official_files(name).items()
         if not check_integrity(str(directory / archive), md5):
             raise DataError(f"{directory / archive}: md5 is not the official {md5}; the archive is truncated or altered")
         extract_archive(str(directory / archive), str(directory))
-    for file_name, md5 in official_files(name, directory).items() if folder is None else ():
-        if not check_integrity(str(directory / file_name), md5):
-            raise DataError(
-                f"{directory / file_name}: missing, or its md5 is not the official {md5}; the file is truncated "
-                f"or altered. {spec.title} needs {spec.official_names} in {directory}"
-            )
     where = directory / folder if folder is not None else directory
     try:
         arrays, class_names = _from_torchvision(name, directory, download=False)
@@ -296,12 +297,6 @@ def fetch_dataset(data_params: dict) -> tuple[dict[str, np.ndarray], tuple[str, 
             f"{npz_path} (data.npz_path), or run where torchvision can download it (internet access); {err}"
         ) from err
     return arrays, class_names or spec.class_names, f"download:{official_dir}"
-
-
-def fetch_cifar10(data_params: dict) -> tuple[dict[str, np.ndarray], str]:
-    """CIFAR-10's arrays and source (the data stage's behaviour before ``data.name``)."""
-    arrays, _, source = fetch_dataset({**data_params, "name": "cifar10"})
-    return arrays, source
 
 
 def prepare_data(data_params: dict) -> dict:
