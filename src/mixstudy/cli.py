@@ -89,7 +89,8 @@ def cmd_train(args) -> None:
     else:
         params = _params(args)
         configs, outs = _train_targets(params, args)
-        data_npz, subset = args.data or params["data"]["out"], args.subset or subset_file(params["subset"], params["data"]["name"])
+        data_npz = args.data or params["data"]["out"]
+        subset = args.subset or subset_file(params["subset"], params["data"]["name"])
     if args.seed < 0:
         raise MixstudyError(f"--seed {args.seed}: a seed is an integer >= 0, e.g. --seed 0")
     data = load_study_data(data_npz, subset)
