@@ -231,7 +231,12 @@ def test_svhn_class_missing_from_a_split_is_refused(svhn_sizes):
 
 
 class _NoNetworkCIFAR100(CIFAR100):
-    def __init__(self, *args, **kwargs):
+    """torchvision's CIFAR100 on a machine without internet: it makes its folder and a partial
+    download, then fails."""
+
+    def __init__(self, root, *args, **kwargs):
+        Path(root).mkdir(parents=True, exist_ok=True)
+        (Path(root) / CIFAR100.filename).write_bytes(b"\x1f\x8b partial")
         raise RuntimeError("<urlopen error [Errno -3] Temporary failure in name resolution>")
 
 
@@ -246,7 +251,19 @@ def test_cli_without_any_cifar100_file_says_where_to_put_it_in_one_line(tmp_path
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1
     assert "cifar-100-python.tar.gz" in lines[0] and "data/raw" in lines[0] and "internet" in lines[0]
-    assert list(tmp_path.iterdir()) == []  # nothing written
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even the folders the download made
+
+
+def test_a_failed_download_leaves_an_existing_folder_as_it_was(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR100", _NoNetworkCIFAR100)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="internet"):
+        data.prepare_data(_data_params(tmp_path, "cifar100"))
+    assert [path.name for path in raw.iterdir()] == ["notes.txt"]
 
 
 def test_a_prepared_file_of_another_data_set_is_refused(tmp_path, monkeypatch, svhn_sizes):

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import pickle
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -255,10 +256,36 @@ def load_official(directory: Path, name: str = "cifar10") -> tuple[dict[str, np.
     return arrays, class_names
 
 
+def _topmost_missing(directory: Path) -> Path | None:
+    """The highest folder of ``directory``'s path that does not exist yet (None: it exists)."""
+    missing = None
+    for folder in (directory, *directory.parents):
+        if folder.exists():
+            return missing
+        missing = folder
+    return missing
+
+
+def _remove_new_entries(directory: Path, missing_root: Path | None, before: set[Path]) -> None:
+    """Undo what a failed download left: the folders it created, or the files it added to ``directory``."""
+    if missing_root is not None:
+        shutil.rmtree(missing_root, ignore_errors=True)
+        return
+    for path in set(directory.iterdir()) - before:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def download_official(directory: Path, name: str = "cifar10") -> tuple[dict[str, np.ndarray], tuple[str, ...] | None]:
+    """The official files through torchvision; a failed download leaves nothing behind."""
+    missing_root = _topmost_missing(directory)
+    before = set(directory.iterdir()) if missing_root is None else set()
     try:
         arrays, class_names = _from_torchvision(name, directory, download=True)
     except Exception as err:  # network errors come in many types
+        _remove_new_entries(directory, missing_root, before)
         raise DataError(f"downloading {dataset(name).title} into {directory} failed: {err}") from err
     check_arrays(arrays, f"downloaded {dataset(name).title}", name)
     return arrays, class_names
