@@ -34,10 +34,10 @@ def pack_configs(params: dict, size: int) -> list[dict]:
 
 def seconds_per_epoch(configs: list[dict], data, device: torch.device, epochs: int) -> float:
     channels_last = configs[0]["compute"]["channels_last"]
-    pack = trainer.PackedTrainer.of([trainer.make_trainer(config, device) for config in configs])
+    pack = trainer.PackedTrainer.of([trainer.make_trainer(config, device, data.num_classes) for config in configs])
     x_train = engine.to_float(engine.to_device_images(data.x_train, device), channels_last)
     y_train = torch.from_numpy(data.y_train).to(device)
-    normalise = engine.Normalise().to(device)
+    normalise = engine.Normalise(data.mean, data.std).to(device)
 
     def epoch():
         trainer.train_epoch(pack, pack.model, x_train, y_train, normalise)  # returns after its one sync
@@ -62,7 +62,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     params = load_params(args.params or ["params.yaml"], [f"compute.device={args.device}"])
     device = engine.resolve_device(args.device)
-    data = load_study_data(params["data"]["out"], subset_file(params["subset"]))
+    data = load_study_data(params["data"]["out"], subset_file(params["subset"], params["data"]["name"]))
     run_epochs = params["train"]["epochs"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     print(f"device: {device.type} ({name}), torch {torch.__version__}, {args.threads} thread(s), "

@@ -112,7 +112,7 @@ def main() -> None:
     x = torch.randn(32, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (32,), device=device)
     for k in args.sizes:
-        members = [build_model(MODEL).to(device).train() for _ in range(k)]
+        members = [build_model(MODEL, 10).to(device).train() for _ in range(k)]
         figures = [
             time_steps(loop_step(members, x, y), device, args.steps),
             time_steps(grouped_step(members, x, y, device), device, args.steps),

@@ -29,7 +29,7 @@ from torchvision import transforms
 
 from mixstudy import engine, trainer
 from mixstudy.config import load_params
-from mixstudy.data import MEAN, STD, load_study_data, subset_file
+from mixstudy.data import load_study_data, subset_file
 from mixstudy.evaluation import predict
 from mixstudy.study import run_config
 
@@ -51,12 +51,12 @@ def reference_loop(config, data, epochs: int, evaluate_every_epoch: bool) -> flo
     """Images per second of the published-style loop (PIL transforms, DataLoader)."""
     train_tf = transforms.Compose([
         transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(), transforms.Normalize(MEAN, STD),
+        transforms.ToTensor(), transforms.Normalize(data.mean, data.std),
     ])
-    test_tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    test_tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(data.mean, data.std)])
     train_loader = DataLoader(ArrayDataset(data.x_train, data.y_train, train_tf), batch_size=32, shuffle=True)
     test_loader = DataLoader(ArrayDataset(data.x_test, data.y_test, test_tf), batch_size=100)
-    run = trainer.make_trainer(config, torch.device("cpu"))
+    run = trainer.make_trainer(config, torch.device("cpu"), data.num_classes)
     model, optimizer = run.model, run.optimizer
 
     def evaluate():
@@ -81,11 +81,11 @@ def reference_loop(config, data, epochs: int, evaluate_every_epoch: bool) -> flo
 def engine_loop(config, data, epochs: int) -> float:
     device = torch.device("cpu")
     channels_last = config["compute"]["channels_last"]
-    pack = trainer.PackedTrainer.of([trainer.make_trainer(config, device)])
+    pack = trainer.PackedTrainer.of([trainer.make_trainer(config, device, data.num_classes)])
     x_train = engine.to_float(engine.to_device_images(data.x_train, device), channels_last)
     y_train = torch.from_numpy(data.y_train)
     x_test = engine.to_device_images(data.x_test, device)
-    normalise = engine.Normalise()
+    normalise = engine.Normalise(data.mean, data.std)
     start = time.perf_counter()
     for _ in range(epochs):
         trainer.train_epoch(pack, pack.model, x_train, y_train, normalise)
@@ -97,11 +97,11 @@ def engine_loop(config, data, epochs: int) -> float:
 def compute_bound(config, data, epochs: int) -> float:
     """Forward, backward and step on batches built beforehand; the same final test pass as (a)."""
     channels_last = config["compute"]["channels_last"]
-    run = trainer.make_trainer(config, torch.device("cpu"))
+    run = trainer.make_trainer(config, torch.device("cpu"), data.num_classes)
     model, optimizer = run.model, run.optimizer
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    x = ((torch.from_numpy(data.x_train).permute(0, 3, 1, 2).float() / 255 - torch.tensor(MEAN).view(1, 3, 1, 1))
-         / torch.tensor(STD).view(1, 3, 1, 1)).contiguous(memory_format=memory_format)
+    x = ((torch.from_numpy(data.x_train).permute(0, 3, 1, 2).float() / 255 - torch.tensor(data.mean).view(1, 3, 1, 1))
+         / torch.tensor(data.std).view(1, 3, 1, 1)).contiguous(memory_format=memory_format)
     y = torch.from_numpy(data.y_train)
     batches = [(x[i : i + 32], y[i : i + 32]) for i in range(0, len(y), 32)]
     x_test = engine.to_device_images(data.x_test, torch.device("cpu"))
@@ -113,7 +113,7 @@ def compute_bound(config, data, epochs: int) -> float:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    predict(model, x_test, engine.Normalise(), config["compute"]["eval_batch_size"], channels_last=channels_last)
+    predict(model, x_test, engine.Normalise(data.mean, data.std), config["compute"]["eval_batch_size"], channels_last=channels_last)
     return epochs * len(y) / (time.perf_counter() - start)
 
 
@@ -127,7 +127,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     params = load_params([args.params])
     config = run_config(params, seed=0)
-    data = load_study_data(params["data"]["out"], subset_file(params["subset"]))
+    data = load_study_data(params["data"]["out"], subset_file(params["subset"], params["data"]["name"]))
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{args.threads} thread(s), network {params['model']}, batch 32, {args.epochs} epochs of {len(data.y_train)} images")
 

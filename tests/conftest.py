@@ -14,6 +14,13 @@ from mixstudy.study import run_config
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_FILE = ROOT / "params.yaml"
 REAL_NPZ = ROOT.parent / "shared" / "datasets" / "cifar10" / "cifar10.npz"
+# The published CIFAR-10 training statistics, the normalisation constants of every CIFAR-10 run
+# before they were computed from the data (test_data checks the computed ones equal these).
+CIFAR10_MEAN = (0.49139968, 0.48215841, 0.44653091)
+CIFAR10_STD = (0.24703223, 0.24348513, 0.26158784)
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_INFO = {"dataset": "cifar10", "num_classes": 10, "class_names": list(CIFAR10_CLASSES),
+                "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}
 
 # Settings that make one training run take a fraction of a second on one CPU thread.
 TINY_OVERRIDES = [
@@ -70,7 +77,7 @@ def prepared_npz(tmp_path_factory, fake_npz) -> Path:
 
     out = tmp_path_factory.mktemp("prepared") / "cifar10.npz"
     prepare_data(
-        {"source": "npz", "npz_path": str(fake_npz), "npz_sha256": None, "official_dir": str(out.parent / "raw"), "out": str(out)}
+        {"name": "cifar10", "source": "npz", "npz_path": str(fake_npz), "npz_sha256": None, "official_dir": str(out.parent / "raw"), "out": str(out)}
     )
     return out
 
@@ -92,6 +99,7 @@ def make_study_data(n_train_per_class: int = 4, n_test: int = 20, n_val_per_clas
         x_test=images(n_test),
         y_test=y_test,
         subset_sha256="0" * 64,
+        info=CIFAR10_INFO,
     )
 
 

@@ -30,7 +30,7 @@ def _one_thread():
 
 def _trained(config, epochs: int = 1):
     """A trainer moved away from its initial state: weights, optimizer, scheduler, every stream."""
-    trainer = make_trainer(config, CPU)
+    trainer = make_trainer(config, CPU, 10)
     for _ in range(epochs):
         loss = trainer.model(torch.rand(4, 3, 32, 32, generator=trainer.data_gen)).sum()
         loss.backward()
@@ -68,7 +68,7 @@ def test_a_saved_resume_point_restores_the_whole_run(tmp_path, tiny_config):
     checkpoint.save_resume_point(trainer, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [RESUME_FILE]
 
-    fresh = make_trainer(config, CPU)
+    fresh = make_trainer(config, CPU, 10)
     assert checkpoint.try_resume(fresh, tmp_path) is True
     assert (tmp_path / RESUME_FILE).is_file()  # kept until the run is finished
     assert fresh.epoch == 2 and fresh.history == trainer.history and _same(fresh.best, trainer.best)
@@ -80,7 +80,7 @@ def test_a_saved_resume_point_restores_the_whole_run(tmp_path, tiny_config):
 
 
 def test_no_resume_point_is_a_fresh_start(tmp_path, tiny_config):
-    trainer = make_trainer(tiny_config(), CPU)
+    trainer = make_trainer(tiny_config(), CPU, 10)
     assert checkpoint.try_resume(trainer, tmp_path) is False
     (tmp_path / RESUME_FILE).mkdir()  # a folder by that name is no resume point
     assert checkpoint.try_resume(trainer, tmp_path) is False
@@ -89,7 +89,7 @@ def test_no_resume_point_is_a_fresh_start(tmp_path, tiny_config):
 
 def test_a_resume_point_of_another_configuration_is_deleted_with_a_warning(tmp_path, tiny_config, caplog):
     checkpoint.save_resume_point(_trained(tiny_config(seed=1)), tmp_path)
-    trainer = make_trainer(tiny_config(seed=2), CPU)
+    trainer = make_trainer(tiny_config(seed=2), CPU, 10)
     initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     with caplog.at_level(logging.WARNING, logger="mixstudy"):
         assert checkpoint.try_resume(trainer, tmp_path) is False
@@ -100,7 +100,7 @@ def test_a_resume_point_of_another_configuration_is_deleted_with_a_warning(tmp_p
 
 @pytest.mark.parametrize("content", [b"", b"not a zip archive", "truncated"])
 def test_an_unreadable_resume_point_is_refused_naming_the_file_and_the_way_out(tmp_path, tiny_config, content):
-    trainer = make_trainer(tiny_config(), CPU)
+    trainer = make_trainer(tiny_config(), CPU, 10)
     if content == "truncated":
         checkpoint.save_resume_point(_trained(tiny_config()), tmp_path)
         content = (tmp_path / RESUME_FILE).read_bytes()[:200]
@@ -117,7 +117,7 @@ def test_an_unreadable_resume_point_is_refused_naming_the_file_and_the_way_out(t
 def test_a_file_that_is_no_resume_point_is_refused(tmp_path, tiny_config, state):
     (tmp_path / RESUME_FILE).write_bytes(checkpoint.torch_bytes(state))
     with pytest.raises(DataError) as refused:
-        checkpoint.try_resume(make_trainer(tiny_config(), CPU), tmp_path)
+        checkpoint.try_resume(make_trainer(tiny_config(), CPU, 10), tmp_path)
     assert str(refused.value) == f"{tmp_path / RESUME_FILE} is not a mixstudy resume point; delete it to train the run from the start"
 
 
@@ -136,7 +136,7 @@ def _pack_folders(tmp_path, configs, epochs):
 def test_a_pack_resumes_when_every_run_has_a_resume_point_at_the_same_epoch(tmp_path, tiny_config):
     configs = [tiny_config(seed=seed) for seed in (0, 1)]
     folders = _pack_folders(tmp_path, configs, [2, 2])
-    members = checkpoint.resumed_or_new_members(configs, folders, CPU)
+    members = checkpoint.resumed_or_new_members(configs, folders, CPU, 10)
     assert [m.epoch for m in members] == [2, 2]
     assert [m.config for m in members] == configs
     for member, config in zip(members, configs):
@@ -145,10 +145,10 @@ def test_a_pack_resumes_when_every_run_has_a_resume_point_at_the_same_epoch(tmp_
 
 def test_a_pack_without_resume_points_starts_fresh(tmp_path, tiny_config):
     configs = [tiny_config(seed=seed) for seed in (0, 1)]
-    members = checkpoint.resumed_or_new_members(configs, _pack_folders(tmp_path, configs, [None, None]), CPU)
+    members = checkpoint.resumed_or_new_members(configs, _pack_folders(tmp_path, configs, [None, None]), CPU, 10)
     assert [m.epoch for m in members] == [0, 0] and [m.config for m in members] == configs
     for member, config in zip(members, configs):
-        assert _same(member.model.state_dict(), make_trainer(config, CPU).model.state_dict())
+        assert _same(member.model.state_dict(), make_trainer(config, CPU, 10).model.state_dict())
 
 
 # [0, None]: one run resumes at the epoch the other starts at, yet the other has no resume point
@@ -157,11 +157,11 @@ def test_a_pack_whose_runs_cannot_all_resume_at_one_epoch_starts_fresh_with_a_wa
     configs = [tiny_config(seed=seed) for seed in (0, 1)]
     folders = _pack_folders(tmp_path, configs, epochs)
     with caplog.at_level(logging.WARNING, logger="mixstudy"):
-        members = checkpoint.resumed_or_new_members(configs, folders, CPU)
+        members = checkpoint.resumed_or_new_members(configs, folders, CPU, 10)
     assert [m.epoch for m in members] == [0, 0] and [m.history for m in members] == [[], []]
     assert [m.config for m in members] == configs
     for member, config in zip(members, configs):
-        assert _same(member.model.state_dict(), make_trainer(config, CPU).model.state_dict())
+        assert _same(member.model.state_dict(), make_trainer(config, CPU, 10).model.state_dict())
     where = ", ".join(f"{folder}: {'none' if epoch is None else epoch}" for folder, epoch in zip(folders, epochs))
     assert caplog.messages[-1] == (
         f"the runs of this pack have resume points at different epochs ({where}); training them all from scratch"

@@ -179,7 +179,21 @@ def test_all_errors_are_reported_together(base):
 
 def test_real_params_validate():
     params = cfg.load_params([PARAMS_FILE])
-    assert params == yaml.safe_load(PARAMS_FILE.read_text())
+    assert params == cfg.with_data_paths(yaml.safe_load(PARAMS_FILE.read_text()))
+
+
+def test_data_paths_name_the_data_set():
+    """{name} in data.npz_path and data.out is data.name: CIFAR-10 keeps its files, others get their own."""
+    cifar10 = cfg.load_params([PARAMS_FILE])["data"]
+    assert (cifar10["npz_path"], cifar10["out"]) == ("../shared/datasets/cifar10/cifar10.npz", "data/cifar10/cifar10.npz")
+    svhn = cfg.load_params([PARAMS_FILE], ["data.name=svhn"])["data"]
+    assert (svhn["npz_path"], svhn["out"]) == ("../shared/datasets/svhn/svhn.npz", "data/svhn/svhn.npz")
+    assert cfg.load_params([PARAMS_FILE], ["data.name=svhn", "data.out=elsewhere.npz"])["data"]["out"] == "elsewhere.npz"
+
+
+def test_unknown_data_set_is_refused_naming_the_choices():
+    with pytest.raises(ConfigError, match="data.name.*cifar100"):
+        cfg.load_params([PARAMS_FILE], ["data.name=mnist"])
 
 
 OVERRIDE_FILES = sorted((ROOT / "config").glob("*.yaml"))

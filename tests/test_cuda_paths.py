@@ -14,9 +14,12 @@ import torch
 from mixstudy import engine
 from mixstudy.errors import ConfigError
 from mixstudy.mixing import Mixer, host_to_device, mixed_loss
-from mixstudy.data import NUM_CLASSES
 from mixstudy.models import convnet
 from mixstudy.trainer import autocast_context
+
+from conftest import CIFAR10_MEAN, CIFAR10_STD
+
+NUM_CLASSES = 10  # a CIFAR-10-sized label space
 
 
 def test_autocast_is_bf16_on_cuda_and_off_on_cpu():
@@ -31,7 +34,7 @@ def test_autocast_is_bf16_on_cuda_and_off_on_cpu():
 
 def test_bf16_forward_gives_float32_loss_and_gradients():
     torch.manual_seed(0)
-    model = convnet(widths=(4, 8, 8), dropout=0.25, leaky_slope=0.1).to(memory_format=torch.channels_last)
+    model = convnet(NUM_CLASSES, widths=(4, 8, 8), dropout=0.25, leaky_slope=0.1).to(memory_format=torch.channels_last)
     images = torch.rand(6, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     mixer = Mixer(
         method="manifold", alpha=1.0, layers=(0, 1, 2), lambda_per="batch",
@@ -40,7 +43,7 @@ def test_bf16_forward_gives_float32_loss_and_gradients():
     draw = mixer.draw(np.random.default_rng(0), 6, (32, 32), "cpu")
     targets = mixer.targets(torch.arange(6) % 10, draw)
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
-        logits = model(engine.Normalise()(images), mixes={draw.point: lambda h: mixer.mix(h, draw)})
+        logits = model(engine.Normalise(CIFAR10_MEAN, CIFAR10_STD)(images), mixes={draw.point: lambda h: mixer.mix(h, draw)})
         loss = mixed_loss(logits, targets)
     assert logits.shape == (6, 10) and logits.dtype == torch.bfloat16
     assert loss.dtype == torch.float32 and torch.isfinite(loss)

@@ -17,6 +17,8 @@ from mixstudy import data
 from mixstudy.data import DataError
 from mixstudy.errors import DataError as _DataError  # the same class, imported where it is defined
 
+from torchvision.datasets import CIFAR10
+
 from conftest import REAL_NPZ
 
 assert DataError is _DataError
@@ -164,7 +166,7 @@ def test_load_npz_refuses_corrupt_deflate_stream_without_sha(tmp_path):
 # --- sources --------------------------------------------------------------------------------
 
 
-class _NoNetworkCIFAR10:
+class _NoNetworkCIFAR10(CIFAR10):
     """Stands in for torchvision.datasets.CIFAR10 on a machine without internet."""
 
     calls: list = []
@@ -182,41 +184,41 @@ def test_fetch_without_any_source_names_all_three_fixes(tmp_path, monkeypatch):
     official = tmp_path / "raw"
     official.mkdir()
     missing_npz = tmp_path / "nowhere" / "cifar10.npz"
-    params = {"source": "auto", "npz_path": str(missing_npz), "npz_sha256": None, "official_dir": str(official), "out": str(tmp_path / "out.npz")}
+    params = {"name": "cifar10", "source": "auto", "npz_path": str(missing_npz), "npz_sha256": None, "official_dir": str(official), "out": str(tmp_path / "out.npz")}
     with pytest.raises(DataError) as info:
-        data.fetch_cifar10(params)
+        data.fetch_dataset(params)
     message = str(info.value)
     assert True in _NoNetworkCIFAR10.calls  # a download was attempted
     assert str(missing_npz) in message  # fix 1: the offline copy
-    assert data.OFFICIAL_ARCHIVE in message and str(official) in message  # fix 2: the official archive
+    assert CIFAR10.filename in message and str(official) in message  # fix 2: the official archive
     assert "internet" in message  # fix 3: download
-    assert "1." in message and "2." in message and "3." in message
+    assert "\n" not in message  # one line
 
 
 def test_fetch_npz_source_missing_names_the_key(tmp_path):
-    params = {"source": "npz", "npz_path": str(tmp_path / "absent.npz"), "official_dir": str(tmp_path), "out": "x"}
+    params = {"name": "cifar10", "source": "npz", "npz_path": str(tmp_path / "absent.npz"), "official_dir": str(tmp_path), "out": "x"}
     with pytest.raises(DataError, match="data.npz_path"):
-        data.fetch_cifar10(params)
+        data.fetch_dataset(params)
 
 
 def test_fetch_official_source_empty_dir_names_the_key(tmp_path):
-    params = {"source": "official", "npz_path": str(tmp_path / "absent.npz"), "official_dir": str(tmp_path), "out": "x"}
+    params = {"name": "cifar10", "source": "official", "npz_path": str(tmp_path / "absent.npz"), "official_dir": str(tmp_path), "out": "x"}
     with pytest.raises(DataError, match="data.official_dir"):
-        data.fetch_cifar10(params)
+        data.fetch_dataset(params)
 
 
 def test_fetch_auto_prefers_npz(fake_npz, tmp_path):
-    params = {"source": "auto", "npz_path": str(fake_npz), "npz_sha256": None, "official_dir": str(tmp_path), "out": "x"}
-    arrays, source = data.fetch_cifar10(params)
+    params = {"name": "cifar10", "source": "auto", "npz_path": str(fake_npz), "npz_sha256": None, "official_dir": str(tmp_path), "out": "x"}
+    arrays, _, source = data.fetch_dataset(params)
     assert source == f"npz:{fake_npz}"
-    assert set(arrays) == set(data.EXPECTED)
+    assert set(arrays) == set(data.ARRAYS)
 
 
 def _corrupt_archive(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    archive = directory / data.OFFICIAL_ARCHIVE
+    archive = directory / CIFAR10.filename
     archive.write_bytes(b"\x1f\x8b" + bytes(range(256)) * 40)  # gzip magic, garbage body
-    assert hashlib.md5(archive.read_bytes()).hexdigest() != data.OFFICIAL_ARCHIVE_MD5
+    assert hashlib.md5(archive.read_bytes()).hexdigest() != CIFAR10.tgz_md5
     return archive
 
 
@@ -231,9 +233,9 @@ def test_load_official_refuses_corrupt_archive(tmp_path):
 def test_fetch_auto_uses_official_archive_and_refuses_it_when_corrupt(tmp_path):
     directory = tmp_path / "raw"
     _corrupt_archive(directory)
-    params = {"source": "auto", "npz_path": str(tmp_path / "absent.npz"), "official_dir": str(directory), "out": "x"}
+    params = {"name": "cifar10", "source": "auto", "npz_path": str(tmp_path / "absent.npz"), "official_dir": str(directory), "out": "x"}
     with pytest.raises(DataError, match="md5"):
-        data.fetch_cifar10(params)
+        data.fetch_dataset(params)
 
 
 # --- prepare_data ---------------------------------------------------------------------------
@@ -241,7 +243,7 @@ def test_fetch_auto_uses_official_archive_and_refuses_it_when_corrupt(tmp_path):
 
 def test_prepare_data_writes_npz_and_manifest(prepared_npz, fake_npz, fake_arrays):
     with np.load(prepared_npz, allow_pickle=False) as archive:
-        assert sorted(archive.files) == sorted(data.EXPECTED)
+        assert sorted(archive.files) == sorted(data.ARRAYS)
         for name, expected in fake_arrays.items():
             assert archive[name].dtype == expected.dtype
             assert np.array_equal(archive[name], expected)
@@ -256,7 +258,7 @@ def test_prepare_data_writes_npz_and_manifest(prepared_npz, fake_npz, fake_array
 @pytest.mark.parametrize("corruption", ["truncated_npz", "wrong_sha", "corrupt_archive"])
 def test_prepare_data_writes_nothing_when_source_is_corrupt(tmp_path, fake_npz, corruption):
     out = tmp_path / "prepared" / "cifar10.npz"
-    params = {"source": "npz", "npz_path": str(fake_npz), "npz_sha256": None, "official_dir": str(tmp_path / "raw"), "out": str(out)}
+    params = {"name": "cifar10", "source": "npz", "npz_path": str(fake_npz), "npz_sha256": None, "official_dir": str(tmp_path / "raw"), "out": str(out)}
     if corruption == "truncated_npz":
         bad = tmp_path / "bad.npz"
         bad.write_bytes(fake_npz.read_bytes()[:1000])
@@ -380,7 +382,7 @@ def test_subset_larger_than_a_class_is_refused_without_output(tmp_path, prepared
 
 
 def test_subset_file_name_says_what_it_holds():
-    path = data.subset_file({"draw": "seeded", "per_class": 50, "val_per_class": 5, "seed": 3}, root="somewhere")
+    path = data.subset_file({"draw": "seeded", "per_class": 50, "val_per_class": 5, "seed": 3}, "cifar10", root="somewhere")
     assert path == Path("somewhere") / "cifar10_seeded_n50_val5_seed3.json"
 
 

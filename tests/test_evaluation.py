@@ -23,7 +23,7 @@ from scipy.optimize import minimize_scalar
 from mixstudy import engine, evaluation
 from mixstudy.errors import ConfigError
 
-from conftest import make_study_data
+from conftest import CIFAR10_MEAN, CIFAR10_STD, make_study_data
 
 CPU = torch.device("cpu")
 COMPUTE = {"eval_batch_size": 3, "amp": "off", "channels_last": False}  # 3: batches that do not divide the splits
@@ -65,7 +65,7 @@ def _logits(model, images_nhwc) -> torch.Tensor:
     x = engine.to_float(engine.to_device_images(images_nhwc, CPU), False)
     size = COMPUTE["eval_batch_size"]
     with torch.no_grad():
-        return torch.cat([model(engine.Normalise()(x[i : i + size])) for i in range(0, len(x), size)])
+        return torch.cat([model(engine.Normalise(CIFAR10_MEAN, CIFAR10_STD)(x[i : i + size])) for i in range(0, len(x), size)])
 
 
 def _accuracy(logits, labels) -> float:
@@ -85,7 +85,7 @@ def _images(images_nhwc) -> torch.Tensor:
 def test_predict_gives_inference_logits_of_every_image_in_batches():
     data = make_study_data(n_test=7)
     model = _linear()
-    logits = evaluation.predict(model, _images(data.x_test), engine.Normalise(), 3)
+    logits = evaluation.predict(model, _images(data.x_test), engine.Normalise(CIFAR10_MEAN, CIFAR10_STD), 3)
     assert not model.training
     assert logits.shape == (7, 10) and logits.dtype == torch.float32
     assert torch.equal(logits, _logits(model, data.x_test))
@@ -119,14 +119,14 @@ def test_split_logits_reads_the_runs_batch_size_memory_format_and_amp():
     images = _images(data.x_test)
     seen = []
     model.register_forward_pre_hook(lambda m, args: seen.append((len(args[0]), args[0].is_contiguous(memory_format=torch.channels_last))))
-    plain = evaluation.split_logits(model, images, engine.Normalise(), {**COMPUTE, "channels_last": True}, CPU)
+    plain = evaluation.split_logits(model, images, engine.Normalise(CIFAR10_MEAN, CIFAR10_STD), {**COMPUTE, "channels_last": True}, CPU)
     assert seen == [(3, True), (3, True), (1, True)]
     assert plain.dtype == torch.float32
     # amp "on": the network runs under bf16 autocast (the same on the CPU), as it does here
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         x = engine.to_float(images, False)
-        expected = torch.cat([model(engine.Normalise()(x[i : i + 3])).float() for i in range(0, 7, 3)])
-    bf16 = evaluation.split_logits(model, images, engine.Normalise(), {**COMPUTE, "amp": "on"}, CPU)
+        expected = torch.cat([model(engine.Normalise(CIFAR10_MEAN, CIFAR10_STD)(x[i : i + 3])).float() for i in range(0, 7, 3)])
+    bf16 = evaluation.split_logits(model, images, engine.Normalise(CIFAR10_MEAN, CIFAR10_STD), {**COMPUTE, "amp": "on"}, CPU)
     assert torch.equal(bf16, expected)
     assert not torch.equal(bf16, plain)
 
@@ -142,10 +142,10 @@ def _fgsm_accuracy_by_hand(model, images_nhwc, labels, epsilon, size=COMPUTE["ev
     correct = 0
     for i in range(0, len(images), size):
         x, y = images[i : i + size].clone().requires_grad_(True), labels[i : i + size]
-        (grad,) = torch.autograd.grad(F.cross_entropy(model(engine.Normalise()(x)), y), x)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(engine.Normalise(CIFAR10_MEAN, CIFAR10_STD)(x)), y), x)
         adversarial = (x + epsilon * grad.sign()).clamp(0, 1).detach()
         with torch.no_grad():
-            correct += (model(engine.Normalise()(adversarial)).argmax(1) == y).sum().item()
+            correct += (model(engine.Normalise(CIFAR10_MEAN, CIFAR10_STD)(adversarial)).argmax(1) == y).sum().item()
     return correct / len(labels)
 
 
@@ -156,7 +156,7 @@ def test_fgsm_accuracy_is_the_accuracy_on_the_signed_gradient_step_of_each_image
     labels[:4] = (labels[:4] + 1) % 10  # four wrong
     model.train()
     accuracies = [
-        evaluation.fgsm_accuracy(model, _images(data.x_test), labels, engine.Normalise(), epsilon, COMPUTE["eval_batch_size"])
+        evaluation.fgsm_accuracy(model, _images(data.x_test), labels, engine.Normalise(CIFAR10_MEAN, CIFAR10_STD), epsilon, COMPUTE["eval_batch_size"])
         for epsilon in (0.0, 0.01, 0.05)
     ]
     expected = [_fgsm_accuracy_by_hand(model, data.x_test, labels, epsilon) for epsilon in (0.0, 0.01, 0.05)]
@@ -213,7 +213,7 @@ def test_evaluate_split_scores_the_logits_it_is_given_and_adds_one_fgsm_accuracy
     labels = torch.from_numpy(data.y_test)
     given = torch.randn(20, 10, generator=torch.Generator().manual_seed(1)) * 3  # not the network's
     settings = {**EVALUATION, "fgsm_epsilons": [0.01, 0.0078]}
-    metrics, reliability = evaluation.evaluate_split(model, _images(data.x_test), labels, engine.Normalise(), settings, COMPUTE, CPU, given)
+    metrics, reliability = evaluation.evaluate_split(model, _images(data.x_test), labels, engine.Normalise(CIFAR10_MEAN, CIFAR10_STD), settings, COMPUTE, CPU, given)
     _check_split_metrics(metrics, reliability, given, labels, 4)
     assert list(metrics) == ["acc", "nll", "ece", "brier", "fgsm_acc@0.01", "fgsm_acc@0.0078"]
     for epsilon in (0.01, 0.0078):
@@ -224,7 +224,7 @@ def test_evaluate_split_without_logits_scores_the_network():
     data = make_study_data(n_test=20)
     model = _linear()
     labels = torch.from_numpy(data.y_test)
-    metrics, reliability = evaluation.evaluate_split(model, _images(data.x_test), labels, engine.Normalise(), EVALUATION, COMPUTE, CPU)
+    metrics, reliability = evaluation.evaluate_split(model, _images(data.x_test), labels, engine.Normalise(CIFAR10_MEAN, CIFAR10_STD), EVALUATION, COMPUTE, CPU)
     _check_split_metrics(metrics, reliability, _logits(model, data.x_test), labels, 4)
     assert list(metrics) == ["acc", "nll", "ece", "brier"]
 
@@ -247,7 +247,7 @@ def test_evaluate_all_scores_test_and_validation_and_the_test_after_a_temperatur
     data = _val_data()
     model = _linear()
     config = {"evaluation": {**EVALUATION, "fgsm_epsilons": [0.01]}, "compute": COMPUTE}
-    metrics, reliability = evaluation.evaluate_all(model, data, engine.Normalise(), config, CPU)
+    metrics, reliability = evaluation.evaluate_all(model, data, engine.Normalise(CIFAR10_MEAN, CIFAR10_STD), config, CPU)
     assert list(metrics) == list(reliability) == ["test", "val", "test_ts"]
     test_logits, val_logits = _logits(model, data.x_test), _logits(model, data.x_val)
     y_test, y_val = torch.from_numpy(data.y_test), torch.from_numpy(data.y_val)
@@ -270,11 +270,11 @@ def test_evaluate_all_scores_test_and_validation_and_the_test_after_a_temperatur
 def test_evaluate_all_without_temperature_scaling_or_validation_split_has_only_those_splits():
     model = _linear()
     unscaled = {"evaluation": {**EVALUATION, "temperature_scaling": False}, "compute": COMPUTE}
-    metrics, _ = evaluation.evaluate_all(model, _val_data(), engine.Normalise(), unscaled, CPU)
+    metrics, _ = evaluation.evaluate_all(model, _val_data(), engine.Normalise(CIFAR10_MEAN, CIFAR10_STD), unscaled, CPU)
     assert list(metrics) == ["test", "val"]
     no_val = make_study_data(n_test=20)
     scaled = {"evaluation": EVALUATION, "compute": COMPUTE}  # asked for, but there is nothing to fit on
-    metrics, reliability = evaluation.evaluate_all(model, no_val, engine.Normalise(), scaled, CPU)
+    metrics, reliability = evaluation.evaluate_all(model, no_val, engine.Normalise(CIFAR10_MEAN, CIFAR10_STD), scaled, CPU)
     assert list(metrics) == list(reliability) == ["test"]
     _check_split_metrics(metrics["test"], reliability["test"], _logits(model, no_val.x_test), torch.from_numpy(no_val.y_test), 4)
 
@@ -283,11 +283,11 @@ def test_evaluate_all_with_amp_on_scores_the_bf16_logits():
     data = make_study_data(n_test=20)
     model = _linear()
     config = {"evaluation": {**EVALUATION, "temperature_scaling": False}, "compute": {**COMPUTE, "amp": "on"}}
-    metrics, _ = evaluation.evaluate_all(model, data, engine.Normalise(), config, CPU)
+    metrics, _ = evaluation.evaluate_all(model, data, engine.Normalise(CIFAR10_MEAN, CIFAR10_STD), config, CPU)
     model.eval()
     x = engine.to_float(_images(data.x_test), False)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        logits = torch.cat([model(engine.Normalise()(x[i : i + 3])).float() for i in range(0, 20, 3)])
+        logits = torch.cat([model(engine.Normalise(CIFAR10_MEAN, CIFAR10_STD)(x[i : i + 3])).float() for i in range(0, 20, 3)])
     labels = torch.from_numpy(data.y_test)
     assert metrics["test"]["acc"] == _accuracy(logits, labels)
     assert metrics["test"]["nll"] == pytest.approx(F.cross_entropy(logits.double(), labels).item(), rel=1e-5)
@@ -364,7 +364,7 @@ def test_best_validation_metrics_are_the_test_metrics_of_the_kept_weights(best_b
     row = {"epoch": 7, "val_acc": 0.25, "val_nll": 1.75}
     member.best = {"epoch": 7, "row": row, "state": _weights(kept)}
     final = _weights(model)
-    metrics = evaluation.best_validation_metrics(member, data, engine.Normalise())
+    metrics = evaluation.best_validation_metrics(member, data, engine.Normalise(CIFAR10_MEAN, CIFAR10_STD))
     logits, labels = _logits(kept, data.x_test), torch.from_numpy(data.y_test)
     assert not torch.equal(logits.argmax(1), _logits(model, data.x_test).argmax(1))  # the two differ
     assert metrics["acc"] == _accuracy(logits, labels)
@@ -398,7 +398,7 @@ def _during(data, every, val_every, epochs, best_by="val_acc"):
     rows = []
     for epoch in range(1, epochs + 1):
         row = {"epoch": epoch}
-        evaluation.evaluate_during_training(pack, 0, row, data, engine.Normalise(), CPU, final=epoch == epochs)
+        evaluation.evaluate_during_training(pack, 0, row, data, engine.Normalise(CIFAR10_MEAN, CIFAR10_STD), CPU, final=epoch == epochs)
         rows.append(row)
     return rows, member, model
 
@@ -445,7 +445,7 @@ def test_during_training_evaluates_the_members_synced_weights():
     member = _member(model)
     member.config["evaluation"].update(every=1, val_every=1)
     pack = _pack(member)
-    evaluation.evaluate_during_training(pack, 0, {"epoch": 1}, data, engine.Normalise(), CPU, final=False)
+    evaluation.evaluate_during_training(pack, 0, {"epoch": 1}, data, engine.Normalise(CIFAR10_MEAN, CIFAR10_STD), CPU, final=False)
     assert pack.synced == [0, 0]  # weights copied out of the pack before each split
 
 

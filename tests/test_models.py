@@ -24,7 +24,7 @@ NAMES = list(networks.NETWORKS)
 
 def _tiny(name: str) -> models.StagedNet:
     torch.manual_seed(0)
-    return models.build_model(TINY[name])
+    return models.build_model(TINY[name], 10)
 
 
 def test_every_network_of_the_table_has_settings_in_params_and_schema():
@@ -38,7 +38,7 @@ def test_every_network_of_the_table_has_settings_in_params_and_schema():
 def test_the_study_network_layer_by_layer():
     """Figure 2 of the study: conv shapes, biases, padding, pooling, dropout, and the 6x6 map."""
     torch.manual_seed(0)
-    model = models.build_model(load_params([PARAMS_FILE])["model"]).eval()
+    model = models.build_model(load_params([PARAMS_FILE])["model"], 10).eval()
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.padding[0]) for c in convs] == (
         [(3, 128, 3, 1), (128, 128, 3, 1), (128, 128, 3, 1), (128, 256, 3, 1), (256, 256, 3, 1), (256, 256, 3, 1)]
@@ -74,7 +74,7 @@ def test_the_study_network_parameter_count():
         conv_bn(3, 128, 3) + 2 * conv_bn(128, 128, 3) + conv_bn(128, 256, 3) + 2 * conv_bn(256, 256, 3)
         + conv_bn(256, 512, 3) + conv_bn(512, 256, 1) + conv_bn(256, 128, 1) + 128 * 10 + 10
     )
-    model = models.build_model(load_params([PARAMS_FILE])["model"])
+    model = models.build_model(load_params([PARAMS_FILE])["model"], 10)
     assert sum(p.numel() for p in model.parameters()) == expected == 3_123_850
 
 
@@ -97,7 +97,7 @@ def test_output_shape(name):
 
 def test_build_model_full_size_preactresnet18_has_the_paper_widths():
     torch.manual_seed(0)
-    model = models.build_model(load_params([PARAMS_FILE], ["model.name=preactresnet18"])["model"]).eval()
+    model = models.build_model(load_params([PARAMS_FILE], ["model.name=preactresnet18"])["model"], 10).eval()
     assert model.mixing_points == (0, 1, 2)
     with torch.no_grad():
         assert model(_images(batch=2)).shape == (2, 10)
@@ -113,7 +113,7 @@ def test_params_model_section_resolves_to_the_chosen_networks_settings_only():
 
 
 def test_build_model_uses_every_configured_setting():
-    model = models.build_model({"name": "convnet", "widths": [4, 8, 16], "dropout": 0.4, "leaky_slope": 0.2})
+    model = models.build_model({"name": "convnet", "widths": [4, 8, 16], "dropout": 0.4, "leaky_slope": 0.2}, 10)
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in convs] == [4] * 3 + [8] * 3 + [16] * 3
     assert model.head[-1].in_features == 16
@@ -125,7 +125,7 @@ def test_build_model_uses_every_configured_setting():
 def test_build_model_has_no_default_of_its_own(key):
     """params.yaml holds the one default: a model section without a key is an error, not another network."""
     with pytest.raises(TypeError, match=key):
-        models.build_model({k: v for k, v in TINY_CONVNET.items() if k != key})
+        models.build_model({k: v for k, v in TINY_CONVNET.items() if k != key}, 10)
 
 
 class _StageInputs:
@@ -180,7 +180,7 @@ def test_manifold_mixing_changes_nothing_before_its_point(name, point):
 
 def test_build_model_unknown_name_lists_valid_names():
     with pytest.raises(ConfigError, match="model.name") as info:
-        models.build_model({"name": "vgg"})
+        models.build_model({"name": "vgg"}, 10)
     assert all(name in str(info.value) for name in ("cnn13", "convnet", "preactresnet18"))
 
 

@@ -213,7 +213,7 @@ def test_runs_with_different_training_settings_are_not_packed(tiny_config):
 ])
 def test_packed_network_computes_each_members_output(model):
     torch.manual_seed(0)
-    members = [build_model(model).eval() for _ in range(3)]
+    members = [build_model(model, 10).eval() for _ in range(3)]
     packed = pack_modules(members, [torch.Generator() for _ in members]).eval()
     x = [torch.randn(2, 3, 32, 32) for _ in members]
     with torch.no_grad():
@@ -255,7 +255,7 @@ def test_pack_size_is_not_part_of_a_runs_configuration(params):
 def test_packed_network_trains_under_bf16_autocast():
     """The CUDA path's mixed precision, checked on CPU: packed layers keep float32 weights and gradients."""
     torch.manual_seed(0)
-    members = [build_model({"name": "convnet", "widths": [4, 8, 8], "dropout": 0.25, "leaky_slope": 0.1}) for _ in range(2)]
+    members = [build_model({"name": "convnet", "widths": [4, 8, 8], "dropout": 0.25, "leaky_slope": 0.1}, 10) for _ in range(2)]
     packed = pack_modules(members, [torch.Generator().manual_seed(i) for i in range(2)]).train()
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         logits = packed(torch.randn(4, 6, 32, 32))

@@ -10,9 +10,8 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from conftest import make_study_data
+from conftest import CIFAR10_MEAN as MEAN, CIFAR10_STD as STD, make_study_data
 from mixstudy import engine
-from mixstudy.data import MEAN, STD
 from mixstudy.run_evaluation import evaluate_checkpoint, mixing_transformation_scope, shrinkage, training_mean_image
 from mixstudy.theory import input_jacobians, jacobian_norms, shrink_towards_mean, theta_bar
 
@@ -131,7 +130,7 @@ def test_the_transformation_of_a_one_layer_softmax_model_is_the_hand_calculation
     model = one_layer_softmax_model(weight, bias)
     config = {"mixing": {"method": "manifold", "alpha": 1.0, "layers": [0]},
               "compute": {"amp": "off", "eval_batch_size": 7, "channels_last": False}, "evaluation": {"ece_bins": 15}}
-    result = shrinkage(model, data, engine.Normalise(), config, torch.device("cpu"))
+    result = shrinkage(model, data, engine.Normalise(MEAN, STD), config, torch.device("cpu"))
 
     def normalised(images):  # by hand: [0, 1] pixels, then the CIFAR-10 channel statistics
         return (images.reshape(len(images), 3).astype(np.float64) / 255 - np.array(MEAN)) / np.array(STD)
@@ -155,7 +154,7 @@ def test_the_mean_image_comes_from_the_training_images_only():
     data = make_study_data(n_train_per_class=2, n_test=20)
     other_test = make_study_data(n_train_per_class=2, n_test=20, seed=9)
     data_with_other_test = type(data)(**{**data.__dict__, "x_test": other_test.x_test, "y_test": other_test.y_test})
-    normalise = engine.Normalise()
+    normalise = engine.Normalise(MEAN, STD)
     mean = training_mean_image(data, normalise, torch.device("cpu"))
     assert torch.equal(mean, training_mean_image(data_with_other_test, normalise, torch.device("cpu")))
     by_hand = ((data.x_train.astype(np.float64) / 255 - np.array(MEAN)) / np.array(STD)).mean(axis=0)
@@ -187,7 +186,7 @@ def saved_checkpoint(path, tiny_config, **sections):
 
     config = tiny_config(**sections)
     torch.manual_seed(0)
-    path.write_bytes(torch_bytes({"config": config, "model": build_model(config["model"]).state_dict()}))
+    path.write_bytes(torch_bytes({"config": config, "model": build_model(config["model"], 10).state_dict()}))
     return path
 
 

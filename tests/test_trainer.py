@@ -14,6 +14,7 @@ import torch
 import torch._dynamo  # noqa: F401  (the first optimizer imports it, seconds; mutmut's fork server then imports it once)
 import torch.nn.functional as F
 
+from conftest import CIFAR10_MEAN, CIFAR10_STD
 from mixstudy import engine, trainer
 from mixstudy.errors import ConfigError
 from mixstudy.mixing import member_mixes
@@ -60,7 +61,7 @@ def _epoch_by_hand(member, x, y, train):
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config["lr"], momentum=config["momentum"], nesterov=config["nesterov"], weight_decay=config["weight_decay"]
     )
-    normalise = engine.Normalise()
+    normalise = engine.Normalise(CIFAR10_MEAN, CIFAR10_STD)
     data_gen, mix_rng = copy.deepcopy(member.data_gen), copy.deepcopy(member.mix_rng)
     order = torch.randperm(len(y), generator=data_gen)
     loss_sum, correct, seen = 0.0, 0, 0
@@ -82,11 +83,11 @@ def _epoch_by_hand(member, x, y, train):
 
 def test_one_epoch_is_sgd_over_the_members_own_batches_augmentation_and_mixing(tiny_config, tiny_data):
     x, y = _data(tiny_data)
-    member = trainer.make_trainer(_config(tiny_config), CPU)
+    member = trainer.make_trainer(_config(tiny_config), CPU, 10)
     expected_model, expected_loss, expected_acc = _epoch_by_hand(member, x, y, member.config["train"])
     pack = trainer.PackedTrainer.of([member])
     pack.model.eval()  # train_epoch must put it in training mode itself
-    (row,) = trainer.train_epoch(pack, pack.model, x, y, engine.Normalise())
+    (row,) = trainer.train_epoch(pack, pack.model, x, y, engine.Normalise(CIFAR10_MEAN, CIFAR10_STD))
     assert pack.model.training
     trained = pack.sync(0).model.state_dict()
     # A pack of one runs the network's own layers (packing.PackedLinear: "exactly the solo
@@ -103,7 +104,7 @@ def test_one_epoch_is_sgd_over_the_members_own_batches_augmentation_and_mixing(t
 def _pack_of_two(tiny_config, failed: bool):
     # no weight decay: it would shrink a failed member's weights on its zero gradient (harmless:
     # its weights were synced out when it failed, and those are what its folder gets)
-    members = [trainer.make_trainer(_config(tiny_config, seed=seed, weight_decay=0.0), CPU) for seed in (0, 1)]
+    members = [trainer.make_trainer(_config(tiny_config, seed=seed, weight_decay=0.0), CPU, 10) for seed in (0, 1)]
     if failed:
         members[1].failure = "training loss became nan at epoch 1"
     return trainer.PackedTrainer.of(members)
@@ -116,7 +117,7 @@ def test_a_failed_member_no_longer_learns_while_the_others_do(tiny_config, tiny_
     packs = {}
     for failed in (False, True):
         packs[failed] = _pack_of_two(tiny_config, failed)
-        rows[failed] = trainer.train_epoch(packs[failed], packs[failed].model, x, y, engine.Normalise())
+        rows[failed] = trainer.train_epoch(packs[failed], packs[failed].model, x, y, engine.Normalise(CIFAR10_MEAN, CIFAR10_STD))
     assert all(set(row) == {"train_loss", "train_acc"} for row in rows[True])
     # Member 0 learns as it does beside a member that learns: the same packed kernels on the same
     # shapes compute its share bit for bit; member 1 moves only when it has not failed.
@@ -134,7 +135,7 @@ def test_a_failed_member_no_longer_learns_while_the_others_do(tiny_config, tiny_
 def test_a_pack_starts_from_its_members_state_and_gives_each_its_share_back(tiny_config):
     members = []
     for seed in (0, 1):
-        member = trainer.make_trainer(_config(tiny_config, seed=seed, scheduler={"name": "step", "step_size": 1, "gamma": 0.5}), CPU)
+        member = trainer.make_trainer(_config(tiny_config, seed=seed, scheduler={"name": "step", "step_size": 1, "gamma": 0.5}), CPU, 10)
         loss = member.model(torch.rand(4, 3, 32, 32)).square().sum()
         loss.backward()
         member.optimizer.step()  # momentum buffers to pack
@@ -165,7 +166,7 @@ def test_a_pack_starts_from_its_members_state_and_gives_each_its_share_back(tiny
 def test_a_pack_in_channels_last_runs_its_network_in_channels_last(tiny_config):
     config = _config(tiny_config)
     config["compute"]["channels_last"] = True
-    member = trainer.make_trainer(config, CPU)
+    member = trainer.make_trainer(config, CPU, 10)
     pack = trainer.PackedTrainer.of([member])
     convolutions = [m for m in [*member.model.modules(), *pack.model.modules()] if isinstance(m, torch.nn.Conv2d)]
     assert convolutions and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convolutions)
@@ -174,7 +175,7 @@ def test_a_pack_in_channels_last_runs_its_network_in_channels_last(tiny_config):
 def test_each_run_has_its_own_seeded_streams(tiny_config):
     def draws(seed):
         torch.manual_seed(1000 + seed)  # whatever the global stream was before
-        member = trainer.make_trainer(_config(tiny_config, seed=seed), CPU)
+        member = trainer.make_trainer(_config(tiny_config, seed=seed), CPU, 10)
         weights = torch.cat([p.detach().flatten() for p in member.model.parameters()])
         return (
             weights,
@@ -203,7 +204,7 @@ def test_a_run_seed_splits_into_the_streams_in_the_order_recorded_runs_used():
 
 def test_a_fresh_trainer_is_at_epoch_zero_with_the_runs_optimizer_scheduler_and_mixer(tiny_config):
     config = _config(tiny_config, scheduler={"name": "cosine", "t_max": 7, "eta_min": 0.001})
-    member = trainer.make_trainer(config, CPU)
+    member = trainer.make_trainer(config, CPU, 10)
     assert member.config is config and member.device == CPU
     assert member.epoch == 0 and member.history == [] and member.failure is None and member.best is None
     group = member.optimizer.param_groups[0]

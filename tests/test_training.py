@@ -19,7 +19,7 @@ from mixstudy.trainer import build_scheduler
 from mixstudy.errors import ConfigError, DataError, DivergedError
 from mixstudy.metrics import summarise
 
-from conftest import make_study_data
+from conftest import CIFAR10_MEAN, CIFAR10_STD, make_study_data
 
 MIXINGS = {
     "none": {"method": "none", "alpha": 0.0},
@@ -202,7 +202,7 @@ def test_load_checkpoint_round_trips(tmp_path, tiny_config, tiny_data):
     from mixstudy import engine
 
     images = engine.to_device_images(tiny_data.x_test, torch.device("cpu"))
-    logits = predict(model, images, engine.Normalise(), 64)
+    logits = predict(model, images, engine.Normalise(CIFAR10_MEAN, CIFAR10_STD), 64)
     metrics, _ = summarise(logits, torch.from_numpy(tiny_data.y_test), config["evaluation"]["ece_bins"])
     assert metrics["acc"] == record["metrics"]["test"]["acc"]
     assert metrics["nll"] == pytest.approx(record["metrics"]["test"]["nll"], rel=1e-5)
@@ -361,7 +361,7 @@ def test_every_evaluation_setting_is_observed_in_the_written_metrics(tmp_path, t
     assert {split: len(table["bin_count"]) for split, table in reliability.items()} == {"test": 7, "val": 7, "test_ts": 7}
     model, _ = load_checkpoint(tmp_path / "run" / "model.pt")
     x_test = engine.to_device_images(data.x_test[:10], torch.device("cpu"))
-    logits = split_logits(model, x_test, engine.Normalise(), config["compute"], torch.device("cpu"))
+    logits = split_logits(model, x_test, engine.Normalise(CIFAR10_MEAN, CIFAR10_STD), config["compute"], torch.device("cpu"))
     recomputed, _ = summarise(logits, torch.from_numpy(data.y_test[:10]), 7)
     assert metrics["test"]["ece"] == recomputed["ece"]
     # test_limit: the test metrics count 10 images

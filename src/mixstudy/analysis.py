@@ -198,6 +198,8 @@ def configuration_mismatches(params: dict, spec: study.RunSpec, record: dict, ex
     """Why a run's recorded training (its whole configuration and subset) is not what the grid asks."""
     expected = expected_config(params, spec, record, expectation)
     actual = study.training_config(record.get("config") or {})
+    if study.config_dataset(actual) != study.config_dataset(expected):  # never averaged with another data set
+        return [f"trained on data set {study.config_dataset(actual)}, expected {study.config_dataset(expected)}"]
     differences = []
     if config_hash(expected) != config_hash(actual):
         differences = config_mismatches(expected, actual) + [

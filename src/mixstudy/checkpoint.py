@@ -55,9 +55,9 @@ def try_resume(trainer: Trainer, out_dir: Path) -> bool:
     return True
 
 
-def resumed_or_new_members(configs: list[dict], out_dirs: list[Path], device: torch.device) -> list[Trainer]:
+def resumed_or_new_members(configs: list[dict], out_dirs: list[Path], device: torch.device, num_classes: int) -> list[Trainer]:
     """Members from their resume points when all have one at the same epoch, else fresh."""
-    members = [make_trainer(config, device) for config in configs]
+    members = [make_trainer(config, device, num_classes) for config in configs]
     resumed = [try_resume(member, out_dir) for member, out_dir in zip(members, out_dirs)]
     if not any(resumed):
         return members
@@ -67,7 +67,13 @@ def resumed_or_new_members(configs: list[dict], out_dirs: list[Path], device: to
         "the runs of this pack have resume points at different epochs (%s); training them all from scratch",
         ", ".join(f"{d}: {m.epoch if r else 'none'}" for d, m, r in zip(out_dirs, members, resumed)),
     )
-    return [make_trainer(config, device) for config in configs]
+    return [make_trainer(config, device, num_classes) for config in configs]
+
+
+def head_outputs(state_dict: dict) -> int:
+    """A saved network's number of classes: the rows of its last weight matrix (the classifier;
+    model.pt files do not record it)."""
+    return next(weight.shape[0] for weight in reversed(state_dict.values()) if weight.ndim == 2)
 
 
 def load_checkpoint(path: str | Path, device: torch.device | None = None) -> tuple[torch.nn.Module, dict]:
@@ -79,7 +85,7 @@ def load_checkpoint(path: str | Path, device: torch.device | None = None) -> tup
         raise DataError(f"{path} does not exist; train the run first")
     try:
         saved = torch.load(path, map_location=device or "cpu", weights_only=False)
-        model = build_model(saved["config"]["model"])
+        model = build_model(saved["config"]["model"], head_outputs(saved["model"]))
         model.load_state_dict(saved["model"])
     except Exception as err:  # truncated or foreign files fail in zip, pickle or state-dict loading
         raise DataError(f"{path} is not a complete mixstudy checkpoint ({err})") from err

@@ -74,7 +74,7 @@ def cmd_subset(args) -> None:
     from mixstudy.data import make_subset, subset_file
 
     params = _params(args)
-    out = args.out or subset_file(params["subset"])
+    out = args.out or subset_file(params["subset"], params["data"]["name"])
     record = make_subset(params["data"]["out"], params["subset"], out)
     print(f"wrote {out}: {len(record['train_indices'])} train, {len(record['val_indices'])} validation images")
 
@@ -89,7 +89,8 @@ def cmd_train(args) -> None:
     else:
         params = _params(args)
         configs, outs = _train_targets(params, args)
-        data_npz, subset = args.data or params["data"]["out"], args.subset or subset_file(params["subset"])
+        data_npz = args.data or params["data"]["out"]
+        subset = args.subset or subset_file(params["subset"], params["data"]["name"])
     if args.seed < 0:
         raise MixstudyError(f"--seed {args.seed}: a seed is an integer >= 0, e.g. --seed 0")
     data = load_study_data(data_npz, subset)
@@ -158,7 +159,7 @@ def cmd_evaluate(args) -> None:
     from mixstudy.study import EVALUATION_FILE
 
     params = _params(args)
-    data_npz, subset = args.data or params["data"]["out"], args.subset or subset_file(params["subset"])
+    data_npz, subset = args.data or params["data"]["out"], args.subset or subset_file(params["subset"], params["data"]["name"])
     if (args.checkpoint is None) == (args.runs_root is None):
         raise MixstudyError("give one model.pt, or --runs-root to evaluate every finished sweep run under a folder")
     if args.runs_root is not None:
@@ -228,7 +229,7 @@ def _expectation(params: dict, args):
     from mixstudy.analysis import Expectation
 
     selection = study.read_selection(args.selection) if Path(args.selection).is_file() else None
-    subset = Path(args.subset or subset_file(params["subset"]))
+    subset = Path(args.subset or subset_file(params["subset"], params["data"]["name"]))
     return Expectation(selection, _subset_sha256(subset) if subset.is_file() else None)
 
 

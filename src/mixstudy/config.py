@@ -131,9 +131,23 @@ def load_params(files: Iterable[str | Path | dict], overrides: Iterable[str] = (
         params = deep_merge(params, source if isinstance(source, dict) else read_yaml(source))
     for assignment in overrides:
         params = apply_override(params, assignment)
-    params = as_written(params)
+    params = with_data_paths(as_written(params))
     validate_params(params)
     return params
+
+
+DATA_PATHS = ("npz_path", "out")  # the data files whose path may name the data set as {name}
+
+
+def with_data_paths(params: dict) -> dict:
+    """``data.npz_path`` and ``data.out`` with ``{name}`` replaced by ``data.name``, so each data set
+    reads and writes its own files (params.yaml: ``data/{name}/{name}.npz``)."""
+    data = params.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return params  # the schema names what is missing
+    resolved = {key: value.replace("{name}", data["name"]) if key in DATA_PATHS and isinstance(value, str) else value
+                for key, value in data.items()}
+    return {**params, "data": resolved}
 
 
 # Settings whose words YAML 1.1 reads as booleans (on/off, yes/no): the boolean goes back to the word.

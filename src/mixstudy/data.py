@@ -1,10 +1,16 @@
-"""CIFAR-10: fetch from one of three sources, verify, normalise to one local .npz; seeded subsets.
+"""The data sets (CIFAR-10, CIFAR-100, SVHN): fetch from one of three sources, verify, normalise
+to one local .npz with a manifest; seeded subsets per class.
 
 Sources, in order of preference for ``source: auto``:
-  1. a local .npz with uint8 arrays x_train (50000,32,32,3), y_train, x_test (10000,32,32,3), y_test,
-     checked for shape, dtype, label range and per-class counts, and against a sha256 when given;
-  2. a local official ``cifar-10-python.tar.gz`` or extracted ``cifar-10-batches-py/`` (official md5s);
+  1. a local .npz with uint8 arrays x_train (N,32,32,3), y_train, x_test, y_test, checked for shape,
+     dtype, label range and per-class counts, and against a sha256 when given;
+  2. the official files in ``data.official_dir`` (CIFAR-10/100: the python archive or its extracted
+     folder; SVHN: the ``.mat`` files), verified by the md5s torchvision's dataset classes carry;
   3. the official download through torchvision (md5-verified).
+
+The normalised file's manifest records what later stages take from the data, never from a constant:
+the data set's name, its number of classes and class names, and the per-channel mean and standard
+deviation of its training split (:func:`data_info`).
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,53 +30,129 @@ from mixstudy.fileio import atomic_path, sha256_bytes, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
-NUM_CLASSES = 10
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-EXPECTED = {
-    "x_train": ((50000, 32, 32, 3), np.uint8),
-    "y_train": ((50000,), np.uint8),
-    "x_test": ((10000, 32, 32, 3), np.uint8),
-    "y_test": ((10000,), np.uint8),
+IMAGE_SHAPE = (32, 32, 3)  # every data set here: 32x32 RGB, height x width x channel
+ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+STATISTICS_DECIMALS = 8  # the published CIFAR-10 statistics' precision; the normalisation uses these
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """What verifying one data set needs: its official layout and the counts its files must hold.
+
+    ``train_per_class``/``test_per_class`` are None for a data set whose classes are unbalanced
+    (SVHN): then only the totals and that every class is present are checked.
+    """
+
+    name: str
+    title: str
+    num_classes: int
+    train_size: int
+    test_size: int
+    train_per_class: int | None
+    test_per_class: int | None
+    official_names: str  # what data.official_dir must hold, for messages
+    class_names: tuple[str, ...] | None = None  # None: read from the official files' metadata
+
+
+DATASETS = {
+    "cifar10": DataSet(
+        "cifar10", "CIFAR-10", 10, 50000, 10000, 5000, 1000, "cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/)",
+        ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    ),
+    "cifar100": DataSet(
+        "cifar100", "CIFAR-100", 100, 50000, 10000, 500, 100, "cifar-100-python.tar.gz (or its extracted cifar-100-python/)"
+    ),
+    # SVHN's .mat files label digit 0 as 10; torchvision maps it to 0, so class k is digit k
+    "svhn": DataSet(
+        "svhn", "SVHN", 10, 73257, 26032, None, None, "train_32x32.mat and test_32x32.mat",
+        tuple(str(digit) for digit in range(10)),
+    ),
 }
-# Per-channel statistics of the CIFAR-10 training set, for input normalisation.
-MEAN = (0.49139968, 0.48215841, 0.44653091)
-STD = (0.24703223, 0.24348513, 0.26158784)
-OFFICIAL_ARCHIVE = "cifar-10-python.tar.gz"
-OFFICIAL_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+
+
+def dataset(name: str) -> DataSet:
+    if name not in DATASETS:
+        raise DataError(f"data.name: unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def expected_arrays(spec: DataSet) -> dict[str, tuple[tuple[int, ...], type]]:
+    return {
+        "x_train": ((spec.train_size, *IMAGE_SHAPE), np.uint8),
+        "y_train": ((spec.train_size,), np.uint8),
+        "x_test": ((spec.test_size, *IMAGE_SHAPE), np.uint8),
+        "y_test": ((spec.test_size,), np.uint8),
+    }
 
 
 # --- verification ---------------------------------------------------------------------------
 
 
-def check_arrays(arrays: dict[str, np.ndarray], origin: str) -> None:
-    """Refuse arrays whose names, shapes, dtypes, labels or class counts are not CIFAR-10's."""
-    missing = sorted(set(EXPECTED) - set(arrays))
+def check_arrays(arrays: dict[str, np.ndarray], origin: str, name: str = "cifar10") -> None:
+    """Refuse arrays whose names, shapes, dtypes, labels or class counts are not those of data set ``name``."""
+    spec = dataset(name)
+    expected = expected_arrays(spec)
+    missing = sorted(set(expected) - set(arrays))
     if missing:
-        raise DataError(f"{origin}: missing arrays {missing}; expected {sorted(EXPECTED)}")
-    for name, (shape, dtype) in EXPECTED.items():
-        a = arrays[name]
+        raise DataError(f"{origin}: missing arrays {missing}; expected {sorted(expected)}")
+    for array_name, (shape, dtype) in expected.items():
+        a = arrays[array_name]
         if a.shape != shape or a.dtype != dtype:
             raise DataError(
-                f"{origin}: {name} has shape {a.shape} and dtype {a.dtype}; expected {shape} {np.dtype(dtype)}"
+                f"{origin}: {array_name} has shape {a.shape} and dtype {a.dtype}; expected {shape} {np.dtype(dtype)} "
+                f"({spec.title})"
             )
-    for split, per_class in (("y_train", 5000), ("y_test", 1000)):
+    for split, per_class in (("y_train", spec.train_per_class), ("y_test", spec.test_per_class)):
         labels = arrays[split]
-        if labels.max() >= NUM_CLASSES:
-            raise DataError(f"{origin}: {split} holds label {labels.max()}; CIFAR-10 labels are 0..9")
-        counts = np.bincount(labels, minlength=NUM_CLASSES)
-        if not (counts == per_class).all():
+        if labels.max() >= spec.num_classes:
+            raise DataError(
+                f"{origin}: {split} holds label {labels.max()}; {spec.title} labels are 0..{spec.num_classes - 1}"
+            )
+        counts = np.bincount(labels, minlength=spec.num_classes)
+        if per_class is not None and not (counts == per_class).all():
             raise DataError(f"{origin}: {split} class counts {counts.tolist()}; expected {per_class} per class")
+        if per_class is None and not (counts > 0).all():
+            raise DataError(f"{origin}: {split} has no image of classes {np.flatnonzero(counts == 0).tolist()}")
 
 
 def array_hashes(arrays: dict[str, np.ndarray]) -> dict[str, str]:
     # hashlib reads the arrays' buffers directly: no copy of the 150 MB training images
-    return {name: hashlib.sha256(memoryview(np.ascontiguousarray(arrays[name]))).hexdigest() for name in EXPECTED}
+    return {name: hashlib.sha256(memoryview(np.ascontiguousarray(arrays[name]))).hexdigest() for name in ARRAYS}
+
+
+def channel_statistics(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) standard deviation of uint8 NHWC images on the [0, 1]
+    scale, rounded to 8 decimals. Sums are exact integer sums (a histogram of the 256 values per
+    channel), so the result does not depend on summation order or machine."""
+    means, stds = [], []
+    values = np.arange(256, dtype=np.float64)
+    for channel in range(images.shape[-1]):
+        counts = np.bincount(images[..., channel].ravel(), minlength=256).astype(np.float64)
+        total = counts.sum()
+        mean = (counts @ values) / total
+        variance = (counts @ values**2) / total - mean**2
+        means.append(round(float(mean / 255), STATISTICS_DECIMALS))
+        stds.append(round(float(np.sqrt(variance) / 255), STATISTICS_DECIMALS))
+    return tuple(means), tuple(stds)
+
+
+def class_count(labels: np.ndarray) -> int:
+    """The number of classes of a verified training split (every class 0..K-1 holds images)."""
+    return int(labels.max()) + 1
+
+
+def data_info(name: str, arrays: dict[str, np.ndarray], class_names: tuple[str, ...] | None) -> dict:
+    """What later stages read from the data: its name, classes and training-split statistics."""
+    num_classes = class_count(arrays["y_train"])
+    mean, std = channel_statistics(arrays["x_train"])
+    names = list(class_names) if class_names else [str(k) for k in range(num_classes)]
+    return {"dataset": name, "num_classes": num_classes, "class_names": names, "mean": list(mean), "std": list(std)}
 
 
 # --- sources --------------------------------------------------------------------------------
 
 
-def load_npz(path: Path, sha256: str | None) -> dict[str, np.ndarray]:
+def load_npz(path: Path, sha256: str | None, name: str = "cifar10") -> dict[str, np.ndarray]:
     if sha256 is not None:
         actual = sha256_file(path)
         if actual != sha256:
@@ -78,88 +162,179 @@ def load_npz(path: Path, sha256: str | None) -> dict[str, np.ndarray]:
             )
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
+            arrays = {array_name: archive[array_name] for array_name in archive.files}
     except Exception as err:  # damaged bytes fail in zipfile, zlib, the .npy header parser, ...
         raise DataError(f"{path}: cannot be read as an .npz archive ({err}); the file is truncated or corrupt") from err
-    check_arrays(arrays, str(path))
+    check_arrays(arrays, str(path), name)
     return arrays
 
 
-def _from_torchvision(root: Path, download: bool) -> dict[str, np.ndarray]:
-    from torchvision.datasets import CIFAR10
+def _torchvision_split(name: str, root: Path, train: bool, download: bool):
+    """torchvision's dataset object of one split; it checks the official md5s (RuntimeError if not)."""
+    from torchvision.datasets import CIFAR10, CIFAR100, SVHN
 
-    arrays = {}
+    if name == "svhn":
+        return SVHN(str(root), split="train" if train else "test", download=download)
+    return {"cifar10": CIFAR10, "cifar100": CIFAR100}[name](str(root), train=train, download=download)
+
+
+def _coarse_labels(dataset_object, root: Path) -> np.ndarray:
+    """CIFAR-100's 20 superclass labels, which torchvision does not load: read from the same
+    official files, after torchvision has checked their md5s."""
+    labels = []
+    for file_name, _ in dataset_object.train_list if dataset_object.train else dataset_object.test_list:
+        with open(root / dataset_object.base_folder / file_name, "rb") as handle:
+            labels.extend(pickle.load(handle, encoding="latin1")["coarse_labels"])
+    return np.asarray(labels, dtype=np.uint8)
+
+
+def _from_torchvision(name: str, root: Path, download: bool) -> tuple[dict[str, np.ndarray], tuple[str, ...] | None]:
+    """The arrays of both splits (NHWC uint8) and the class names the official metadata gives."""
+    arrays, class_names = {}, None
     for train in (True, False):
-        dataset = CIFAR10(str(root), train=train, download=download)  # verifies the official md5s
         split = "train" if train else "test"
-        arrays[f"x_{split}"] = np.ascontiguousarray(dataset.data, dtype=np.uint8)
-        arrays[f"y_{split}"] = np.asarray(dataset.targets, dtype=np.uint8)
-    return arrays
+        dataset_object = _torchvision_split(name, root, train, download)
+        if name == "svhn":  # torchvision keeps SVHN as NCHW and has already mapped label 10 to 0
+            arrays[f"x_{split}"] = np.ascontiguousarray(dataset_object.data.transpose(0, 2, 3, 1), dtype=np.uint8)
+            arrays[f"y_{split}"] = np.asarray(dataset_object.labels, dtype=np.uint8)
+        else:
+            arrays[f"x_{split}"] = np.ascontiguousarray(dataset_object.data, dtype=np.uint8)
+            arrays[f"y_{split}"] = np.asarray(dataset_object.targets, dtype=np.uint8)
+            class_names = tuple(dataset_object.classes)
+        if name == "cifar100":
+            arrays[f"y_{split}_coarse"] = _coarse_labels(dataset_object, root)
+    return arrays, class_names
 
 
-def load_official(directory: Path) -> dict[str, np.ndarray]:
-    """Read a local official archive or its extracted batches, verified by the official md5s."""
+def official_files(name: str) -> dict[str, str]:
+    """The official archive (or files) of ``name`` and their md5s, as torchvision's classes carry them."""
+    from torchvision.datasets import CIFAR10, CIFAR100, SVHN
+
+    if name == "svhn":
+        return {file_name: md5 for _, file_name, md5 in (SVHN.split_list["train"], SVHN.split_list["test"])}
+    cls = {"cifar10": CIFAR10, "cifar100": CIFAR100}[name]
+    return {cls.filename: cls.tgz_md5}
+
+
+def _extracted_folder(name: str) -> str | None:
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    return {"cifar10": CIFAR10.base_folder, "cifar100": CIFAR100.base_folder}.get(name)
+
+
+def official_present(name: str, directory: Path) -> bool:
+    folder = _extracted_folder(name)
+    if folder is not None:
+        return (directory / folder).is_dir() or all((directory / f).is_file() for f in official_files(name))
+    return any((directory / f).is_file() for f in official_files(name))
+
+
+def load_official(directory: Path, name: str = "cifar10") -> tuple[dict[str, np.ndarray], tuple[str, ...] | None]:
+    """Read the local official files of ``name``, verified by the official md5s."""
     from torchvision.datasets.utils import check_integrity, extract_archive
 
-    archive = directory / OFFICIAL_ARCHIVE
-    batches = directory / "cifar-10-batches-py"
-    if not batches.is_dir():
-        if not check_integrity(str(archive), OFFICIAL_ARCHIVE_MD5):
-            raise DataError(f"{archive}: md5 is not the official {OFFICIAL_ARCHIVE_MD5}; the archive is truncated or altered")
-        extract_archive(str(archive), str(directory))
+    spec = dataset(name)
+    folder = _extracted_folder(name)
+    if folder is None:  # SVHN: the .mat files themselves, each checked here so the message names it
+        for file_name, md5 in official_files(name).items():
+            if not check_integrity(str(directory / file_name), md5):
+                raise DataError(
+                    f"{directory / file_name}: missing, or its md5 is not the official {md5}; the file is truncated "
+                    f"or altered. {spec.title} needs {spec.official_names} in {directory}"
+                )
+    elif not (directory / folder).is_dir():  # CIFAR: the archive, checked before anything is extracted
+        ((archive, md5),) = official_files(name).items()
+        if not check_integrity(str(directory / archive), md5):
+            raise DataError(f"{directory / archive}: md5 is not the official {md5}; the archive is truncated or altered")
+        extract_archive(str(directory / archive), str(directory))
+    where = directory / folder if folder is not None else directory
     try:
-        arrays = _from_torchvision(directory, download=False)
+        arrays, class_names = _from_torchvision(name, directory, download=False)
     except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
-        raise DataError(f"{batches}: official batch files fail their md5 check ({err}); extract the archive again") from err
-    check_arrays(arrays, str(batches))
-    return arrays
+        raise DataError(f"{where}: official files fail their md5 check ({err}); extract the archive again") from err
+    check_arrays(arrays, str(where), name)
+    return arrays, class_names
 
 
-def download_official(directory: Path) -> dict[str, np.ndarray]:
+def _topmost_missing(directory: Path) -> Path | None:
+    """The highest folder of ``directory``'s path that does not exist yet (None: it exists)."""
+    missing = None
+    for folder in (directory, *directory.parents):
+        if folder.exists():
+            return missing
+        missing = folder
+    return missing
+
+
+def _remove_new_entries(directory: Path, missing_root: Path | None, before: set[Path]) -> None:
+    """Undo what a failed download left: the folders it created, or the files it added to ``directory``."""
+    if missing_root is not None:
+        shutil.rmtree(missing_root, ignore_errors=True)
+        return
+    for path in set(directory.iterdir()) - before:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def download_official(directory: Path, name: str = "cifar10") -> tuple[dict[str, np.ndarray], tuple[str, ...] | None]:
+    """The official files through torchvision; a failed download leaves nothing behind."""
+    missing_root = _topmost_missing(directory)
+    before = set(directory.iterdir()) if missing_root is None else set()
     try:
-        arrays = _from_torchvision(directory, download=True)
+        arrays, class_names = _from_torchvision(name, directory, download=True)
     except Exception as err:  # network errors come in many types
-        raise DataError(f"downloading CIFAR-10 into {directory} failed: {err}") from err
-    check_arrays(arrays, "downloaded CIFAR-10")
-    return arrays
+        _remove_new_entries(directory, missing_root, before)
+        raise DataError(f"downloading {dataset(name).title} into {directory} failed: {err}") from err
+    check_arrays(arrays, f"downloaded {dataset(name).title}", name)
+    return arrays, class_names
 
 
-def _official_present(directory: Path) -> bool:
-    return (directory / OFFICIAL_ARCHIVE).is_file() or (directory / "cifar-10-batches-py").is_dir()
+def _npz_class_names(path: Path, spec: DataSet) -> tuple[str, ...] | None:
+    """An offline .npz may carry its class names (array ``class_names``); else the table's, if any."""
+    with np.load(path, allow_pickle=False) as archive:
+        if "class_names" in archive.files:
+            return tuple(str(n) for n in archive["class_names"])
+    return spec.class_names
 
 
-def fetch_cifar10(data_params: dict) -> tuple[dict[str, np.ndarray], str]:
-    """Load CIFAR-10 from the configured source; return the arrays and a description of the source."""
+def fetch_dataset(data_params: dict) -> tuple[dict[str, np.ndarray], tuple[str, ...] | None, str]:
+    """Load ``data.name`` from the configured source: its arrays, class names and a description of the source."""
+    name = data_params["name"]
+    spec = dataset(name)
     source = data_params["source"]
     npz_path = Path(data_params["npz_path"])
     official_dir = Path(data_params["official_dir"])
     if source == "npz" or (source == "auto" and npz_path.is_file()):
         if not npz_path.is_file():
             raise DataError(f"data.npz_path: {npz_path} does not exist")
-        return load_npz(npz_path, data_params["npz_sha256"]), f"npz:{npz_path}"
-    if source == "official" or (source == "auto" and _official_present(official_dir)):
-        if not _official_present(official_dir):
-            raise DataError(f"data.official_dir: {official_dir} holds neither {OFFICIAL_ARCHIVE} nor cifar-10-batches-py/")
-        return load_official(official_dir), f"official:{official_dir}"
+        arrays = load_npz(npz_path, data_params["npz_sha256"], name)
+        return arrays, _npz_class_names(npz_path, spec) or spec.class_names, f"npz:{npz_path}"
+    if source == "official" or (source == "auto" and official_present(name, official_dir)):
+        if not official_present(name, official_dir):
+            raise DataError(f"data.official_dir: {official_dir} does not hold {spec.official_names}")
+        arrays, class_names = load_official(official_dir, name)
+        return arrays, class_names or spec.class_names, f"official:{official_dir}"
     try:
-        return download_official(official_dir), f"download:{official_dir}"
+        arrays, class_names = download_official(official_dir, name)
     except DataError as err:
         raise DataError(
-            f"CIFAR-10 is not available ({err}). Fix it one of three ways:\n"
-            f"  1. put the offline copy at {npz_path} (or set data.npz_path to where it is);\n"
-            f"  2. put the official {OFFICIAL_ARCHIVE} (or its extracted cifar-10-batches-py/) in {official_dir};\n"
-            "  3. run on a machine with internet access so torchvision can download the official archive."
+            f"{spec.title} is not available: put {spec.official_names} in {official_dir}, or its normalised .npz at "
+            f"{npz_path} (data.npz_path), or run where torchvision can download it (internet access); {err}"
         ) from err
+    return arrays, class_names or spec.class_names, f"download:{official_dir}"
 
 
 def prepare_data(data_params: dict) -> dict:
-    """Write the normalised .npz and a manifest of array hashes; return the manifest."""
-    arrays, source = fetch_cifar10(data_params)
+    """Write the normalised .npz and its manifest (array hashes, classes, statistics); return the manifest."""
+    arrays, class_names, source = fetch_dataset(data_params)
     out = Path(data_params["out"])
-    manifest = {"source": source, "arrays_sha256": array_hashes(arrays)}
+    kept = [array_name for array_name in arrays if array_name in ARRAYS or array_name.endswith("_coarse")]
+    manifest = {"source": source, "arrays_sha256": array_hashes(arrays), **data_info(data_params["name"], arrays, class_names)}
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as handle:
-            np.savez(handle, **{name: arrays[name] for name in EXPECTED})
+            np.savez(handle, **{array_name: arrays[array_name] for array_name in kept})
     write_json(manifest_path_for(out), manifest)
     return manifest
 
@@ -173,13 +348,41 @@ def read_manifest(npz_path: str | Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def load_prepared(npz_path: str | Path) -> dict[str, np.ndarray]:
+INFO_KEYS = ("dataset", "num_classes", "class_names", "mean", "std")
+
+
+def completed_manifest(manifest: dict, arrays: dict[str, np.ndarray], npz_path: Path) -> dict:
+    """A manifest written before it recorded the data set's classes and statistics (those files
+    are all CIFAR-10's) completed from the arrays themselves, with a message; nothing is rewritten."""
+    if all(key in manifest for key in INFO_KEYS):
+        return manifest
+    log.warning(
+        "%s predates the manifest's classes and statistics; computing them from its training split "
+        "(run `mixstudy data` again to record them)", manifest_path_for(npz_path),
+    )
+    return {**manifest, **data_info("cifar10", arrays, DATASETS["cifar10"].class_names)}
+
+
+def prepared_class_names(data_params: dict) -> tuple[str, ...]:
+    """The class names of ``data.name``: its prepared file's manifest, else the official names the
+    table knows (the labels' numbers where the official files are needed to know them)."""
+    recorded = read_manifest(data_params["out"]).get("class_names")
+    if recorded:
+        return tuple(recorded)
+    spec = dataset(data_params["name"])
+    return spec.class_names or tuple(str(k) for k in range(spec.num_classes))
+
+
+def load_prepared(npz_path: str | Path, name: str | None = None) -> dict[str, np.ndarray]:
     """Read the normalised data written by :func:`prepare_data`, verified against its manifest."""
     npz_path = Path(npz_path)
     if not npz_path.is_file():
         raise DataError(f"{npz_path} does not exist; run `mixstudy data` first")
-    arrays = load_npz(npz_path, sha256=None)
     manifest = read_manifest(npz_path)
+    recorded = manifest.get("dataset", "cifar10")  # manifests before data.name are CIFAR-10's
+    if name is not None and recorded != name:
+        raise DataError(f"{npz_path} holds {recorded}, not data.name {name}; set data.out to {name}'s file or run `mixstudy data`")
+    arrays = load_npz(npz_path, sha256=None, name=recorded)
     if manifest and array_hashes(arrays) != manifest["arrays_sha256"]:
         raise DataError(f"{npz_path} does not match {manifest_path_for(npz_path)}; run `mixstudy data` again")
     return arrays
@@ -211,13 +414,13 @@ def study_draw(labels: np.ndarray, per_class: int) -> np.ndarray:
     from sklearn.model_selection import StratifiedShuffleSplit
 
     splitter = StratifiedShuffleSplit(
-        n_splits=STUDY_SPLITS, train_size=per_class * NUM_CLASSES, test_size=None,
+        n_splits=STUDY_SPLITS, train_size=per_class * class_count(labels), test_size=None,
         random_state=np.random.RandomState(STUDY_SEED),
     )
     for index, (train, _) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
         if index == STUDY_SPLIT_INDEX:
             break
-    counts = np.bincount(labels[train], minlength=NUM_CLASSES)
+    counts = np.bincount(labels[train], minlength=class_count(labels))
     if not (counts == per_class).all():
         raise DataError(
             f"subset.draw study gives {counts.tolist()} images per class at subset.per_class {per_class}, "
@@ -226,12 +429,15 @@ def study_draw(labels: np.ndarray, per_class: int) -> np.ndarray:
     return train
 
 
-def _check_class_sizes(labels: np.ndarray, needed: int) -> None:
-    counts = np.bincount(labels, minlength=NUM_CLASSES)
+def _check_class_sizes(labels: np.ndarray, per_class: int, val_per_class: int) -> None:
+    needed = per_class + val_per_class
+    counts = np.bincount(labels, minlength=class_count(labels))
     if needed > counts.min():
+        largest = max(int(counts.min()) - (needed - per_class), 0)
         raise DataError(
             f"subset.per_class + subset.val_per_class = {needed} exceeds the smallest class "
-            f"({counts.min()} images); lower them"
+            f"({counts.min()} images); lower them (the largest subset.per_class with this "
+            f"subset.val_per_class is {largest})"
         )
 
 
@@ -242,10 +448,10 @@ def seeded_subset(labels: np.ndarray, per_class: int, val_per_class: int, seed: 
     for ``permutation``; torch is not involved, so the indices do not depend on its version.
     """
     needed = per_class + val_per_class
-    _check_class_sizes(labels, needed)
+    _check_class_sizes(labels, per_class, val_per_class)
     rng = np.random.Generator(np.random.PCG64(seed))
     train, val = [], []
-    for cls in range(NUM_CLASSES):
+    for cls in range(class_count(labels)):
         members = np.flatnonzero(labels == cls)
         drawn = rng.permutation(members)[:needed]
         train.append(np.sort(drawn[:per_class]))
@@ -256,15 +462,25 @@ def seeded_subset(labels: np.ndarray, per_class: int, val_per_class: int, seed: 
 def study_subset(labels: np.ndarray, per_class: int, val_per_class: int, seed: int) -> Subset:
     """The study's training images; validation images drawn per class from the rest with ``seed``
     (so the training images never depend on the validation split)."""
-    _check_class_sizes(labels, per_class + val_per_class)
+    _check_class_sizes(labels, per_class, val_per_class)
     train = study_draw(labels, per_class)
     rest = np.setdiff1d(np.arange(len(labels)), train)
     rng = np.random.Generator(np.random.PCG64(seed))
-    val = [np.sort(rng.permutation(rest[labels[rest] == cls])[:val_per_class]) for cls in range(NUM_CLASSES)]
+    val = [np.sort(rng.permutation(rest[labels[rest] == cls])[:val_per_class]) for cls in range(class_count(labels))]
     return Subset(np.sort(train), np.sort(np.concatenate(val)))
 
 
-SUBSET_DRAWS = {"study": study_subset, "seeded": seeded_subset}
+def full_subset(labels: np.ndarray, per_class: int, val_per_class: int, seed: int) -> Subset:
+    """The whole training split for training (``per_class`` is not used), less ``val_per_class`` images
+    per class drawn for validation with ``seed``: the full-data setting of the manifold mixup paper."""
+    _check_class_sizes(labels, 1, val_per_class)  # at least one training image of each class left
+    rng = np.random.Generator(np.random.PCG64(seed))
+    val = [np.sort(rng.permutation(np.flatnonzero(labels == cls))[:val_per_class]) for cls in range(class_count(labels))]
+    val_indices = np.sort(np.concatenate(val))
+    return Subset(np.setdiff1d(np.arange(len(labels)), val_indices), val_indices)
+
+
+SUBSET_DRAWS = {"study": study_subset, "seeded": seeded_subset, "all": full_subset}
 
 
 def draw_subset(labels: np.ndarray, subset_params: dict) -> Subset:
@@ -309,6 +525,20 @@ class StudyData:
     y_test: np.ndarray
     subset_sha256: str
     data_manifest: dict = field(default_factory=dict)  # source and array hashes of the prepared data
+    info: dict = field(default_factory=dict)  # data set, classes and statistics (see data_info)
+
+    @property
+    def num_classes(self) -> int:
+        """Every network's number of outputs: from the data, never a constant."""
+        return int(self.info["num_classes"])
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return tuple(self.info["mean"])
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return tuple(self.info["std"])
 
 
 def load_study_data(data_npz: str | Path, subset_file: str | Path) -> StudyData:
@@ -340,10 +570,12 @@ def load_study_data(data_npz: str | Path, subset_file: str | Path) -> StudyData:
         y_test=arrays["y_test"].astype(np.int64),
         subset_sha256=expected["train_sha256"],
         data_manifest=read_manifest(data_npz),
+        info={key: value for key, value in completed_manifest(read_manifest(data_npz), arrays, Path(data_npz)).items() if key in INFO_KEYS},
     )
 
 
-def subset_file(subset_params: dict, root: str | Path = "data/subsets") -> Path:
-    """Where the subset of these parameters lives; the name says what it holds."""
+def subset_file(subset_params: dict, name: str, root: str | Path = "data/subsets") -> Path:
+    """Where the subset of these parameters of data set ``name`` lives; the name says what it holds."""
     p = subset_params
-    return Path(root) / f"cifar10_{p['draw']}_n{p['per_class']}_val{p['val_per_class']}_seed{p['seed']}.json"
+    size = "" if p["draw"] == "all" else f"_n{p['per_class']}"  # every training image: per_class is not used
+    return Path(root) / f"{name}_{p['draw']}{size}_val{p['val_per_class']}_seed{p['seed']}.json"

@@ -13,8 +13,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mixstudy.data import MEAN, STD
-
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -40,12 +38,13 @@ def to_float(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 
 class Normalise(torch.nn.Module):
-    """Per-channel standardisation with the CIFAR-10 training statistics."""
+    """Per-channel standardisation with the training split's statistics (``StudyData.mean``/``std``,
+    recorded in the prepared data's manifest, 8 decimals)."""
 
-    def __init__(self):
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
-        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(tuple(mean)).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(tuple(std)).view(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std

@@ -47,10 +47,11 @@ def mix_pairs(images: np.ndarray, pairs: list[tuple[int, int]]) -> dict:
     }
 
 
-def mixing_examples_figure(images: np.ndarray, labels: np.ndarray, n_pairs: int = 4, seed: int = 0) -> plt.Figure:
-    """The study's Figure 1 from uint8 images (N, H, W, 3) and their labels."""
-    from mixstudy.data import CLASSES
-
+def mixing_examples_figure(
+    images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...] | None = None, n_pairs: int = 4, seed: int = 0
+) -> plt.Figure:
+    """The study's Figure 1 from uint8 images (N, H, W, 3), their labels and the data set's class
+    names (None: the labels' numbers)."""
     pairs = pick_pairs(np.asarray(labels), n_pairs, np.random.default_rng(seed))
     if not pairs:
         raise MissingFigureData("no two images of different classes to mix")
@@ -64,7 +65,7 @@ def mixing_examples_figure(images: np.ndarray, labels: np.ndarray, n_pairs: int 
     ]
     fig, axes = plt.subplots(len(pairs), 4, figsize=(10, 2.5 * len(pairs)), squeeze=False)
     for row, (a, b) in enumerate(pairs):
-        name_a, name_b = CLASSES[labels[a]], CLASSES[labels[b]]
+        name_a, name_b = (str(labels[i]) if class_names is None else class_names[labels[i]] for i in (a, b))
         captions = [name_a, name_b, f"0.5 {name_a} + 0.5 {name_b}", f"{lam:.2f} {name_a} + {1 - lam:.2f} {name_b}"]
         for col, ((title, key), caption) in enumerate(zip(columns, captions)):
             ax = axes[row, col]
@@ -85,12 +86,14 @@ def study_examples(params: dict) -> tuple[np.ndarray, np.ndarray]:
     from mixstudy.data import load_study_data, subset_file
 
     try:
-        data = load_study_data(params["data"]["out"], subset_file(params["subset"]))
+        data = load_study_data(params["data"]["out"], subset_file(params["subset"], params["data"]["name"]))
     except DataError as err:
         raise MissingFigureData(str(err)) from err
     return data.x_train, data.y_train
 
 
 def fig1_mixing_examples(context: FigureContext) -> plt.Figure:
+    from mixstudy.data import prepared_class_names
+
     images, labels = context.examples()
-    return mixing_examples_figure(images, labels)
+    return mixing_examples_figure(images, labels, prepared_class_names(context.analysis.params["data"]))

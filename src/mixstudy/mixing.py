@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 
 from mixstudy.errors import ConfigError
-from mixstudy.data import NUM_CLASSES
 
 METHODS = ("none", "mixup", "manifold", "cutmix")
 LOSSES = ("soft_ce", "bce")
@@ -147,7 +146,7 @@ class Mixer:
         self.num_classes = num_classes
 
     @classmethod
-    def from_params(cls, mixing: dict) -> "Mixer":
+    def from_params(cls, mixing: dict, num_classes: int) -> "Mixer":
         return cls(
             method=mixing["method"],
             alpha=mixing["alpha"],
@@ -155,7 +154,7 @@ class Mixer:
             lambda_per=mixing["lambda_per"],
             loss=mixing["loss"],
             label_smoothing=mixing["label_smoothing"],
-            num_classes=NUM_CLASSES,
+            num_classes=num_classes,
         )
 
     @property

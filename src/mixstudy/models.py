@@ -13,7 +13,6 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from mixstudy.data import NUM_CLASSES  # the classes of the data: every network's outputs
 from mixstudy.networks import network, network_settings
 
 
@@ -73,7 +72,7 @@ def conv_block(c_in: int, c_out: int, slope: float, dropout: float, bias: bool =
 # --- the study's network (its Figure 2 and the notebook's ConvNet) --------------------------
 
 
-def cnn13(widths: tuple[int, int, int, int, int], dropout: float, leaky_slope: float) -> StagedNet:
+def cnn13(num_classes: int, widths: tuple[int, int, int, int, int], dropout: float, leaky_slope: float) -> StagedNet:
     """The study's network, the 13-layer CNN ("CNN-13", "ConvLarge") of the semi-supervised literature.
 
     ``widths`` (the study: 128, 256, 512, 256, 128): blocks 1 and 2, then block 3's three layers.
@@ -90,18 +89,18 @@ def cnn13(widths: tuple[int, int, int, int, int], dropout: float, leaky_slope: f
         nn.AvgPool2d(6, stride=2),
     )
     stages = [conv_block(3, w1, leaky_slope, dropout, bias=True), conv_block(w1, w2, leaky_slope, dropout, bias=True), block3]
-    return StagedNet(stages, nn.Sequential(nn.Flatten(), nn.Linear(w5, NUM_CLASSES)))
+    return StagedNet(stages, nn.Sequential(nn.Flatten(), nn.Linear(w5, num_classes)))
 
 
 # --- the cheap convnet (the network of the earlier real runs) -------------------------------
 
 
-def convnet(widths: tuple[int, int, int], dropout: float, leaky_slope: float) -> StagedNet:
+def convnet(num_classes: int, widths: tuple[int, int, int], dropout: float, leaky_slope: float) -> StagedNet:
     """Three blocks of three bias-free 3x3 conv layers (each ending in max-pool and dropout),
     global average pooling and a linear layer: a tenth of the study network's compute."""
     channels = [3, *widths]
     stages = [conv_block(channels[i], channels[i + 1], leaky_slope, dropout) for i in range(3)]
-    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], NUM_CLASSES))
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], num_classes))
     return StagedNet(stages, head)
 
 
@@ -135,7 +134,7 @@ def _resnet_layer(c_in: int, c_out: int, blocks: int, stride: int) -> nn.Sequent
     return nn.Sequential(*layers)
 
 
-def preactresnet18(base_width: int) -> StagedNet:
+def preactresnet18(num_classes: int, base_width: int) -> StagedNet:
     """PreActResNet18 (the paper's: base width 64, stage widths 64, 128, 256, 512), with ReLU and no
     dropout; mixing points: input, after stage 1, after stage 2 (as in the paper's code)."""
     w = base_width
@@ -143,17 +142,18 @@ def preactresnet18(base_width: int) -> StagedNet:
     layer2 = _resnet_layer(w, 2 * w, 2, 2)
     layer3_and_4 = nn.Sequential(_resnet_layer(2 * w, 4 * w, 2, 2), _resnet_layer(4 * w, 8 * w, 2, 2))
     head = nn.Sequential(
-        nn.BatchNorm2d(8 * w), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8 * w, NUM_CLASSES)
+        nn.BatchNorm2d(8 * w), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8 * w, num_classes)
     )
     return StagedNet([stem_and_layer1, layer2, layer3_and_4], head)
 
 
-def build_model(model_params: dict) -> StagedNet:
-    """The network ``model:`` names, from validated settings (params.yaml holds every default).
+def build_model(model_params: dict, num_classes: int) -> StagedNet:
+    """The network ``model:`` names, from validated settings (params.yaml holds every default), with
+    ``num_classes`` outputs (the data's: ``StudyData.num_classes``).
 
     ``model_params`` is a run's model section (``{"name": ..., **settings}``) or params.yaml's
     ``model:`` (one section per network); the builder comes from :data:`mixstudy.networks.NETWORKS`.
     """
     settings = network_settings(model_params)
     builder = globals()[network(settings.pop("name")).builder]
-    return builder(**{key: tuple(value) if isinstance(value, list) else value for key, value in settings.items()})
+    return builder(num_classes, **{key: tuple(value) if isinstance(value, list) else value for key, value in settings.items()})

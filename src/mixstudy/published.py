@@ -36,6 +36,12 @@ def published_table3() -> pd.DataFrame:
     return table
 
 
+def published_full_data() -> pd.DataFrame:
+    """The manifold mixup paper's full-data test errors (CIFAR-100, SVHN; README for provenance)."""
+    with resources.as_file(PUBLISHED / "manifold_mixup_full_data.csv") as path:
+        return pd.read_csv(path)
+
+
 def _beside(published: pd.DataFrame, ours: pd.DataFrame) -> pd.DataFrame:
     """Join published cells with our configurations by run name; ours stay empty where not run."""
     ours = ours.set_index("name")[["n", "asked", "acc_mean", "acc_std"]]
@@ -48,13 +54,23 @@ def _beside(published: pd.DataFrame, ours: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={PUBLISHED_COLUMN: "published"})
 
 
+STUDY_DATASET = "cifar10"  # the study's cells are CIFAR-10's: never set beside runs on another data set
+
+
+def on_study_dataset(params: dict) -> bool:
+    return params["data"]["name"] == STUDY_DATASET
+
+
 def table3_beside_ours(analysis: Analysis) -> pd.DataFrame:
-    """Every published Table 3 cell: layers, alpha, published, our mean/sd/seeds, difference, status."""
-    return _beside(published_table3(), analysis.stage("sweep", "manifold"))
+    """Every published Table 3 cell: layers, alpha, published, our mean/sd/seeds, difference, status
+    (no cell for runs on another data set than the study's)."""
+    cells = published_table3() if on_study_dataset(analysis.params) else published_table3().iloc[:0]
+    return _beside(cells, analysis.stage("sweep", "manifold"))
 
 
 def table1_beside_ours(analysis: Analysis) -> pd.DataFrame:
-    return _beside(published_table1(), analysis.stage("tuning"))
+    cells = published_table1() if on_study_dataset(analysis.params) else published_table1().iloc[:0]
+    return _beside(cells, analysis.stage("tuning"))
 
 
 # --- the study's claims -----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mixstudy import study
 from mixstudy.analysis import Analysis, analyse, mixing_differences
+from mixstudy.data import dataset
 from mixstudy.fileio import write_text
 from mixstudy.report_comparison import comparison_section, headline_section
 from mixstudy.report_results import results_sections, runs_section
@@ -35,7 +36,8 @@ code { font-size: 0.9em; }
 
 def render_report(analysis: Analysis, figures_dir: Path, report_dir: Path, selection: dict | None) -> str:
     differences = mixing_differences(analysis)
-    header = "# Mixing regularisers on small-data CIFAR-10: results\n\n" + setting_lines(analysis.params)
+    title = dataset(analysis.params["data"]["name"]).title
+    header = f"# Mixing regularisers on small-data {title}: results\n\n" + setting_lines(analysis.params)
     sections = [
         header,
         headline_section(analysis, differences),

@@ -200,6 +200,9 @@ def best_epoch_section(tables: dict, figure) -> str:
 
 
 def published_section(analysis: Analysis, figure) -> str:
+    if not published.on_study_dataset(analysis.params):
+        return (f"## The published cells beside ours\n\nThe study published {published.STUDY_DATASET} cells only; "
+                f"none is set beside these runs on {analysis.params['data']['name']}.\n")
     table3 = published.table3_beside_ours(analysis)
     ran = table3[table3["n"] > 0]
     parts = ["## The published cells beside ours\n",

@@ -130,7 +130,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: StudyData, params: dict, l
     # section); what was trained (network, mixing) is the checkpoint's.
     config["evaluation"], config["compute"] = params["evaluation"], params["compute"]
     data = limit_test_set(data, config["evaluation"]["test_limit"])
-    normalise = engine.Normalise().to(device)
+    normalise = engine.Normalise(data.mean, data.std).to(device)
     metrics, _ = evaluate_all(model, data, normalise, config, device)
     result = {"metrics": metrics}
     images = params["theory"]["jacobian_images"]

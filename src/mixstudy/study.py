@@ -8,6 +8,7 @@ A run id reads ``<stage>/<name>/seed<seed>`` and is also its folder under ``resu
   sweep/cutmix_alpha1/seed0                    CutMix comparison
   sweep/label_smoothing_eps0.1/seed0           label smoothing comparison (eps = 0.1)
   sweep/cutout_16/seed0                        Cutout comparison (16-pixel square)
+  cifar100/sweep/baseline/seed0                a run on another data set than CIFAR-10 (data.name)
 
 Everything (Snakemake, DVC, the CLI, aggregation) gets the list of runs from here.
 """
@@ -30,6 +31,9 @@ from mixstudy.networks import network_settings
 RUN_SECTIONS = ("model", "train", "mixing", "evaluation", "compute")
 RUNS_ROOT = "results/runs"  # where the workflow and the CLI keep run folders (dvc.yaml names it too)
 BASELINE = "baseline"
+# The data set of every run recorded before data.name existed, and of every run without a `data`
+# section in its configuration: CIFAR-10 runs keep their folders, configurations and training hashes.
+DEFAULT_DATASET = "cifar10"
 
 
 def fmt(value: float) -> str:
@@ -81,10 +85,12 @@ class RunSpec:
     name: str
     seed: int
     overrides: dict = field(compare=False, hash=False)  # nested params overrides that define this run
+    dataset: str = DEFAULT_DATASET  # data.name; another data set's runs live under its own name
 
     @property
     def run_id(self) -> str:
-        return f"{self.stage}/{self.name}/seed{self.seed}"
+        prefix = "" if self.dataset == DEFAULT_DATASET else f"{self.dataset}/"
+        return f"{prefix}{self.stage}/{self.name}/seed{self.seed}"
 
     def folder(self, root: str | Path = RUNS_ROOT) -> Path:
         return Path(root) / self.run_id
@@ -160,7 +166,7 @@ def tuning_runs(params: dict) -> list[RunSpec]:
         }
         name = tuning_name(sched, momentum, wd)
         overrides = _with_test_every(params, name, overrides)
-        runs += [RunSpec("tuning", name, seed, overrides) for seed in tuning["seeds"]]
+        runs += [RunSpec("tuning", name, seed, overrides, params["data"]["name"]) for seed in tuning["seeds"]]
     return runs
 
 
@@ -195,7 +201,7 @@ def sweep_runs(params: dict) -> list[RunSpec]:
     for size in sweep["cutout_sizes"]:
         configs.append((cutout_name(size), {"mixing": plain, "train": {"augment": {"cutout": int(size)}}}))
     return [
-        RunSpec("sweep", name, seed, _with_test_every(params, name, overrides))
+        RunSpec("sweep", name, seed, _with_test_every(params, name, overrides), params["data"]["name"])
         for name, overrides in configs
         for seed in sweep["seeds"]
     ]
@@ -251,7 +257,14 @@ def run_config(params: dict, seed: int, overrides: dict | None = None, selection
     config["mixing"]["alpha"] = float(config["mixing"]["alpha"])
     config["train"]["lr"] = float(config["train"]["lr"])
     config["seed"] = int(seed)
+    if params["data"]["name"] != DEFAULT_DATASET:  # CIFAR-10's configuration stays as it was recorded
+        config["data"] = {"name": params["data"]["name"]}
     return config
+
+
+def config_dataset(config: dict) -> str:
+    """The data set a run's configuration was trained on (no ``data`` section: CIFAR-10)."""
+    return (config.get("data") or {}).get("name", DEFAULT_DATASET)
 
 
 def needs_selection(params: dict, spec: RunSpec) -> bool:
@@ -312,6 +325,9 @@ RUN_OUTPUTS = ("metrics.json", "history.tsv", "model.pt")
 SETTINGS_ADDED_LATER = {
     ("train", "augment", "crop_padding_mode"): "zero",
 }
+# Not among them: `data`. A configuration without it is CIFAR-10's (run_config writes it only for
+# another data set), so a CIFAR-10 run's configuration and training hash are what they always were,
+# and a run of another data set can never share a CIFAR-10 run's training hash.
 
 
 def with_settings_added_later(config: dict) -> dict:

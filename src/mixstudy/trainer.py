@@ -142,10 +142,11 @@ class Trainer:
         self.best = state["best"]
 
 
-def make_trainer(config: dict, device: torch.device) -> Trainer:
+def make_trainer(config: dict, device: torch.device, num_classes: int) -> Trainer:
+    """One run's state; ``num_classes`` is the data's (every network's outputs, the mixed targets)."""
     seeds = Seeds.from_seed(config["seed"])
     torch.manual_seed(seeds.init)  # initialisation; dropout continues this stream in dropout_gen
-    model = build_model(config["model"]).to(device)
+    model = build_model(config["model"], num_classes).to(device)
     if config["compute"]["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config["train"])
@@ -158,7 +159,7 @@ def make_trainer(config: dict, device: torch.device) -> Trainer:
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
-        mixer=Mixer.from_params(config["mixing"]),
+        mixer=Mixer.from_params(config["mixing"], num_classes),
         data_gen=data_gen,
         mix_rng=np.random.Generator(np.random.PCG64(seeds.mixing)),
         dropout_gen=_dropout_generator(device, seeds.init),

@@ -156,9 +156,9 @@ def _start_pack(configs: list[dict], data: StudyData, out_dirs: list[Path], devi
 
     x_train = engine.to_float(engine.to_device_images(data.x_train, device), compute["channels_last"])
     y_train = torch.from_numpy(data.y_train).to(device)
-    normalise = engine.Normalise().to(device)
+    normalise = engine.Normalise(data.mean, data.std).to(device)
 
-    pack = PackedTrainer.of(resumed_or_new_members(configs, out_dirs, device))
+    pack = PackedTrainer.of(resumed_or_new_members(configs, out_dirs, device, data.num_classes))
     prior_seconds = pack.members[0].history[-1]["elapsed_s"] if pack.members[0].history else 0.0
     forward = torch.compile(pack.model) if compute["compile"] else pack.model
     labels = [out_dir.name if len(out_dirs) == 1 else str(out_dir) for out_dir in out_dirs]

@@ -14,15 +14,16 @@ import shlex
 from pathlib import Path
 
 from mixstudy import study
-from mixstudy.config import validate_params
+from mixstudy.config import validate_params, with_data_paths
 from mixstudy.data import subset_file
 from mixstudy.errors import ConfigError
 
+config.update(with_data_paths(config))  # data.npz_path and data.out of data.name ({name} replaced)
 validate_params(config)  # schema + mixing points: a bad parameter stops here, before any job
 
 RUNS = study.RUNS_ROOT
 DATA = config["data"]["out"]
-SUBSET = str(subset_file(config["subset"]))
+SUBSET = str(subset_file(config["subset"], config["data"]["name"]))
 SELECTION = "results/tuning/selection.yaml"
 TUNING_RUNS = study.tuning_runs(config)
 SWEEP_RUNS = study.sweep_runs(config)
@@ -48,7 +49,7 @@ def params_json(*sections):
 
 def run_spec_arguments(specs):
     """`--run-spec JSON` per run: what the grid asks of it (run sections, seed, own settings)."""
-    sections = {key: config[key] for key in study.RUN_SECTIONS}
+    sections = {key: config[key] for key in study.RUN_SECTIONS} | {"data": {"name": config["data"]["name"]}}
     specs_json = [
         json.dumps({"run_id": spec.run_id, "sections": sections, "seed": spec.seed, "overrides": spec.overrides}, sort_keys=True)
         for spec in specs

@@ -19,7 +19,7 @@ rule select_baseline:
     output:
         SELECTION,
     params:
-        params=params_json("tuning", "evaluation", *study.RUN_SECTIONS),
+        params=params_json("data", "tuning", "evaluation", *study.RUN_SECTIONS),  # data.name: whose runs
     log:
         "logs/select_baseline.log",
     conda:
