@@ -73,7 +73,7 @@ test: install slurm-deps
 # What another x86 CPU would compute: the numerical tests again with ATen's and oneDNN's kernels
 # held to another instruction set (AVX2 on an AVX-512 machine, the baseline kernels elsewhere).
 # float32 digits change with them (docs/testing.md); about 1 minute.
-NUMERICAL_TESTS := tests/test_packing.py tests/test_speed_settings.py tests/test_metrics.py tests/test_calibration.py tests/test_evaluation.py tests/test_trainer.py \
+NUMERICAL_TESTS := tests/test_packing.py tests/test_speed_settings.py tests/test_metrics.py tests/test_calibration.py tests/test_evaluation.py tests/test_trainer.py tests/test_theory.py \
 	tests/test_mixing.py tests/test_training.py tests/test_resume.py tests/test_models.py tests/test_augment.py
 OTHER_ISA := $(if $(shell grep -m1 -o avx512f /proc/cpuinfo 2>/dev/null),ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2,ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41)
 test-other-cpu: install
