@@ -189,3 +189,14 @@ def test_load_checkpoint_rebuilds_the_network_and_refuses_folders_missing_and_fo
     with pytest.raises(DataError) as refused:
         checkpoint.load_checkpoint(foreign)
     assert str(refused.value) == f"{foreign} is not a complete mixstudy checkpoint ('model')"
+
+
+def test_a_resumed_run_says_which_folder_and_epoch_it_continues_from(tmp_path, tiny_config, caplog):
+    """The one line a user reads when a restarted queue picks a run up again (train.log)."""
+    config = tiny_config(seed=1)
+    checkpoint.save_resume_point(_trained(config, epochs=3), tmp_path)
+    with caplog.at_level(logging.INFO, logger="mixstudy.checkpoint"):
+        assert checkpoint.try_resume(make_trainer(config, CPU, 10), tmp_path) is True
+    assert [record.getMessage() for record in caplog.records if record.name == "mixstudy.checkpoint"] == [
+        f"resuming {tmp_path} from epoch 3"
+    ]
