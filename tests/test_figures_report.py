@@ -13,6 +13,7 @@ from mixstudy.figure_examples import mix_pairs, mixing_examples_figure, study_ex
 from mixstudy.figure_runs import pool_reliability
 from mixstudy.figures import FIGURES, make_figures
 from test_aggregate import REPO, SMALL_GRIDS, small_params, write_all_runs, write_run
+from test_theory_tables import write_evaluations
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -30,6 +31,7 @@ def study_dir(tmp_path_factory):
     params = small_params(f"data.out={root / 'absent.npz'}")  # Figure 1 gets its images from the tests
     write_all_runs(root / "runs", params, skip=("sweep/manifold_S0-2_alpha4/seed2",))
     write_run(root / "runs", params, "sweep/manifold_S0_alpha1/seed0", status="failed")
+    write_evaluations(root / "runs", params)
     result = make_figures(params, root / "runs", root / "results" / "figures", examples=tiny_examples())
     return root, params, result
 

@@ -16,6 +16,7 @@ from mixstudy.figures import FIGURES
 from mixstudy.report import write_report
 from mixstudy.report_comparison import compare_in_words
 from test_aggregate import small_params, write_all_runs, write_run
+from test_theory_tables import write_evaluations
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +26,7 @@ def study_runs(tmp_path_factory):
     params = small_params(f"data.out={root / 'absent.npz'}")
     write_all_runs(root / "runs", params, skip=("sweep/manifold_S0-2_alpha4/seed2",))
     write_run(root / "runs", params, "sweep/manifold_S0_alpha1/seed0", status="failed")
+    write_evaluations(root / "runs", params)
     return root / "runs", params
 
 
@@ -391,6 +393,7 @@ SECTIONS = {
     "CutMix, label smoothing and Cutout": [],
     "Training and calibration: baseline vs best mixup": ["training_curves", "reliability"],
     "Calibration after temperature scaling": ["calibration_scaling", "reliability_scaled"],
+    "Mixup's theory, measured": ["smoothness_vs_accuracy"],
     "Which epoch is reported": ["test_curves"],
     "The published cells beside ours": ["published_vs_ours"],
     "Figure 1": ["fig1_mixing_examples"],
@@ -516,7 +519,8 @@ def test_runs_without_a_validation_split_get_no_calibration_or_epoch_section(tmp
     for name in FIGURES:
         (figures / f"{name}.png").write_bytes(b"png")
     text = write_report(params, root, tmp_path / "report.md", figures)[0].read_text()
-    left_out = ("Calibration after temperature scaling", "Which epoch is reported")
+    # nor any evaluation.json here: no theory section either (test_theory_tables checks it alone)
+    left_out = ("Calibration after temperature scaling", "Mixup's theory, measured", "Which epoch is reported")
     assert list(sections_of(text)) == [heading for heading in SECTIONS if heading not in left_out]
 
 

@@ -46,15 +46,23 @@ def write_evaluation(folder, jacobian: float, gain: float | None, alpha: float, 
     (folder / study.EVALUATION_FILE).write_text(json.dumps(evaluation))
 
 
+def write_evaluations(root, params) -> None:
+    """An evaluation.json (the numbers above) in every finished sweep run folder under ``root``."""
+    for spec in study.sweep_runs(params):
+        folder = spec.folder(root)
+        if not (folder / "metrics.json").is_file() or json.loads((folder / "metrics.json").read_text())["status"] != "ok":
+            continue
+        alpha = float(spec.overrides["mixing"]["alpha"])
+        write_evaluation(folder, JACOBIAN[spec.name][spec.seed],
+                         BOTH_MINUS_PLAIN[spec.name][spec.seed] if spec.name in BOTH_MINUS_PLAIN else None, alpha)
+
+
 @pytest.fixture
 def evaluated(tmp_path):
     params = small_params()
     root = tmp_path / "runs"
     write_all_runs(root, params)
-    for spec in study.sweep_runs(params):
-        alpha = float(spec.overrides["mixing"]["alpha"])
-        write_evaluation(spec.folder(root), JACOBIAN[spec.name][spec.seed],
-                         BOTH_MINUS_PLAIN[spec.name][spec.seed] if spec.name in BOTH_MINUS_PLAIN else None, alpha)
+    write_evaluations(root, params)
     return params, root
 
 

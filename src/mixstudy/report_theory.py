@@ -74,8 +74,8 @@ def theory_section(analysis: Analysis, table_markdown, figure) -> str:
     tables = {table.name: table for table in theory_tables(analysis)}
     if not tables:
         return ""
-    parts = [f"## Mixup's theory, measured ({SOURCE})\n",
-             "Two claims of the paper, measured on each finished sweep run's model.pt (`mixstudy evaluate`, "
+    parts = ["## Mixup's theory, measured\n",
+             f"Two claims of {SOURCE}, measured on each finished sweep run's model.pt (`mixstudy evaluate`, "
              "docs/theory.md): mixup's random perturbation penalises the model's input Jacobian, and a mixup "
              "model should see test inputs shrunk towards the training mean, with its logits divided by θ̄.\n"]
     claims = []
