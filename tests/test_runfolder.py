@@ -220,3 +220,9 @@ def test_write_failure_writes_the_record_and_keeps_the_resume_point(tmp_path):
     runfolder.write_failure(tmp_path, {"status": "failed", "error": "nan"})
     assert _names(tmp_path) == sorted(["failure.json", RESUME_FILE])
     assert json.loads((tmp_path / "failure.json").read_text()) == {"status": "failed", "error": "nan"}
+
+
+def test_write_failure_of_a_run_that_diverged_before_its_first_progress_line(tmp_path):
+    """A run can diverge in its first epoch, before progress.json exists: the record is still written."""
+    runfolder.write_failure(tmp_path, {"status": "failed", "error": "nan"})
+    assert _names(tmp_path) == ["failure.json"]
