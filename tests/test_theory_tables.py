@@ -138,3 +138,12 @@ def test_without_any_evaluation_the_report_has_no_theory_section(tmp_path):
     analysis = analyse(params, tmp_path / "runs")
     assert smoothness_table(analysis) is None and transformation_table(analysis) is None
     assert theory_section(analysis, lambda table: table.markdown(), lambda name: "") == ""
+
+
+def test_norms_that_cannot_be_told_from_the_baselines_are_not_shown_to_be_smaller(evaluated):
+    params, root = evaluated
+    for spec in study.sweep_runs(params):
+        if spec.name.startswith("manifold_S0_"):  # around the baseline's 10.0, 11.0, 12.5
+            write_evaluation(spec.folder(root), [9.0, 12.0, 12.4][spec.seed], BOTH_MINUS_PLAIN[spec.name][spec.seed], 1.0)
+    claims = smoothness_claims(smoothness_table(analyse(params, root)).data)
+    assert claims[0].startswith("Smoothness, input mixup (S={0}): **not shown here** (every interval holds zero): 0 of 2")

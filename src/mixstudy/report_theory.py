@@ -30,6 +30,8 @@ def smoothness_verdict(rows: pd.DataFrame) -> str:
         return f"**holds here**: {counts}"
     if larger == len(judged):
         return f"**does not hold here** (the norm is larger): {counts}"
+    if smaller == larger == 0:
+        return f"**not shown here** (every interval holds zero): {counts}"
     return f"**partly**: {counts}"
 
 
