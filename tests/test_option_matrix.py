@@ -115,6 +115,7 @@ COVERED_ELSEWHERE = {
     "tuning": "the tuning grid and selection: test_cli, test_pipeline, test_aggregate",
     "sweep": "the sweep grid (cross, comparison runs, use_tuning_choice): test_cli, test_pipeline",
     "report": "published numbers and the study's setting: test_figures_report, test_published",
+    "theory": "measured after training on model.pt, not part of a run: test_theory (jacobian_images 0, 5, 50), test_cli, test_pipeline",
 }
 
 
