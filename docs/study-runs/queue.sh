@@ -2,6 +2,8 @@
 # The real runs of docs/study-runs/, through the project's own workflow, one queue at a time:
 #   bash docs/study-runs/queue.sh            (from the repository root, after `make install`)
 #   bash docs/study-runs/queue.sh theory     (only the configurations named)
+#   SNAKEMAKE_OPTIONS="--prioritize results/runs/X/metrics.json" bash docs/study-runs/queue.sh study-net
+#                                            (those runs first, e.g. the ones that resume)
 # Each configuration runs in a worktree of its own at the current commit (so later edits of the
 # checkout never reach a running job), with its run folders linked into docs/study-runs/, where
 # they are committed: a finished run is kept by content, an interrupted one resumes from the
@@ -44,5 +46,5 @@ fi
 # The study's network, crop and images: its final setting and Table 1's, the 100-epoch Table 1 runs
 # first (they finish within a session; a 400-epoch run of this network takes about 2 h a core).
 if [ -z "$ARGS" ] || [[ " $ARGS " == *" study-net "* ]]; then
-  SNAKEMAKE_OPTIONS="--prioritize results/tuning/selection.yaml" run_config study-net config/study-net.yaml
+  SNAKEMAKE_OPTIONS="--prioritize results/tuning/selection.yaml ${SNAKEMAKE_OPTIONS:-}" run_config study-net config/study-net.yaml
 fi
