@@ -305,6 +305,45 @@ def test_runs_csv_reads_back_as_the_collected_runs(complete_root, params, tmp_pa
     assert list(runs["run_id"]) == list(analysis.runs["run_id"])
 
 
+def test_every_table_and_runs_csv_name_the_data_set_of_a_cifar100_run(tmp_path):
+    """Each table's title begins with the data set's display name and each CSV's first column is the
+    data set: the tables of two data sets share their file names, never their content."""
+    params = small_params("data.name=cifar100")
+    root = tmp_path / "runs"
+    write_all_runs(root, params)
+    analysis = aggregate(params, root, tmp_path / "tables", tmp_path / "summary.json")
+    assert analysis.counts()["finished"] == 30
+    tables = sorted((tmp_path / "tables").glob("table*.csv"))
+    assert {path.stem for path in tables} >= {"table1_tuning", "table3_acc", "table4_comparison", "table3_published"}
+    for path in [*tables, tmp_path / "tables" / "runs.csv", tmp_path / "tables" / "problems.csv"]:
+        written = pd.read_csv(path)
+        assert written.columns[0] == "dataset", path.name
+        assert set(written["dataset"]) <= {"cifar100"}, path.name
+    assert set(pd.read_csv(tmp_path / "tables" / "runs.csv")["dataset"]) == {"cifar100"}
+    for path in tables:
+        assert path.with_suffix(".md").read_text().startswith("**CIFAR-100. "), path.stem
+        assert r"\caption{CIFAR-100. " in path.with_suffix(".tex").read_text(), path.stem
+    titles = [table.title for table in study_tables(analysis)]
+    assert titles[0] == "CIFAR-100. Table 1: baseline tuning, test accuracy over seeds"
+    assert all(title.startswith("CIFAR-100. ") for title in titles)
+
+
+def test_runs_csv_gives_each_run_the_data_set_its_record_names(complete_root, params, tmp_path):
+    """A CIFAR-10 run records no `data` key (its configuration and training hash as they always were):
+    it is cifar10. A run of another data set in a CIFAR-10 folder keeps its own, and is mismatched."""
+    intruder = spec_of(params, "sweep/baseline/seed1").folder(complete_root) / "metrics.json"
+    record = json.loads(intruder.read_text())
+    assert "data" not in record["config"]
+    record["config"]["data"] = {"name": "svhn"}
+    intruder.write_text(json.dumps(record))
+    aggregate(params, complete_root, tmp_path / "tables", tmp_path / "summary.json")
+    runs = pd.read_csv(tmp_path / "tables" / "runs.csv").set_index("run_id")
+    assert runs.loc["sweep/baseline/seed1", "dataset"] == "svhn" and runs.loc["sweep/baseline/seed1", "status"] == "mismatched"
+    assert set(runs.drop(index="sweep/baseline/seed1")["dataset"]) == {"cifar10"}
+    assert list(pd.read_csv(tmp_path / "tables" / "problems.csv")["dataset"]) == ["cifar10"]  # the run asked for
+    assert (tmp_path / "tables" / "table3_acc.md").read_text().startswith("**CIFAR-10. Table 3: test accuracy (%)")
+
+
 def test_curves_are_the_per_epoch_means_of_the_baseline_and_the_best_mixup(complete_root, params, tmp_path):
     """curves.tsv (the DVC plot): each epoch's mean over seeds, for the baseline and the best mixup cell only."""
     aggregate(params, complete_root, tmp_path / "tables", tmp_path / "summary.json")

@@ -1,6 +1,6 @@
-"""CIFAR-100 and SVHN from files in their official formats, made here (a few images each): loading,
-label mapping, md5 and truncation refused, class counts, subsets, a 100-class network trained, and
-the aggregation refusing to put runs of two data sets together.
+"""CIFAR-100 and SVHN (with and without its extra images) from files in their official formats, made
+here (a few images each): loading, label mapping, md5 and truncation refused, class counts, subsets,
+a 100-class network trained, and the aggregation refusing to put runs of two data sets together.
 
 The official md5s (torchvision's class attributes) cannot match files made by a test, so the tests
 that load such files set those attributes to the md5s of the files they wrote; the tests of refusal
@@ -35,6 +35,9 @@ from conftest import CIFAR10_MEAN, CIFAR10_STD, PARAMS_FILE, REAL_NPZ, TINY_OVER
 CIFAR100_TRAIN_PER_CLASS, CIFAR100_TEST_PER_CLASS = 2, 1
 SVHN_TRAIN_COUNTS = [3, 4, 5, 6, 7, 8, 9, 10, 11, 12]  # digit k has SVHN_TRAIN_COUNTS[k] training images
 SVHN_TEST_COUNTS = [1, 2, 1, 2, 1, 2, 1, 2, 1, 2]
+SVHN_EXTRA_COUNTS = [2, 1, 1, 1, 1, 1, 1, 1, 1, 3]
+SVHN_COUNTS = {"train": SVHN_TRAIN_COUNTS, "test": SVHN_TEST_COUNTS, "extra": SVHN_EXTRA_COUNTS}
+CONFIG = PARAMS_FILE.parent / "config"
 
 
 def _md5(path: Path) -> str:
@@ -172,14 +175,21 @@ def svhn_sizes(monkeypatch):
     monkeypatch.setitem(data.DATASETS, "svhn", spec)
 
 
-def write_svhn(raw: Path, seed: int = 0) -> dict:
-    """``train_32x32.mat`` and ``test_32x32.mat`` as the official files hold them: X (32, 32, 3, N),
-    y (N, 1) with the digit 0 labelled 10."""
+@pytest.fixture
+def svhn_extra_sizes(monkeypatch):
+    spec = dataclasses.replace(data.DATASETS["svhn_extra"], train_size=sum(SVHN_TRAIN_COUNTS) + sum(SVHN_EXTRA_COUNTS),
+                               test_size=sum(SVHN_TEST_COUNTS))
+    monkeypatch.setitem(data.DATASETS, "svhn_extra", spec)
+
+
+def write_svhn(raw: Path, seed: int = 0, splits: tuple[str, ...] = ("train", "test")) -> dict:
+    """``train_32x32.mat`` and ``test_32x32.mat`` (and ``extra_32x32.mat`` when asked) as the official
+    files hold them: X (32, 32, 3, N), y (N, 1) with the digit 0 labelled 10."""
     rng = np.random.default_rng(seed)
     raw.mkdir(parents=True, exist_ok=True)
     written = {}
-    for split, counts in (("train", SVHN_TRAIN_COUNTS), ("test", SVHN_TEST_COUNTS)):
-        digits = rng.permutation(np.repeat(np.arange(10), counts))
+    for split in splits:
+        digits = rng.permutation(np.repeat(np.arange(10), SVHN_COUNTS[split]))
         images = _images(rng, len(digits))
         official_labels = np.where(digits == 0, 10, digits).astype(np.uint8).reshape(-1, 1)
         scipy.io.savemat(raw / SVHN.split_list[split][1], {"X": images.transpose(1, 2, 3, 0), "y": official_labels})
@@ -188,7 +198,8 @@ def write_svhn(raw: Path, seed: int = 0) -> dict:
 
 
 def accept_svhn_files(monkeypatch, raw: Path) -> None:
-    split_list = {split: [url, name, _md5(raw / name)] if split != "extra" else [url, name, md5]
+    """The md5s of the files in ``raw``; a file not there keeps its official md5."""
+    split_list = {split: [url, name, _md5(raw / name)] if (raw / name).is_file() else [url, name, md5]
                   for split, (url, name, md5) in SVHN.split_list.items()}
     monkeypatch.setattr(SVHN, "split_list", split_list)
 
@@ -217,6 +228,63 @@ def test_svhn_wrong_md5_and_truncated_file_are_refused(tmp_path, monkeypatch, sv
     with pytest.raises(DataError, match="test_32x32.mat.*truncated"):
         data.prepare_data(_data_params(tmp_path, "svhn"))
     assert not (tmp_path / "svhn").exists()
+
+
+def test_svhn_extra_is_the_training_images_followed_by_the_extra_ones(tmp_path, monkeypatch, svhn_extra_sizes):
+    written = write_svhn(tmp_path / "raw", splits=("train", "extra", "test"))
+    accept_svhn_files(monkeypatch, tmp_path / "raw")
+    params = _data_params(tmp_path, "svhn_extra")
+    manifest = data.prepare_data(params)
+    assert params["out"] == str(tmp_path / "svhn_extra" / "svhn_extra.npz")  # its own file, never svhn's
+    prepared = data.load_prepared(params["out"], "svhn_extra")
+    (train_images, train_digits), (extra_images, extra_digits) = written["train"], written["extra"]
+    assert np.array_equal(prepared["x_train"], np.concatenate([train_images, extra_images]))  # in order: train, extra
+    assert np.array_equal(prepared["y_train"], np.concatenate([train_digits, extra_digits]))  # 10 -> 0 in both
+    assert np.array_equal(prepared["x_test"], written["test"][0]) and np.array_equal(prepared["y_test"], written["test"][1])
+    assert (manifest["dataset"], manifest["num_classes"]) == ("svhn_extra", 10)
+    assert (tuple(manifest["mean"]), tuple(manifest["std"])) == data.channel_statistics(prepared["x_train"])
+
+
+def test_plain_svhn_leaves_an_extra_file_beside_it_unread(tmp_path, monkeypatch, svhn_sizes):
+    written = write_svhn(tmp_path / "raw")
+    (tmp_path / "raw" / "extra_32x32.mat").write_bytes(b"not read by data.name svhn")
+    accept_svhn_files(monkeypatch, tmp_path / "raw")  # even its md5 would pass
+    read = []
+    loadmat = scipy.io.loadmat
+    monkeypatch.setattr(scipy.io, "loadmat", lambda path, *args, **kwargs: read.append(Path(path).name) or loadmat(path, *args, **kwargs))
+    data.prepare_data(_data_params(tmp_path, "svhn"))
+    assert read == ["train_32x32.mat", "test_32x32.mat"]
+    prepared = data.load_prepared(tmp_path / "svhn" / "svhn.npz", "svhn")
+    assert np.array_equal(prepared["y_train"], written["train"][1])
+
+
+def test_cli_svhn_extra_without_its_extra_file_names_it_in_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys, svhn_extra_sizes):
+    raw = tmp_path / "data" / "raw"
+    write_svhn(raw)  # train and test only
+    accept_svhn_files(monkeypatch, raw)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    code = main(["data", "--params", str(PARAMS_FILE), "--params", str(CONFIG / "svhn.yaml"),
+                 "--params", str(CONFIG / "svhn-extra.yaml")])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1
+    assert "data/raw/extra_32x32.mat is missing" in lines[0] and "data.name: svhn" in lines[0]
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_svhn_extra_files_subsets_and_runs_never_pass_for_plain_svhns(tmp_path, monkeypatch, svhn_extra_sizes):
+    svhn = load_params([PARAMS_FILE, CONFIG / "svhn.yaml"])
+    extra = load_params([PARAMS_FILE, CONFIG / "svhn.yaml", CONFIG / "svhn-extra.yaml"])
+    assert extra["data"]["out"] == "data/svhn_extra/svhn_extra.npz" and svhn["data"]["out"] == "data/svhn/svhn.npz"
+    assert data.subset_file(extra["subset"], "svhn_extra").name == "svhn_extra_seeded_n50_val50_seed0.json"
+    assert study.sweep_runs(extra)[0].run_id == "svhn_extra/sweep/baseline/seed0"
+    assert study.run_config(extra, 0)["data"] == {"name": "svhn_extra"}
+    assert study.training_hash(study.run_config(extra, 0), "s") != study.training_hash(study.run_config(svhn, 0), "s")
+    write_svhn(tmp_path / "raw", splits=("train", "extra", "test"))
+    accept_svhn_files(monkeypatch, tmp_path / "raw")
+    data.prepare_data(_data_params(tmp_path, "svhn_extra"))
+    with pytest.raises(DataError, match="holds svhn_extra, not data.name svhn"):
+        data.load_prepared(tmp_path / "svhn_extra" / "svhn_extra.npz", "svhn")
 
 
 def test_svhn_class_missing_from_a_split_is_refused(svhn_sizes):

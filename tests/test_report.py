@@ -625,7 +625,7 @@ def test_the_published_section_counts_the_cells_we_ran_and_states_each_claims_ve
     section = sections_of(report_text(tmp_path, params, runs_root))["The published cells beside ours"]
     assert section.startswith("\nEach of the study's 49 Table 3 cells (mean of its five runs) beside ours, where we "
                               "ran it (4 cells); a cell we did not run is marked and left empty.\n")
-    assert "**Table 3: S × α**" in section and "**Table 1: tuning**" in section
+    assert "**CIFAR-10. Table 3: S × α**" in section and "**CIFAR-10. Table 1: tuning**" in section
     claims = published.check_claims(analyse(params, runs_root))
     bullets = "\n".join(f"- {c.text} **{c.verdict.capitalize()}**: {c.evidence}." for c in claims)
     assert "The study's claims, checked on our runs (cell means over seeds):\n\n" + bullets + "\n" in section

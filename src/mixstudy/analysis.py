@@ -25,6 +25,9 @@ from mixstudy.errors import ConfigError
 from mixstudy.fileio import RESUME_FILE
 from mixstudy.statistics import welch_difference
 
+# The first column of runs.csv, problems.csv and every table: the data set, so that no table of one
+# data set can pass for another's. In runs.csv it is each run's own, read from its record.
+DATASET_COLUMN = "dataset"
 SPEC_COLUMNS = [
     "stage", "name", "seed", "run_id", "method", "alpha", "layers", "strength", "scheduler", "momentum", "weight_decay",
 ]
@@ -32,7 +35,7 @@ SPEC_COLUMNS = [
 REGULARISERS = {"cutmix": "alpha", "label_smoothing": "eps", "cutout": "square side (pixels)"}
 RECORD_COLUMNS = ["epochs", "lr", "status", "wall_time_s", "epochs_completed"]
 BASE_METRICS = ["acc", "nll", "ece", "brier"]
-PROBLEM_COLUMNS = ["run_id", "stage", "name", "seed", "problem", "reason"]
+PROBLEM_COLUMNS = [DATASET_COLUMN, "run_id", "stage", "name", "seed", "problem", "reason"]
 
 
 def is_percent(metric: str) -> bool:
@@ -75,9 +78,10 @@ def read_history(folder: Path) -> pd.DataFrame | None:
 
 
 def record_columns(record: dict) -> dict:
-    """The columns a finished run adds: its actual training settings, status, metrics and time."""
+    """The columns a finished run adds: its data set, actual training settings, status, metrics and time."""
     train = (record.get("config") or {}).get("train", {})
     row = {
+        DATASET_COLUMN: study.config_dataset(record.get("config") or {}),  # no `data` key: a CIFAR-10 run
         "scheduler": train.get("scheduler", {}).get("name"),
         "momentum": train.get("momentum"),
         "weight_decay": train.get("weight_decay"),
@@ -215,7 +219,7 @@ def configuration_mismatches(params: dict, spec: study.RunSpec, record: dict, ex
 def inspect_run(params: dict, spec: study.RunSpec, runs_root: str | Path, expectation: Expectation) -> tuple[dict | None, dict | None]:
     """The run's row (None when it has no readable metrics.json) and its problem (None when ok)."""
     described = describe_spec(spec)
-    problem = {key: described[key] for key in ("run_id", "stage", "name", "seed")}
+    problem = {DATASET_COLUMN: spec.dataset, **{key: described[key] for key in ("run_id", "stage", "name", "seed")}}
     folder = spec.folder(runs_root)
     if not (folder / "metrics.json").is_file():
         return None, {**problem, "problem": "missing", "reason": missing_reason(folder)}
@@ -250,13 +254,13 @@ def collect_runs(params: dict, runs_root: str | Path, expectation: Expectation =
         if problem is not None:
             problems.append(problem)
     runs = pd.DataFrame(rows)
-    extra = [column for column in runs.columns if column not in SPEC_COLUMNS + RECORD_COLUMNS + BASE_METRICS]
-    runs = runs.reindex(columns=SPEC_COLUMNS + RECORD_COLUMNS + BASE_METRICS + extra)
+    leading = [DATASET_COLUMN, *SPEC_COLUMNS, *RECORD_COLUMNS, *BASE_METRICS]
+    runs = runs.reindex(columns=leading + [column for column in runs.columns if column not in leading])
     return runs, pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
 
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:
-    return [column for column in runs.columns if column not in SPEC_COLUMNS + RECORD_COLUMNS]
+    return [column for column in runs.columns if column not in [DATASET_COLUMN, *SPEC_COLUMNS, *RECORD_COLUMNS]]
 
 
 def finished_runs(runs: pd.DataFrame) -> pd.DataFrame:

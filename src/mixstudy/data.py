@@ -1,11 +1,12 @@
-"""The data sets (CIFAR-10, CIFAR-100, SVHN): fetch from one of three sources, verify, normalise
-to one local .npz with a manifest; seeded subsets per class.
+"""The data sets (CIFAR-10, CIFAR-100, SVHN, and SVHN with its extra images): fetch from one of three
+sources, verify, normalise to one local .npz with a manifest; seeded subsets per class.
 
 Sources, in order of preference for ``source: auto``:
   1. a local .npz with uint8 arrays x_train (N,32,32,3), y_train, x_test, y_test, checked for shape,
      dtype, label range and per-class counts, and against a sha256 when given;
   2. the official files in ``data.official_dir`` (CIFAR-10/100: the python archive or its extracted
-     folder; SVHN: the ``.mat`` files), verified by the md5s torchvision's dataset classes carry;
+     folder; SVHN: the ``.mat`` files, read with scipy), verified by the md5s torchvision's dataset
+     classes carry;
   3. the official download through torchvision (md5-verified).
 
 The normalised file's manifest records what later stages take from the data, never from a constant:
@@ -67,6 +68,18 @@ DATASETS = {
         "svhn", "SVHN", 10, 73257, 26032, None, None, "train_32x32.mat and test_32x32.mat",
         tuple(str(digit) for digit in range(10)),
     ),
+    # SVHN's 73,257 training images followed by its 531,131 extra ones, the test split unchanged. Asked
+    # for by name only: a data set of its own name, so its files, subsets and runs never pass for SVHN's.
+    "svhn_extra": DataSet(
+        "svhn_extra", "SVHN+extra", 10, 73257 + 531131, 26032, None, None,
+        "train_32x32.mat, extra_32x32.mat and test_32x32.mat", tuple(str(digit) for digit in range(10)),
+    ),
+}
+# The official SVHN files (torchvision's SVHN.split_list keys) whose images make each split of the
+# normalised file, in this order: svhn_extra's training split is train's images, then extra's.
+SVHN_PARTS = {
+    "svhn": {"train": ("train",), "test": ("test",)},
+    "svhn_extra": {"train": ("train", "extra"), "test": ("test",)},
 }
 
 
@@ -170,12 +183,22 @@ def load_npz(path: Path, sha256: str | None, name: str = "cifar10") -> dict[str,
 
 
 def _torchvision_split(name: str, root: Path, train: bool, download: bool):
-    """torchvision's dataset object of one split; it checks the official md5s (RuntimeError if not)."""
-    from torchvision.datasets import CIFAR10, CIFAR100, SVHN
+    """torchvision's CIFAR dataset object of one split; it checks the official md5s (RuntimeError if not)."""
+    from torchvision.datasets import CIFAR10, CIFAR100
 
-    if name == "svhn":
-        return SVHN(str(root), split="train" if train else "test", download=download)
     return {"cifar10": CIFAR10, "cifar100": CIFAR100}[name](str(root), train=train, download=download)
+
+
+def _svhn_split(root: Path, parts: tuple[str, ...], download: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The images (NHWC uint8) and labels of SVHN's official files ``parts``, one after the other.
+    torchvision's SVHN reads each .mat file with scipy, checks its md5 (RuntimeError if not) and maps
+    label 10 to the digit 0; it keeps the images as NCHW."""
+    from torchvision.datasets import SVHN
+
+    splits = [SVHN(str(root), split=part, download=download) for part in parts]
+    images = np.concatenate([split.data.transpose(0, 2, 3, 1) for split in splits])  # one copy, contiguous
+    labels = np.concatenate([np.asarray(split.labels) for split in splits])
+    return images.astype(np.uint8, copy=False), labels.astype(np.uint8)
 
 
 def _coarse_labels(dataset_object, root: Path) -> np.ndarray:
@@ -191,16 +214,16 @@ def _coarse_labels(dataset_object, root: Path) -> np.ndarray:
 def _from_torchvision(name: str, root: Path, download: bool) -> tuple[dict[str, np.ndarray], tuple[str, ...] | None]:
     """The arrays of both splits (NHWC uint8) and the class names the official metadata gives."""
     arrays, class_names = {}, None
+    if name in SVHN_PARTS:  # SVHN's files carry no class names
+        for split, parts in SVHN_PARTS[name].items():
+            arrays[f"x_{split}"], arrays[f"y_{split}"] = _svhn_split(root, parts, download)
+        return arrays, None
     for train in (True, False):
         split = "train" if train else "test"
         dataset_object = _torchvision_split(name, root, train, download)
-        if name == "svhn":  # torchvision keeps SVHN as NCHW and has already mapped label 10 to 0
-            arrays[f"x_{split}"] = np.ascontiguousarray(dataset_object.data.transpose(0, 2, 3, 1), dtype=np.uint8)
-            arrays[f"y_{split}"] = np.asarray(dataset_object.labels, dtype=np.uint8)
-        else:
-            arrays[f"x_{split}"] = np.ascontiguousarray(dataset_object.data, dtype=np.uint8)
-            arrays[f"y_{split}"] = np.asarray(dataset_object.targets, dtype=np.uint8)
-            class_names = tuple(dataset_object.classes)
+        arrays[f"x_{split}"] = np.ascontiguousarray(dataset_object.data, dtype=np.uint8)
+        arrays[f"y_{split}"] = np.asarray(dataset_object.targets, dtype=np.uint8)
+        class_names = tuple(dataset_object.classes)
         if name == "cifar100":
             arrays[f"y_{split}_coarse"] = _coarse_labels(dataset_object, root)
     return arrays, class_names
@@ -210,8 +233,9 @@ def official_files(name: str) -> dict[str, str]:
     """The official archive (or files) of ``name`` and their md5s, as torchvision's classes carry them."""
     from torchvision.datasets import CIFAR10, CIFAR100, SVHN
 
-    if name == "svhn":
-        return {file_name: md5 for _, file_name, md5 in (SVHN.split_list["train"], SVHN.split_list["test"])}
+    if name in SVHN_PARTS:
+        parts = [part for split_parts in SVHN_PARTS[name].values() for part in split_parts]
+        return {SVHN.split_list[part][1]: SVHN.split_list[part][2] for part in parts}
     cls = {"cifar10": CIFAR10, "cifar100": CIFAR100}[name]
     return {cls.filename: cls.tgz_md5}
 
@@ -237,10 +261,15 @@ def load_official(directory: Path, name: str = "cifar10") -> tuple[dict[str, np.
     folder = _extracted_folder(name)
     if folder is None:  # SVHN: the .mat files themselves, each checked here so the message names it
         for file_name, md5 in official_files(name).items():
+            if not (directory / file_name).is_file():
+                raise DataError(
+                    f"{directory / file_name} is missing: {spec.title} needs {spec.official_names} in {directory}; "
+                    f"put it there{_other_fix(name)}"
+                )
             if not check_integrity(str(directory / file_name), md5):
                 raise DataError(
-                    f"{directory / file_name}: missing, or its md5 is not the official {md5}; the file is truncated "
-                    f"or altered. {spec.title} needs {spec.official_names} in {directory}"
+                    f"{directory / file_name}: md5 is not the official {md5}; the file is truncated or altered. "
+                    f"{spec.title} needs {spec.official_names} in {directory}"
                 )
     elif not (directory / folder).is_dir():  # CIFAR: the archive, checked before anything is extracted
         ((archive, md5),) = official_files(name).items()
@@ -254,6 +283,11 @@ def load_official(directory: Path, name: str = "cifar10") -> tuple[dict[str, np.
         raise DataError(f"{where}: official files fail their md5 check ({err}); extract the archive again") from err
     check_arrays(arrays, str(where), name)
     return arrays, class_names
+
+
+def _other_fix(name: str) -> str:
+    """The other fix when svhn_extra's extra file is missing: plain SVHN does not read it."""
+    return " (or set data.name: svhn for SVHN without its extra images)" if name == "svhn_extra" else ""
 
 
 def _topmost_missing(directory: Path) -> Path | None:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from mixstudy import study
 from mixstudy.analysis import Analysis
-from mixstudy.tables import Table, format_signed, format_stat
+from mixstudy.tables import Table, format_signed, format_stat, named_by_dataset, named_tables
 
 PUBLISHED = resources.files("mixstudy") / "published"
 PUBLISHED_COLUMN = "test_acc_pct"
@@ -218,15 +218,16 @@ def beside_table(table: pd.DataFrame, name: str, title: str) -> Table:
     return Table(name, title, data, display)
 
 
-def beside_markdown(table: pd.DataFrame, title: str) -> str:
-    return f"**{title}**\n\n{beside_table(table, 'beside', title).markdown()}"
+def beside_markdown(table: pd.DataFrame, title: str, dataset_name: str) -> str:
+    shown = named_by_dataset(beside_table(table, "beside", title), dataset_name)
+    return f"**{shown.title}**\n\n{shown.markdown()}"
 
 
 def published_tables(analysis: Analysis) -> list[Table]:
     """The published cells beside ours, written by ``mixstudy aggregate`` beside the study's tables."""
-    return [
+    return named_tables([
         beside_table(table3_beside_ours(analysis), "table3_published",
                      "Table 3, the study's cells beside ours (test accuracy, %)"),
         beside_table(table1_beside_ours(analysis), "table1_published",
                      "Table 1, the study's cells beside ours (test accuracy, %)"),
-    ]
+    ], analysis.params)

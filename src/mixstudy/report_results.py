@@ -208,8 +208,9 @@ def published_section(analysis: Analysis, figure) -> str:
     parts = ["## The published cells beside ours\n",
              f"Each of the study's {len(table3)} Table 3 cells (mean of its five runs) beside ours, where we ran it "
              f"({len(ran)} {'cell' if len(ran) == 1 else 'cells'}); a cell we did not run is marked and left empty.\n",
-             published.beside_markdown(table3, "Table 3: S × α"),
-             published.beside_markdown(published.table1_beside_ours(analysis), "Table 1: tuning"),
+             published.beside_markdown(table3, "Table 3: S × α", analysis.params["data"]["name"]),
+             published.beside_markdown(published.table1_beside_ours(analysis), "Table 1: tuning",
+                                       analysis.params["data"]["name"]),
              figure("published_vs_ours"),
              "The study's claims, checked on our runs (cell means over seeds):\n\n"
              + "\n".join(f"- {c.text} **{c.verdict.capitalize()}**: {c.evidence}." for c in published.check_claims(analysis))

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mixstudy import study
-from mixstudy.analysis import BASE_METRICS, REGULARISERS, Analysis, best_mixing, mixing_differences
+from mixstudy.analysis import BASE_METRICS, DATASET_COLUMN, REGULARISERS, Analysis, best_mixing, mixing_differences
+from mixstudy.data import dataset
 from mixstudy.fileio import write_text
 from mixstudy.statistics import CONFIDENCE, mean_interval
 
@@ -89,6 +90,19 @@ class Table:
         for symbol, latex in LATEX_SYMBOLS.items():
             text = text.replace(symbol, latex)
         return text
+
+
+def named_by_dataset(table: Table, name: str) -> Table:
+    """``table`` as it is written and shown: its title begins with the data set's display name
+    ("CIFAR-10. Table 3: ...") and its CSV's first column is the data set, so a table of one data set
+    can never pass for another's (each configuration's tables are written to the same file names)."""
+    data = table.data.copy()
+    data.insert(0, DATASET_COLUMN, name)
+    return replace(table, title=f"{dataset(name).title}. {table.title}", data=data)
+
+
+def named_tables(tables: list[Table], params: dict) -> list[Table]:
+    return [named_by_dataset(table, params["data"]["name"]) for table in tables]
 
 
 def _latex_escape(text: str) -> str:
@@ -305,7 +319,7 @@ def study_tables(analysis: Analysis) -> list[Table]:
     tables += [sweep_grid(analysis, metric) for metric in TABLE_METRICS]
     tables.append(differences_table(analysis, differences))
     optional = [comparison_table(analysis, differences), calibration_table(analysis), best_epoch_table(analysis)]
-    return tables + [table for table in optional if table is not None]
+    return named_tables(tables + [table for table in optional if table is not None], analysis.params)
 
 
 def write_table(table: Table, out_dir: Path) -> list[Path]:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from mixstudy.analysis import Analysis
 from mixstudy.statistics import CONFIDENCE, mean_interval, welch_difference
-from mixstudy.tables import Table, format_interval, format_mean_interval, format_signed
+from mixstudy.tables import Table, format_interval, format_mean_interval, format_signed, named_tables
 
 JACOBIAN = "jacobian_logits"
 # Columns of the test-time transformation (analysis.SHRINKAGE_VARIANTS) and their headings.
@@ -116,7 +116,8 @@ def is_claimed(cell: pd.Series) -> bool:
 
 
 def theory_tables(analysis: Analysis) -> list[Table]:
-    return [table for table in (smoothness_table(analysis), transformation_table(analysis)) if table is not None]
+    tables = [table for table in (smoothness_table(analysis), transformation_table(analysis)) if table is not None]
+    return named_tables(tables, analysis.params)
 
 
 def effect_verdict(low: float, high: float, better_when: str) -> str:
