@@ -383,6 +383,13 @@ def test_a_latex_table_has_its_caption_label_and_escaped_notes_inside_the_float(
     ]
 
 
+def test_a_latex_caption_escapes_what_latex_would_read_as_commands():
+    # A bare % in a caption comments out the rest of the line and the closing brace with it.
+    display = pd.DataFrame({"S": ["{0}"]})
+    table = Table("t", "CIFAR-10. Table 3: test accuracy (%), S & α_1 #2", display, display)
+    assert table.latex().splitlines()[1] == r"\caption{CIFAR-10. Table 3: test accuracy (\%), S \& $\alpha$\_1 \#2}"
+
+
 def test_a_markdown_table_keeps_its_text_as_written_and_its_notes_in_paragraphs():
     display = pd.DataFrame({"configuration": ["S={0}, α=4", "S={2}, α=4"], "Δ accuracy (points)": ["+4.30", "-0.40"]})
     markdown = Table("t", "title", display, display, ["first note", "second note"]).markdown()

@@ -66,8 +66,6 @@ def incomplete_note(cells: pd.DataFrame) -> list[str]:
 
 
 @dataclass
-
-
 class Table:
     """One table: numbers for the CSV, formatted text for Markdown and LaTeX, and footnotes."""
 
@@ -83,7 +81,9 @@ class Table:
         return self.display.to_markdown(index=False, disable_numparse=True) + notes + "\n"
 
     def latex(self) -> str:
-        text = self.display.to_latex(index=False, escape=True, caption=self.title, label=f"tab:{self.name}")
+        # pandas escapes the cells but not the caption: a bare % there would comment out the rest of it.
+        caption = _latex_escape(self.title)
+        text = self.display.to_latex(index=False, escape=True, caption=caption, label=f"tab:{self.name}")
         if self.notes:
             notes = "".join(f"\\par\\footnotesize {_latex_escape(note)}\n" for note in self.notes)
             text = text.replace("\\end{table}", notes + "\\end{table}")
