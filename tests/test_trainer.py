@@ -1,10 +1,13 @@
 """The trainer (mixstudy.trainer): one epoch against an epoch written out with torch's SGD, a
 failed member of a pack left out, a pack built from and synced back to its members, a run's
-streams, the amp setting and the configuration checks."""
+streams (and where a resume point keeps dropout's, on the CPU and on a GPU), the schedulers
+against SGDR's closed forms, the amp setting and the configuration checks."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 import warnings
 from contextlib import nullcontext
 
@@ -18,6 +21,7 @@ from conftest import CIFAR10_MEAN, CIFAR10_STD
 from mixstudy import engine, trainer
 from mixstudy.errors import ConfigError
 from mixstudy.mixing import member_mixes
+from mixstudy.models import build_model
 
 CPU = torch.device("cpu")
 
@@ -44,10 +48,13 @@ def _config(tiny_config, seed=0, **train):
     )
 
 
+IMAGES = 36  # in batches of 8: four of 8 and one of 4, so a mean of batch means is not the mean
+
+
 def _data(tiny_data):
-    # 42 images in batches of 8: five of 8 and one of 2, so a mean of batch means is not the mean
-    x = torch.from_numpy(tiny_data.x_train[:42]).permute(0, 3, 1, 2).float() / 255
-    y = torch.from_numpy(tiny_data.y_train[:42])
+    x = torch.from_numpy(tiny_data.x_train[:IMAGES]).permute(0, 3, 1, 2).float() / 255
+    y = torch.from_numpy(tiny_data.y_train[:IMAGES])
+    assert len(y) == IMAGES and IMAGES % 8 != 0  # tiny_data holds 40: a short last batch really happens
     return x, y
 
 
@@ -211,6 +218,148 @@ def test_a_fresh_trainer_is_at_epoch_zero_with_the_runs_optimizer_scheduler_and_
     assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]) == (0.05, 0.9, True, 5e-4)
     assert isinstance(member.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and member.scheduler.T_max == 7
     assert member.mixer.method == "cutmix" and member.mixer.alpha == 1.0
+
+
+def _cosine(t_cur, period, lr, eta_min):
+    """SGDR's annealing (Loshchilov & Hutter 2017, eq. 5): from lr down to eta_min over ``period`` epochs."""
+    return eta_min + (lr - eta_min) * (1 + math.cos(math.pi * t_cur / period)) / 2
+
+
+def _sgdr(epoch, lr, eta_min, t_0, t_mult):
+    """SGDR with restarts: the first period is t_0 epochs, each next one t_mult times the last."""
+    start, period = 0, t_0
+    while epoch >= start + period:
+        start, period = start + period, period * t_mult
+    return _cosine(epoch - start, period, lr, eta_min)
+
+
+SCHEDULES = {
+    # each with settings other than torch's defaults (gamma 0.1, eta_min 0, t_mult 1)
+    "step": ({"name": "step", "step_size": 3, "gamma": 0.5}, lambda t: 0.05 * 0.5 ** (t // 3)),
+    # no restart: past t_max epochs the cosine climbs back, as torch's CosineAnnealingLR documents
+    "cosine": ({"name": "cosine", "t_max": 7, "eta_min": 0.004}, lambda t: _cosine(t, 7, 0.05, 0.004)),
+    # periods of 2, 4 and 8 epochs: restarts after epochs 2, 6 and 14
+    "warm_restarts": (
+        {"name": "warm_restarts", "t_0": 2, "t_mult": 2, "eta_min": 0.002},
+        lambda t: _sgdr(t, 0.05, 0.002, 2, 2),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_each_scheduler_follows_its_closed_form_epoch_by_epoch(tiny_config, name):
+    sched, closed_form = SCHEDULES[name]
+    member = trainer.make_trainer(_config(tiny_config, scheduler=sched), CPU, 10)
+    rates = []
+    for _ in range(16):
+        rates.append(member.optimizer.param_groups[0]["lr"])
+        member.optimizer.step()  # no gradients: nothing moves; only the order torch expects
+        member.scheduler.step()
+    # Python floats (float64 on every CPU); torch's cosine is recursive, so a few roundings apart
+    assert rates == pytest.approx([closed_form(t) for t in range(16)], rel=1e-9, abs=1e-12)
+    # the pack trains on the same schedule
+    assert trainer.PackedTrainer.of([member]).optimizer.param_groups[0]["lr"] == pytest.approx(closed_form(16), rel=1e-9, abs=1e-12)
+
+
+def test_an_unknown_scheduler_is_refused_naming_the_three(tiny_config):
+    member = trainer.make_trainer(_config(tiny_config), CPU, 10)
+    with pytest.raises(ConfigError) as refused:
+        trainer.build_scheduler(member.optimizer, {"name": "linear"})
+    assert str(refused.value) == "train.scheduler.name: unknown scheduler 'linear'; choose one of: step, cosine, warm_restarts"
+
+
+def test_non_finite_run_settings_are_refused_naming_them(tiny_config):
+    # NaN passes every range check of the schema (each comparison with it is false)
+    config = _config(tiny_config, lr=float("nan"))
+    config["train"]["scheduler"]["eta_min"] = float("inf")
+    with pytest.raises(ConfigError) as refused:
+        trainer.check_run_config(config)
+    assert str(refused.value) == "train.lr is nan; train.scheduler.eta_min is inf: give a finite number"
+    config = _config(tiny_config, seed=0)
+    config["mixing"]["alpha"] = -math.inf
+    with pytest.raises(ConfigError, match=r"^mixing\.alpha is -inf: give a finite number$"):
+        trainer.check_run_config(config)
+
+
+def _generator_state(seed):
+    return torch.Generator().manual_seed(seed).get_state()
+
+
+def _on_a_gpu(member, device):
+    """The trainer as it is on a GPU, for the bookkeeping of its streams (its tensors stay on the CPU)."""
+    return dataclasses.replace(member, device=torch.device(device))
+
+
+@pytest.mark.parametrize("device, slot", [("cuda:1", 1), ("cuda", 2)], ids=["named", "current"])
+def test_a_resume_point_on_a_gpu_keeps_dropout_in_its_gpus_slot_of_the_cuda_streams(tiny_config, monkeypatch, device, slot):
+    # torch.cuda's streams stood in for: three GPUs, the current one is 2
+    gpu_states = [_generator_state(100 + i) for i in range(3)]
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [state.clone() for state in gpu_states])
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    member = _on_a_gpu(trainer.make_trainer(_config(tiny_config), CPU, 10), device)
+    torch.rand(3, generator=member.dropout_gen)  # dropout has drawn: its stream is no other's
+    dropout, host = member.dropout_gen.get_state(), torch.get_rng_state()
+    state = member.state_dict()
+    # saved where a solo run on that GPU keeps them: the host's stream, and dropout's in its GPU's slot
+    assert torch.equal(state["torch_rng"], host)
+    expected = [dropout if index == slot else other for index, other in enumerate(gpu_states)]
+    assert len(state["cuda_rng"]) == 3 and all(torch.equal(a, b) for a, b in zip(state["cuda_rng"], expected))
+    resumed = _on_a_gpu(trainer.make_trainer(_config(tiny_config), CPU, 10), device)
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed.dropout_gen.get_state(), dropout)
+
+
+def test_a_resume_point_holds_dropout_in_the_hosts_stream_where_it_has_no_cuda_streams(tiny_config, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    written_on_cpu = trainer.make_trainer(_config(tiny_config), CPU, 10)
+    torch.rand(3, generator=written_on_cpu.dropout_gen)
+    state = written_on_cpu.state_dict()
+    assert state["cuda_rng"] is None and torch.equal(state["torch_rng"], written_on_cpu.dropout_gen.get_state())
+    # resumed on a GPU: there is no GPU stream to take, dropout continues the host's
+    on_gpu = _on_a_gpu(trainer.make_trainer(_config(tiny_config), CPU, 10), "cuda:0")
+    on_gpu.load_state_dict(state)
+    assert torch.equal(on_gpu.dropout_gen.get_state(), state["torch_rng"])
+    # a resume point written on a GPU, resumed on the CPU: the host's stream, not a GPU's
+    written_on_gpu = dict(state, cuda_rng=[_generator_state(7), _generator_state(8)])
+    on_cpu = trainer.make_trainer(_config(tiny_config), CPU, 10)
+    on_cpu.load_state_dict(written_on_gpu)
+    assert torch.equal(on_cpu.dropout_gen.get_state(), state["torch_rng"])
+
+
+def test_on_the_cpu_dropout_continues_the_global_stream_after_initialisation(tiny_config):
+    # what a run alone in its process does: seed with the init stream, build the network, and
+    # dropout then draws from torch's global stream
+    config = _config(tiny_config, seed=5)
+    init_seed = int(np.random.SeedSequence(5).spawn(3)[0].generate_state(1)[0])
+    torch.manual_seed(init_seed)
+    alone = build_model(config["model"], 10)
+    dropout_draws = torch.rand(16)
+    torch.manual_seed(123)  # whatever the global stream was before
+    member = trainer.make_trainer(config, CPU, 10)
+    assert all(torch.equal(a, b) for a, b in zip(member.model.state_dict().values(), alone.state_dict().values()))
+    assert torch.equal(torch.rand(16, generator=member.dropout_gen), dropout_draws)
+
+
+@pytest.mark.parametrize("amp", ["on", "off", "auto"])
+def test_every_batch_of_an_epoch_runs_in_the_amp_setting(tiny_config, tiny_data, amp):
+    x, y = _data(tiny_data)
+    config = _config(tiny_config)
+    config["compute"]["amp"] = amp
+    pack = trainer.PackedTrainer.of([trainer.make_trainer(config, CPU, 10)])
+    batches = []
+
+    def forward(inputs, mixes):
+        logits = pack.model(inputs, mixes=mixes)
+        autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        batches.append((len(inputs), autocast, logits.dtype))
+        return logits
+
+    trainer.train_epoch(pack, forward, x, y, engine.Normalise(CIFAR10_MEAN, CIFAR10_STD))
+    assert [size for size, _, _ in batches] == [8, 8, 8, 8, 4]
+    # bf16 when asked for on any device; auto means float32 on the CPU
+    expected = (torch.bfloat16, torch.bfloat16) if amp == "on" else (None, torch.float32)
+    assert all((autocast, dtype) == expected for _, autocast, dtype in batches)
+    assert not torch.is_autocast_enabled("cpu")  # and only inside the epoch
 
 
 def test_amp_on_autocasts_to_bf16_anywhere_auto_only_on_cuda():
