@@ -53,6 +53,7 @@ one-study-result:
 	$(BIN)/mixstudy subset $(PARAMS) --out $(STUDY_RUNS)/$(NAME)/subset.json
 	$(BIN)/mixstudy evaluate $(PARAMS) --runs-root $(STUDY_RUNS)/$(NAME)/runs --subset $(STUDY_RUNS)/$(NAME)/subset.json
 	$(BIN)/mixstudy aggregate $(PARAMS) --runs-root $(STUDY_RUNS)/$(NAME)/runs --out-dir $(STUDY_RUNS)/$(NAME)/tables --summary $(STUDY_RUNS)/$(NAME)/summary.json --subset $(STUDY_RUNS)/$(NAME)/subset.json
+	$(BIN)/mixstudy subset $(PARAMS)  # also where the figures look for it (fig1 shows its images)
 	$(BIN)/mixstudy figures $(PARAMS) --runs-root $(STUDY_RUNS)/$(NAME)/runs --out-dir $(STUDY_RUNS)/$(NAME)/figures
 	$(BIN)/mixstudy report $(PARAMS) --runs-root $(STUDY_RUNS)/$(NAME)/runs --out $(STUDY_RUNS)/$(NAME)/report.md --figures-dir $(STUDY_RUNS)/$(NAME)/figures
 
