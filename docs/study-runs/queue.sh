@@ -43,6 +43,10 @@ done
 if [ -z "$ARGS" ] || [[ " $ARGS " == *" theory "* ]]; then
   run_config theory config/first.yaml config/theory.yaml
 fi
+# The crop's padding share: the theory runs' baseline and S={0,2} again with zero-padded crops.
+if [ -z "$ARGS" ] || [[ " $ARGS " == *" padding-share/zero "* ]]; then
+  run_config padding-share/zero config/first.yaml config/padding-share/zero.yaml
+fi
 # The study's network, crop and images: its final setting and Table 1's, the 100-epoch Table 1 runs
 # first (they finish within a session; a 400-epoch run of this network takes about 2 h a core).
 if [ -z "$ARGS" ] || [[ " $ARGS " == *" study-net "* ]]; then
