@@ -48,6 +48,7 @@ study-runs-results: install
 		$(MAKE) one-study-result NAME=subset-share/$$subset PARAMS="--params config/first.yaml --params config/subset-share/$$subset.yaml" || exit 1; \
 	done
 	$(MAKE) one-study-result NAME=theory PARAMS="--params config/first.yaml --params config/theory.yaml"
+	$(MAKE) one-study-result NAME=padding-share/zero PARAMS="--params config/first.yaml --params config/padding-share/zero.yaml"
 
 one-study-result:
 	$(BIN)/mixstudy subset $(PARAMS) --out $(STUDY_RUNS)/$(NAME)/subset.json
