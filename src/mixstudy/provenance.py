@@ -33,10 +33,23 @@ def code_revision() -> str | None:
     return f"{rev}-dirty" if dirty else rev
 
 
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name where Linux tells it (platform.processor() is empty there), else the
+    architecture: two x86 hosts can differ twofold in speed and in float32's last digits."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()
+    return cpu_model()
 
 
 def provenance(device: torch.device, subset_sha256: str, data_provenance: dict | None = None) -> dict:
@@ -46,6 +59,8 @@ def provenance(device: torch.device, subset_sha256: str, data_provenance: dict |
         "device": str(device),
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),
+        # the instruction set torch's CPU kernels were chosen for (e.g. AVX2, AVX512): it sets the speed
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "code_revision": code_revision(),
         "subset_sha256": subset_sha256,
         "data": data_provenance or {},
