@@ -56,6 +56,17 @@ def test_every_figure_is_written_as_png_and_pdf(study_dir):
         assert (out / f"{name}.pdf").read_bytes().startswith(b"%PDF")
 
 
+def test_drawing_the_same_runs_again_gives_the_same_bytes(study_dir, tmp_path):
+    """No creation date in the files: a rebuilt report's figures differ only where the runs do."""
+    root, params, _ = study_dir
+    again = tmp_path / "figures"
+    make_figures(params, root / "runs", again, examples=tiny_examples())
+    for name in FIGURES:
+        for suffix in ("png", "pdf"):
+            first = (root / "results" / "figures" / f"{name}.{suffix}").read_bytes()
+            assert (again / f"{name}.{suffix}").read_bytes() == first, f"{name}.{suffix}"
+
+
 def test_figures_without_data_are_skipped_not_fatal(tmp_path, params):
     out = tmp_path / "figures"
     out.mkdir()

@@ -59,12 +59,16 @@ def config_colour(context: FigureContext, cell) -> str | tuple:
     return CUTMIX_COLOUR if cell["method"] == "cutmix" else BASELINE_COLOUR
 
 
+# No creation date in the files, so that rebuilding a figure from the same runs gives the same bytes.
+STABLE_METADATA = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
+
+
 def save_figure(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
     paths = []
     for suffix in FORMATS:
         path = out_dir / f"{name}.{suffix}"
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=suffix, dpi=DPI, bbox_inches="tight")
+            fig.savefig(tmp, format=suffix, dpi=DPI, bbox_inches="tight", metadata=STABLE_METADATA[suffix])
         paths.append(path)
     plt.close(fig)
     return paths
