@@ -95,7 +95,7 @@ MATRIX = [
     ("model.convnet.widths", "[3,5,6]", BASELINE),
     ("model.convnet.dropout", "0.0", BASELINE),
     ("model.convnet.leaky_slope", "0.3", BASELINE),
-    ("model.preactresnet18.base_width", "3", BASELINE),
+    ("model.preactresnet18.base_width", "16", BASELINE),
     ("train.augment.crop_padding_mode", "zero", BASELINE),
     ("subset.val_per_class", "1", BASELINE),
 ]
@@ -148,7 +148,7 @@ def _row_params(option: str, value: str) -> dict:
         extra.append("mixing.method=manifold")  # the set S applies to manifold mixup only
     network = {"model.cnn13": "cnn13", "model.preactresnet18": "preactresnet18"}.get(option.rsplit(".", 1)[0])
     if option == "model.name" or network:
-        extra += ["model.cnn13.widths=[4,8,8,8,4]", "model.preactresnet18.base_width=4"]  # tiny, like TINY's convnet
+        extra += ["model.cnn13.widths=[4,8,8,8,4]", "model.preactresnet18.base_width=8"]  # tiny, like TINY's convnet (8: the least params.yaml allows)
     if network:
         extra.append(f"model.name={network}")  # its settings act only when it is the chosen network
     return load_params([PARAMS_FILE], TINY + extra + [f"{option}={value}"])
