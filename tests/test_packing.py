@@ -25,18 +25,24 @@ from test_training import _history, _train, _weights
 # Allowed: 1e-12 relative, 25 times the measured spread and far below what a packing mistake
 # gives (members differ from each other by more than 1e-3, test_members_are_not_interchangeable).
 FLOAT64_TOLERANCE = 1e-12
-# float32, 1 epoch, tolerances derived from each quantity:
-#   NLL and Brier score: relative 1e-5 (about 100 float32 roundings); measured at most 2.5e-7.
-#   ECE: absolute 1e-5. ECE averages |accuracy - confidence| over bins, so it moves no more than
-#     the confidences do unless a confidence crosses a bin edge; measured at most 4e-7 (issue 15's
-#     other CPU: 4e-7, which a relative 1e-6 on ECE = 0.03 refused).
+# float32, 1 epoch. What decides the tolerances is not rounding alone: a max-pool or LeakyReLU
+# near-tie decided the other way routes one gradient differently, and which ties come out which
+# way depends on the CPU's kernels. Measured (packed against solo, the four members):
+#   - an AVX-512 host: state 3e-7 relative L2 (2e-4 in one member), NLL 2.5e-7 relative, ECE 4e-7;
+#   - an AMD EPYC (AVX2): state 3e-7, 3e-7, 9.7e-4 and 4.3e-3; NLL 2.6e-6 relative; ECE 2e-5.
+# So the bounds follow the near-ties, with room for a third CPU, and stay far below what a
+# packing mistake gives (a member trained with another member's seed or data lies 0.7 away in
+# state, test_members_are_not_interchangeable; the float64 test above pins exactness at 1e-12):
+#   weights: relative L2 distance of the whole state under 2e-2 (4.6x the worst measured, 35x
+#     below a wrong member);
+#   NLL and Brier score: relative 1e-4 (40x the worst measured);
+#   ECE: absolute 1e-3 (50x the worst measured; under the 2.4e-3 to 1.4e-2 between members):
+#     ECE averages |accuracy - confidence| over bins, so it moves no more than the confidences
+#     do unless one crosses a bin edge;
 #   accuracy: at most one of the 20 test images may flip (its two top logits within rounding).
-#   weights: the relative L2 distance of the whole state stays under 1e-3. Rounding gives about
-#     3e-7, but a max-pool or LeakyReLU near-tie decided the other way routes one gradient
-#     differently (measured 2e-4 in one member with the AVX2 kernels).
-FLOAT32_RELATIVE = {"nll": 1e-5, "brier": 1e-5}
-FLOAT32_ABSOLUTE = {"ece": 1e-5, "acc": 1 / 20 + 1e-9}
-FLOAT32_STATE_L2 = 1e-3
+FLOAT32_RELATIVE = {"nll": 1e-4, "brier": 1e-4}
+FLOAT32_ABSOLUTE = {"ece": 1e-3, "acc": 1 / 20 + 1e-9}
+FLOAT32_STATE_L2 = 2e-2
 
 # Four members that exercise every per-member stream: plain, manifold mixup at different
 # point sets (so members mix at different layers in one batch), and CutMix.
