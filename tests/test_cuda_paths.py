@@ -5,6 +5,7 @@ Their speed cannot be measured on these machines; shapes, dtypes and choices can
 
 from __future__ import annotations
 
+import json
 from contextlib import nullcontext
 
 import numpy as np
@@ -83,14 +84,18 @@ def _trained(tiny_config, tiny_data, out, amp: str) -> tuple[dict, dict]:
     from mixstudy import training
 
     config = tiny_config(train={"epochs": 1}, compute={"amp": amp})
-    record = training.train_runs([config], tiny_data, [out], progress="lines")[0]
-    return record["metrics"]["test"], torch.load(out / "model.pt", weights_only=False)["model"]
+    training.train_runs([config], tiny_data, [out], progress="lines")
+    record = json.loads((out / "metrics.json").read_text())  # as written to the run folder
+    test = record["metrics"]["test"] | {"precision": record["provenance"]["precision"]}
+    return test, torch.load(out / "model.pt", weights_only=False)["model"]
 
 
 def test_amp_on_trains_in_bf16_on_cpu_and_auto_is_float32(tmp_path, tiny_config, tiny_data):
     off, off_weights = _trained(tiny_config, tiny_data, tmp_path / "off", "off")
     auto, auto_weights = _trained(tiny_config, tiny_data, tmp_path / "auto", "auto")
     on, on_weights = _trained(tiny_config, tiny_data, tmp_path / "on", "on")
+    # each run records the precision it computed in, as resolved on this device
+    assert (off.pop("precision"), auto.pop("precision"), on.pop("precision")) == ("float32", "float32", "bfloat16")
     assert auto == off and all(torch.equal(auto_weights[k], off_weights[k]) for k in off_weights)
     assert on["nll"] != off["nll"]  # bf16 rounding shows in the result
     assert all(w.dtype == off_weights[k].dtype for k, w in on_weights.items())  # weights stay float32

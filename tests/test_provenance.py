@@ -4,7 +4,7 @@ import platform
 
 import torch
 
-from mixstudy.provenance import cpu_model, provenance
+from mixstudy.provenance import cpu_bf16_unit, cpu_model, provenance
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -34,3 +34,20 @@ def test_a_cpu_run_records_the_instruction_set_its_kernels_use():
     assert record["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert record["cpu_capability"]  # e.g. AVX2, AVX512, DEFAULT
     assert record["device_name"]
+
+
+def test_the_cpu_bf16_unit_is_read_from_the_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
+    assert cpu_bf16_unit(cpuinfo) is None
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n")
+    assert cpu_bf16_unit(cpuinfo) == "avx512_bf16"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512_bf16 amx_tile amx_bf16\n")
+    assert cpu_bf16_unit(cpuinfo) == "amx_bf16"  # the matrix unit wins over the vector instructions
+    assert cpu_bf16_unit(tmp_path / "absent") is None
+
+
+def test_a_run_records_the_precision_it_was_given_and_the_cpu_bf16_unit():
+    record = provenance(torch.device("cpu"), subset_sha256="0" * 64, precision="bfloat16")
+    assert record["precision"] == "bfloat16"
+    assert record["cpu_bf16_unit"] == cpu_bf16_unit()

@@ -4,6 +4,7 @@
 #   bash docs/study-runs/queue.sh theory     (only the configurations named)
 #   SNAKEMAKE_OPTIONS="--prioritize results/runs/X/metrics.json" bash docs/study-runs/queue.sh study-net
 #                                            (those runs first, e.g. the ones that resume)
+#   bash docs/study-runs/queue.sh study-net-bf16:1   (only phase 1 of study-net-bf16; see below)
 # Each configuration runs in a worktree of its own at the current commit (so later edits of the
 # checkout never reach a running job), with its run folders linked into docs/study-runs/, where
 # they are committed: a finished run is kept by content, an interrupted one resumes from the
@@ -17,7 +18,8 @@ REVISION=$(git -C "$ROOT" rev-parse HEAD)
 JOBS=${JOBS:-2}
 
 run_config() {  # run_config NAME CONFIG... : snakemake over these config files, runs in docs/study-runs/NAME/runs
-  # (extra Snakemake options before --configfile: $SNAKEMAKE_OPTIONS)
+  # (extra Snakemake options before --configfile: $SNAKEMAKE_OPTIONS; targets, before every option:
+  # $TARGETS, default the workflow's own)
   local name=$1; shift
   local tree=$(dirname "$ROOT")/queue-${name//\//-}  # beside the checkout: data.npz_path ../shared/ holds
   if [ ! -d "$tree" ]; then
@@ -26,7 +28,7 @@ run_config() {  # run_config NAME CONFIG... : snakemake over these config files,
   mkdir -p "$ROOT/docs/study-runs/$name/runs" "$tree/results"
   ln -sfn "$ROOT/docs/study-runs/$name/runs" "$tree/results/runs"
   (cd "$tree" && PATH=$BIN:$PATH PYTHONPATH=$tree/src nice -n 10 \
-    snakemake --cores "$JOBS" --resources gpu="$JOBS" --rerun-incomplete ${SNAKEMAKE_OPTIONS:-} --configfile "$@" >> "$LOGS/${name//\//-}.log" 2>&1)
+    snakemake ${TARGETS:-} --cores "$JOBS" --resources gpu="$JOBS" --rerun-incomplete ${SNAKEMAKE_OPTIONS:-} --configfile "$@" >> "$LOGS/${name//\//-}.log" 2>&1)
 }
 
 ARGS="$*"
@@ -52,3 +54,31 @@ fi
 if [ -z "$ARGS" ] || [[ " $ARGS " == *" study-net "* ]]; then
   SNAKEMAKE_OPTIONS="--prioritize results/tuning/selection.yaml ${SNAKEMAKE_OPTIONS:-}" run_config study-net config/study-net.yaml
 fi
+
+# The study's network in bf16 (config/study-net-bf16.yaml): whether bf16 moves a result, then Table 3's
+# shape. Its phases, in order, each one Snakemake invocation naming its runs' evaluation.json as
+# targets (the folder's Table 1 runs are not trained: the float32 ones of study-net/ stand):
+#   1  the baseline and S={0,2}, alpha=4, seeds 0-1 (if they sit outside what seeds move, stop here)
+#   2  Table 3's row alpha=4 and column S={0,2} (12 cells besides S={0,2}, alpha=4), seed 0
+#   3  the baseline and S={0,2}, alpha=4, seeds 2-4
+#   4  the 12 cells, seed 1
+BF16_CONFIG="config/study-net.yaml config/study-net-bf16.yaml"
+bf16_targets() {  # bf16_targets SEEDS ARM... : the evaluation.json of these runs
+  local seeds=$1; shift
+  for arm in "$@"; do for seed in $seeds; do echo "results/runs/sweep/$arm/seed$seed/evaluation.json"; done; done
+}
+BF16_HEADLINE="baseline manifold_S0-2_alpha4"
+BF16_CELLS="manifold_S0_alpha4 manifold_S1_alpha4 manifold_S2_alpha4 manifold_S0-1_alpha4 manifold_S1-2_alpha4
+  manifold_S0-1-2_alpha4 manifold_S0-2_alpha0.2 manifold_S0-2_alpha0.5 manifold_S0-2_alpha1 manifold_S0-2_alpha1.5
+  manifold_S0-2_alpha2 manifold_S0-2_alpha5"
+for phase in 1 2 3 4; do
+  if [ -z "$ARGS" ] || [[ " $ARGS " == *" study-net-bf16 "* ]] || [[ " $ARGS " == *" study-net-bf16:$phase "* ]]; then
+    case $phase in
+      1) TARGETS=$(bf16_targets "0 1" $BF16_HEADLINE) ;;
+      2) TARGETS=$(bf16_targets "0" $BF16_CELLS) ;;
+      3) TARGETS=$(bf16_targets "2 3 4" $BF16_HEADLINE) ;;
+      4) TARGETS=$(bf16_targets "1" $BF16_CELLS) ;;
+    esac
+    TARGETS=$TARGETS run_config study-net-bf16 $BF16_CONFIG
+  fi
+done

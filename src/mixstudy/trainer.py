@@ -212,9 +212,15 @@ class PackedTrainer:
         return member
 
 
+def training_precision(device: torch.device, amp: str) -> str:
+    """What ``compute.amp`` resolves to on this device: ``on`` is bfloat16 on any device, ``auto``
+    bfloat16 on CUDA only; otherwise float32."""
+    return "bfloat16" if amp == "on" or (amp == "auto" and device.type == "cuda") else "float32"
+
+
 def autocast_context(device: torch.device, amp: str):
-    """bf16 autocast where asked for: ``on`` on any device, ``auto`` on CUDA only; otherwise float32."""
-    if amp == "on" or (amp == "auto" and device.type == "cuda"):
+    """bf16 autocast where ``compute.amp`` resolves to bfloat16 (:func:`training_precision`); otherwise float32."""
+    if training_precision(device, amp) == "bfloat16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
 

@@ -46,7 +46,7 @@ from mixstudy.runfolder import (
     write_failure,
     write_finished_run,
 )
-from mixstudy.trainer import PackedTrainer, Trainer, check_run_config, train_epoch
+from mixstudy.trainer import PackedTrainer, Trainer, check_run_config, train_epoch, training_precision
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,8 @@ def _start_pack(configs: list[dict], data: StudyData, out_dirs: list[Path], devi
     compute = first["compute"]
     torch.set_num_threads(compute["threads"])
     started = time.perf_counter()
-    origin = provenance(device, data.subset_sha256, data.data_manifest)  # the code that starts the run
+    precision = training_precision(device, compute["amp"])
+    origin = provenance(device, data.subset_sha256, data.data_manifest, precision)  # the code that starts the run
 
     x_train = engine.to_float(engine.to_device_images(data.x_train, device), compute["channels_last"])
     y_train = torch.from_numpy(data.y_train).to(device)
