@@ -458,9 +458,9 @@ def test_the_differences_table_shows_each_difference_its_interval_p_and_missing_
     assert list(table.display.columns) == [
         "configuration", "Δ accuracy (points)", "95% CI (Welch)", "p (Welch t-test)", "seeds"]
     note = "† fewer finished seeds than asked (finished/asked): S={0}, α=1: 2/3; S={0}, α=4: 2/3."
-    assert table.notes == [note]
+    assert table.notes == [note, "Trained in float32."]
     markdown = table.markdown()
-    assert markdown.startswith("| configuration ") and markdown.endswith(f"\n\n{note}\n")
+    assert markdown.startswith("| configuration ") and markdown.endswith(f"\n\n{note}\n\nTrained in float32.\n")
     assert "| +" in markdown  # signed differences stay text, not numbers re-formatted by tabulate
     compared = tables["table4_comparison"].display.set_index("configuration")
     diff, *_ = welch_by_hand(percent(ACCURACY["cutmix_alpha1"]), percent(ACCURACY["baseline"]))

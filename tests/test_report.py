@@ -433,6 +433,7 @@ def test_the_runs_section_counts_runs_and_their_compute_time(tmp_path, params, r
         "\n30 runs are in the grids: 28 finished, 1 failed, 1 missing, 0 with a configuration other than their run "
         "id asks for. Only finished runs enter the tables. Compute time of the runs with results: "
         f"{hours['tuning'] + hours['sweep']:.1f} hours (tuning {hours['tuning']:.1f}, sweep {hours['sweep']:.1f}).\n"
+        "\nPrecision: 28 finished runs trained in float32.\n"
         "\n| run_id ")
 
 

@@ -175,6 +175,16 @@ def cmd_evaluate(args) -> None:
     print(json.dumps(result, indent=2))
 
 
+def cmd_leave_out_weights(args) -> None:
+    from mixstudy.study import WEIGHTS_LEFT_OUT_FILE, leave_out_weights
+
+    params = _params(args)
+    for folder in args.folders:
+        left_out = leave_out_weights(folder, params["theory"])
+        print(f"{Path(folder) / WEIGHTS_LEFT_OUT_FILE}: model.pt ({left_out['sha256'][:12]}) may now be left out; "
+              "the run stays finished without it")
+
+
 def cmd_select(args) -> None:
     from mixstudy.selection import select_best, write_selection
 
@@ -314,6 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", help="the run's subset file (its training images and validation split)")
     p.add_argument("--out", help="also write the metrics to this JSON file")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "leave-out-weights",
+        help="record that finished runs' model.pt will be left out (e.g. not committed): they stay finished, "
+        "never retrained; needs each run's evaluation.json computed from its model.pt first",
+    )
+    _add_params(p)
+    p.add_argument("folders", nargs="+", metavar="RUN_FOLDER", help="a finished run's folder (holding metrics.json and model.pt)")
+    p.set_defaults(func=cmd_leave_out_weights)
 
     p = sub.add_parser("select", help="choose the best baseline configuration from the tuning runs")
     _add_params(p)

@@ -31,7 +31,9 @@ from mixstudy.evaluation import evaluate_all, limit_test_set, split_logits
 from mixstudy.fileio import sha256_file, write_json
 from mixstudy.metrics import summarise
 from mixstudy.provenance import code_revision
-from mixstudy.study import EVALUATION_FILE, evaluation_is_current, read_run_record, sweep_runs, unfinished_reason
+from mixstudy.study import (
+    EVALUATION_FILE, WEIGHTS, WEIGHTS_LEFT_OUT_FILE, evaluation_is_current, read_run_record, sweep_runs, unfinished_reason,
+)
 from mixstudy.theory import jacobian_norms, shrink_towards_mean, theta_bar
 
 # Mixing methods whose lambda is drawn from Beta(alpha, alpha), and so have a theta_bar.
@@ -154,9 +156,17 @@ def evaluate_stale_runs(params: dict, runs_root: str | Path, data_npz: str | Pat
     folders = [spec.folder(runs_root) for spec in sweep_runs(params)]
     stale = [folder for folder in folders
              if unfinished_reason(folder, None) is None and not evaluation_is_current(folder, params["theory"])]
-    if not stale:
-        return []
-    data = load_study_data(data_npz, subset_file)
-    for folder in stale:
-        write_json(folder / EVALUATION_FILE, evaluate_checkpoint(folder / "model.pt", data, params))
+    # weights left out on purpose cannot be measured again: said after the others are done
+    unmeasurable = [folder for folder in stale if not (folder / WEIGHTS).is_file()]
+    stale = [folder for folder in stale if folder not in unmeasurable]
+    if stale:
+        data = load_study_data(data_npz, subset_file)
+        for folder in stale:
+            write_json(folder / EVALUATION_FILE, evaluate_checkpoint(folder / WEIGHTS, data, params))
+    if unmeasurable:
+        raise ConfigError(
+            f"{len(unmeasurable)} runs need a new {EVALUATION_FILE} but their weights were left out "
+            f"({WEIGHTS_LEFT_OUT_FILE}), e.g. {unmeasurable[0]}; put back the model.pt its "
+            f"{WEIGHTS_LEFT_OUT_FILE} names, or keep the theory settings they were measured with"
+        )
     return stale

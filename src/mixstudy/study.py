@@ -25,8 +25,9 @@ import yaml
 
 from mixstudy.config import config_hash, deep_merge, parse_yaml
 from mixstudy.errors import ConfigError
-from mixstudy.fileio import sha256_file
+from mixstudy.fileio import sha256_file, write_json
 from mixstudy.networks import network_settings
+from mixstudy.provenance import precision_of
 
 RUN_SECTIONS = ("model", "train", "mixing", "evaluation", "compute")
 RUNS_ROOT = "results/runs"  # where the workflow and the CLI keep run folders (dvc.yaml names it too)
@@ -317,6 +318,10 @@ def packs(specs: list[RunSpec], pack_size: int) -> list[Pack]:
 # --- finished runs, recognised by content -----------------------------------------------------
 
 RUN_OUTPUTS = ("metrics.json", "history.tsv", "model.pt")
+# What the workflow declares as a training job's outputs. model.pt is checked by content instead
+# (`unfinished_reason`: a run with a lost or damaged model.pt is rebuilt), because a finished run's
+# weights may be left out on purpose, and Snakemake would retrain a job with any declared output missing.
+WORKFLOW_OUTPUTS = ("metrics.json", "history.tsv")
 
 
 # Settings added after runs were recorded, with the value that reproduces what the code did before
@@ -361,6 +366,16 @@ def recorded_training_hash(record: dict) -> str:
     return training_hash(record.get("config") or {}, (record.get("provenance") or {}).get("subset_sha256"))
 
 
+def recorded_precision(record: dict) -> str:
+    """The precision a run trained in: recorded since runs record it; before, what its
+    ``compute.amp`` resolved to on its device (float32 for every CPU run that did not ask for bf16)."""
+    provenance = record.get("provenance") or {}
+    if provenance.get("precision"):
+        return provenance["precision"]
+    amp = ((record.get("config") or {}).get("compute") or {}).get("amp", "off")
+    return precision_of(amp, str(provenance.get("device", "cpu")).split(":")[0])
+
+
 def read_run_record(folder: str | Path) -> dict:
     """A run folder's metrics.json; ConfigError naming the file when it is unreadable."""
     path = Path(folder) / "metrics.json"
@@ -373,18 +388,65 @@ def read_run_record(folder: str | Path) -> dict:
     return record
 
 
+# A finished run's weights left out of a repository on purpose (12 MB a run of the study's
+# network): this file, written by `mixstudy leave-out-weights` once the run's evaluation.json was
+# computed from them, records the sha256 of the model.pt left out. Such a run stays finished (never
+# retrained); a model.pt that is there is checked as always, and a model.pt gone without this file,
+# or with one naming other weights, is damaged.
+WEIGHTS_LEFT_OUT_FILE = "weights-left-out.json"
+WEIGHTS = "model.pt"
+
+
+def weights_left_out(folder: str | Path, record: dict) -> bool:
+    """Whether the run's model.pt is absent on purpose: the left-out file names the very weights
+    its metrics.json records."""
+    folder = Path(folder)
+    if (folder / WEIGHTS).exists():
+        return False
+    try:
+        left_out = json.loads((folder / WEIGHTS_LEFT_OUT_FILE).read_text())
+        return left_out["sha256"] == (record.get("files") or {})[WEIGHTS]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def damaged_outputs(folder: str | Path, record: dict) -> list[str]:
-    """Outputs of a finished run that are missing, empty, or differ from the sha256 its metrics.json records."""
+    """Outputs of a finished run that are missing, empty, or differ from the sha256 its metrics.json
+    records (weights left out on purpose are neither missing nor damaged)."""
     folder = Path(folder)
     recorded = record.get("files") or {}
     damaged = []
     for name in RUN_OUTPUTS[1:]:
         path = folder / name
+        if name == WEIGHTS and weights_left_out(folder, record):
+            continue
         if not path.is_file() or path.stat().st_size == 0:
             damaged.append(f"{name} is missing or empty")
         elif name in recorded and sha256_file(path) != recorded[name]:
             damaged.append(f"{name} differs from the sha256 in metrics.json")
     return damaged
+
+
+def leave_out_weights(folder: str | Path, theory_settings: dict) -> dict:
+    """Record that a finished run's model.pt will be left out (``mixstudy leave-out-weights``): only
+    for an intact run whose evaluation.json was computed from these weights (with these ``theory``
+    settings), since nothing can measure the model again once it is gone. Returns the record written."""
+    folder = Path(folder)
+    reason = unfinished_reason(folder, None)
+    if reason is not None:
+        raise ConfigError(f"{folder} does not hold a finished, intact run ({reason}); its weights cannot be left out")
+    record = read_run_record(folder)
+    if not (folder / WEIGHTS).is_file():
+        raise ConfigError(f"{folder}: its weights are already left out ({WEIGHTS_LEFT_OUT_FILE})")
+    if not evaluation_is_current(folder, theory_settings):
+        raise ConfigError(
+            f"{folder}: compute its {EVALUATION_FILE} from {WEIGHTS} first (mixstudy evaluate --runs-root ...), "
+            "then leave the weights out"
+        )
+    left_out = {"sha256": record["files"][WEIGHTS], "size_bytes": (folder / WEIGHTS).stat().st_size,
+                "why": "weights not committed; evaluation.json was computed from them"}
+    write_json(folder / WEIGHTS_LEFT_OUT_FILE, left_out)
+    return left_out
 
 
 # A finished run's model.pt measured after training (`mixstudy evaluate`: the theory section's

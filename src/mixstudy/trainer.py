@@ -24,6 +24,7 @@ from mixstudy.mixing import Mixer, member_mixes
 from mixstudy.models import build_model
 from mixstudy.networks import mixing_points
 from mixstudy.packing import pack_modules, pack_optimizer_state, unpack_optimizer_state, unpack_state
+from mixstudy.provenance import precision_of
 
 SCHEDULERS = ("step", "cosine", "warm_restarts")
 
@@ -213,9 +214,8 @@ class PackedTrainer:
 
 
 def training_precision(device: torch.device, amp: str) -> str:
-    """What ``compute.amp`` resolves to on this device: ``on`` is bfloat16 on any device, ``auto``
-    bfloat16 on CUDA only; otherwise float32."""
-    return "bfloat16" if amp == "on" or (amp == "auto" and device.type == "cuda") else "float32"
+    """What ``compute.amp`` resolves to on this device (:func:`mixstudy.provenance.precision_of`)."""
+    return precision_of(amp, device.type)
 
 
 def autocast_context(device: torch.device, amp: str):

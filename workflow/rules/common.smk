@@ -158,16 +158,16 @@ def run_files(specs, name="metrics.json"):
 def run_outputs(specs):
     """A run's results; `update`: Snakemake leaves them in place for the training command, which
     keeps a finished run of the same configuration (and restores them if the job fails)."""
-    return [update(path) for name in study.RUN_OUTPUTS for path in run_files(specs, name)]
+    return [update(path) for name in study.WORKFLOW_OUTPUTS for path in run_files(specs, name)]
 
 
 def run_outputs_of(run_id_pattern):
     """The outputs of the run (or the `{run_id}` wildcard) under RUNS, as `run_outputs` gives them."""
-    return [update(f"{RUNS}/{run_id_pattern}/{name}") for name in study.RUN_OUTPUTS]
+    return [update(f"{RUNS}/{run_id_pattern}/{name}") for name in study.WORKFLOW_OUTPUTS]
 
 
 def every_run_file(specs):
-    return [path for name in study.RUN_OUTPUTS for path in run_files(specs, name)]
+    return [path for name in study.WORKFLOW_OUTPUTS for path in run_files(specs, name)]
 
 
 # The training command of every training job: `runs` is one `--run-spec`, or several (a pack).
@@ -194,10 +194,11 @@ def evaluation_files(specs):
 
 
 def evaluation_inputs(spec):
-    """An evaluation job's inputs: the run's model.pt, data and subset; all ancient when the run's
-    evaluation.json is current by content (computed from this model.pt with these settings), so a
-    clone or a checkout measures nothing again."""
-    inputs = {"model": str(spec.folder(RUNS) / "model.pt"), "data": DATA, "subset": SUBSET}
+    """An evaluation job's inputs: the run's record (its model.pt is checked by content, and may be
+    left out on purpose once measured), data and subset; all ancient when the run's evaluation.json
+    is current by content (computed from this model.pt with these settings), so a clone or a
+    checkout measures nothing again."""
+    inputs = {"record": str(spec.folder(RUNS) / "metrics.json"), "data": DATA, "subset": SUBSET}
     if study.evaluation_is_current(spec.folder(RUNS), config["theory"]):
         inputs = {key: ancient(path) for key, path in inputs.items()}
     return inputs

@@ -2,8 +2,9 @@
 # together in one process (compute.pack_size > 1; docs/performance.md). Either way each run
 # writes the same folder, results/runs/<stage>/<name>/seed<seed>, so everything downstream is
 # the same. Training jobs ask for gpu=1, so `--resources gpu=1` runs one at a time.
-# Every target asks for each run's metrics.json, history.tsv and model.pt: a lost or damaged
-# output of a finished run is rebuilt.
+# Every target asks for each run's metrics.json and history.tsv; model.pt is checked by content
+# (common.smk, run_state): a lost or damaged output of a finished run is rebuilt, weights left out
+# on purpose (`mixstudy leave-out-weights`) are not.
 
 PACK_SIZE = config["compute"]["pack_size"]  # validated in common.smk: every key is present
 
