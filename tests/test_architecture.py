@@ -24,7 +24,7 @@ LAYERS = {
     "data": ["data", "engine"],
     "model": ["models", "packing", "mixing", "metrics", "theory"],
     "train": ["trainer", "evaluation", "checkpoint", "runfolder", "training", "run_evaluation"],
-    "results": ["statistics", "analysis", "selection", "tables", "theory_tables", "published", "summary", "aggregation",
+    "results": ["statistics", "analysis", "selection", "tables", "theory_tables", "published", "summary", "aggregation", "run_sets",
                 "figure_base", "figure_examples", "figure_grids", "figure_runs", "figures",
                 "report_comparison", "report_theory", "report_results", "report_setting", "report"],
     "cli": ["cli"],

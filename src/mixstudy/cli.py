@@ -251,6 +251,21 @@ def _subset_sha256(path: Path) -> str:
         raise MixstudyError(f"{path} is not a subset file ({err}); run `mixstudy subset` again") from err
 
 
+def cmd_compare(args) -> None:
+    from mixstudy.analysis import analyse
+    from mixstudy.config import layered_on_defaults, load_params
+    from mixstudy.run_sets import compare_run_sets
+
+    params = _params(args)
+    against_params = load_params(layered_on_defaults(args.against_params)) if args.against_params else params
+    root = _runs_root(args)
+    against_root = _runs_root(argparse.Namespace(runs_root=args.against_root))
+    labels = tuple(args.labels)
+    a, b = analyse(params, root), analyse(against_params, against_root)
+    configs = compare_run_sets(a, b, labels, args.out_dir)
+    print(f"wrote {Path(args.out_dir) / 'compare.md'}: {configs['name'].nunique()} configurations, {labels[0]} against {labels[1]}")
+
+
 def cmd_figures(args) -> None:
     from mixstudy.figures import make_figures
 
@@ -360,6 +375,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selection", default=DEFAULT_SELECTION, help=f"tuning choice the sweep runs must have, if present (default {DEFAULT_SELECTION})")
     p.add_argument("--subset", help="subset the runs must have trained on, if present (default: the one named by the subset.* parameters)")
     p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser(
+        "compare",
+        help="two run sets of the same configurations side by side (e.g. bf16 against float32): metrics per seed, "
+        "and per configuration the difference of the means with its interval",
+    )
+    _add_params(p)
+    _add_runs_root(p)
+    p.add_argument("--against-root", required=True, help="the other run set's root of run folders")
+    p.add_argument("--against-params", action="append", default=[], metavar="FILE",
+                   help="the other run set's override files on params.yaml (default: the same as --params)")
+    p.add_argument("--labels", nargs=2, default=["A", "B"], metavar=("A", "B"), help="names of the two sets (default A B)")
+    p.add_argument("--out-dir", required=True, help="folder for compare.md, compare.csv and compare_seeds.csv")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("figures", help="the study's figures as PNG and PDF; figures without data are skipped")
     _add_params(p)
