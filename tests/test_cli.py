@@ -220,6 +220,7 @@ def test_subset_train_evaluate_end_to_end(in_tmp, capsys, prepared_npz):
     assert evaluated["smoothness"]["images"] == 50 and evaluated["smoothness"]["jacobian_logits"] > 0
     assert "shrinkage" not in evaluated  # a run without mixing: no test-time transformation to undo
     assert evaluated["provenance"]["model_sha256"] == record["files"]["model.pt"]
+    assert evaluated["provenance"]["precision"] == record["provenance"]["precision"] == "float32"  # amp auto on CPU
 
     # Several --run train as one pack, each into its own run folder.
     tuning = ["--set", "tuning.epochs=1", "--set", "tuning.seeds=[0,1]"]

@@ -35,6 +35,7 @@ from mixstudy.study import (
     EVALUATION_FILE, WEIGHTS, WEIGHTS_LEFT_OUT_FILE, evaluation_is_current, read_run_record, sweep_runs, unfinished_reason,
 )
 from mixstudy.theory import jacobian_norms, shrink_towards_mean, theta_bar
+from mixstudy.trainer import training_precision
 
 # Mixing methods whose lambda is drawn from Beta(alpha, alpha), and so have a theta_bar.
 BETA_MIXING = ("mixup", "manifold", "cutmix")
@@ -146,6 +147,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: StudyData, params: dict, l
         "subset_sha256": data.subset_sha256,
         "code_revision": code_revision(),
         "device": str(device),
+        "precision": training_precision(device, params["compute"]["amp"]),  # what these measures computed in
     }
     return result
 
