@@ -167,9 +167,6 @@ def _start_pack(configs: list[dict], data: StudyData, out_dirs: list[Path], devi
     started = time.perf_counter()
     precision = training_precision(device, compute["amp"])
     origin = provenance(device, data.subset_sha256, data.data_manifest, precision)  # the code that starts the run
-    hint = bf16_hint(first["model"]["name"], precision, device, origin["cpu_bf16_unit"])
-    if hint:
-        log.info(hint)
 
     x_train = engine.to_float(engine.to_device_images(data.x_train, device), compute["channels_last"])
     y_train = torch.from_numpy(data.y_train).to(device)
@@ -177,6 +174,9 @@ def _start_pack(configs: list[dict], data: StudyData, out_dirs: list[Path], devi
 
     pack = PackedTrainer.of(resumed_or_new_members(configs, out_dirs, device, data.num_classes))
     prior_seconds = pack.members[0].history[-1]["elapsed_s"] if pack.members[0].history else 0.0
+    hint = bf16_hint(first["model"]["name"], precision, device, origin["cpu_bf16_unit"])
+    if hint:  # once the runs are read: a run refused before it starts logs nothing
+        log.info(hint)
     forward = torch.compile(pack.model) if compute["compile"] else pack.model
     labels = [out_dir.name if len(out_dirs) == 1 else str(out_dir) for out_dir in out_dirs]
     if pack.size > 1:
