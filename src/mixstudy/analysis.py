@@ -104,6 +104,7 @@ RECORDED_SPLITS = {
     "val": "val",  # the validation split, final weights
     "test_ts": "ts",  # test after temperature scaling (ts_temperature: the fitted T)
     "test_best_val": "bestval",  # test of the best validation epoch's weights (bestval_epoch)
+    "train_labels": "trainlabels",  # corrupted training labels (data.label_noise): the fit to them and to the true ones
 }
 
 
