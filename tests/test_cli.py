@@ -298,6 +298,8 @@ BAD_INPUTS = {
     "label_noise_of_one": (["subset", "--set", "data.label_noise=1"], None, "data.label_noise: 1 is greater than or equal to the maximum of 1"),
     "negative_label_noise": (["train", "--out", "run", "--set", "data.label_noise=-0.1"], None,
                              "data.label_noise: -0.1 is less than the minimum of 0"),
+    "unknown_targets": (["train", "--out", "run", "--set", "mixing.targets=soft"], None,
+                        "mixing.targets: 'soft' is not allowed; choose one of: mixed, hard"),
     "unknown_subset_draw": (["subset", "--set", "subset.draw=random"], None, "subset.draw: 'random' is not allowed; choose one of: study, seeded"),
     "layers_of_input_mixup": (["train", "--out", "run", "--set", "mixing.method=mixup", "--set", "mixing.alpha=1",
                                "--set", "mixing.layers=[1]"], None, "mixing.layers: [1] applies to manifold mixup only"),

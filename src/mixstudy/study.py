@@ -260,7 +260,7 @@ def run_config(params: dict, seed: int, overrides: dict | None = None, selection
     config["seed"] = int(seed)
     if params["data"]["name"] != DEFAULT_DATASET:  # CIFAR-10's configuration stays as it was recorded
         config["data"] = {"name": params["data"]["name"]}
-    return config
+    return without_settings_that_do_not_act(config)
 
 
 def config_dataset(config: dict) -> str:
@@ -329,10 +329,27 @@ WORKFLOW_OUTPUTS = ("metrics.json", "history.tsv")
 # comparable; nothing is rewritten on disk).
 SETTINGS_ADDED_LATER = {
     ("train", "augment", "crop_padding_mode"): "zero",
+    ("mixing", "targets"): "mixed",
 }
 # Not among them: `data`. A configuration without it is CIFAR-10's (run_config writes it only for
 # another data set), so a CIFAR-10 run's configuration and training hash are what they always were,
 # and a run of another data set can never share a CIFAR-10 run's training hash.
+
+
+def mixes(mixing: dict) -> bool:
+    """Whether a run's mixing section mixes anything (mixing.Mixer.active)."""
+    return mixing["method"] != "none" and float(mixing["alpha"]) > 0
+
+
+def without_settings_that_do_not_act(config: dict) -> dict:
+    """``config`` less ``mixing.targets`` where it does not act: at ``mixed`` (what every run did
+    before the setting existed) and in a run that does not mix. Such a run's configuration, and so its
+    files, resume points and training hash, are what they were before the setting, byte for byte; a
+    record without it reads as ``mixed`` (:data:`SETTINGS_ADDED_LATER`)."""
+    mixing = config["mixing"]
+    if mixing.get("targets") == SETTINGS_ADDED_LATER[("mixing", "targets")] or not mixes(mixing):
+        mixing.pop("targets", None)
+    return config
 
 
 def with_settings_added_later(config: dict) -> dict:
