@@ -472,9 +472,19 @@ def leave_out_weights(folder: str | Path, theory_settings: dict) -> dict:
 EVALUATION_FILE = "evaluation.json"
 
 
+# `theory` settings added after evaluations were recorded, at the value that computes what the code
+# computed before they existed (an evaluation.json without one measured nothing of it).
+THEORY_SETTINGS_ADDED_LATER = {"between_pairs": 0}
+
+
+def theory_settings_as_read(settings) -> dict | None:
+    """``theory`` settings with those added later filled in at their earlier behaviour."""
+    return {**THEORY_SETTINGS_ADDED_LATER, **settings} if isinstance(settings, dict) else None
+
+
 def evaluation_is_current(folder: str | Path, theory_settings: dict) -> bool:
     """Whether the folder's evaluation.json was computed from its model.pt (the sha256 its
-    metrics.json records) with these ``theory`` settings."""
+    metrics.json records) with these ``theory`` settings (a setting it predates: at its earlier behaviour)."""
     folder = Path(folder)
     try:
         evaluation = json.loads((folder / EVALUATION_FILE).read_text())
@@ -482,7 +492,8 @@ def evaluation_is_current(folder: str | Path, theory_settings: dict) -> bool:
         recorded = evaluation["provenance"]
     except (OSError, ValueError, KeyError, TypeError, ConfigError):
         return False
-    return recorded.get("model_sha256") == model_sha256 and recorded.get("theory") == theory_settings
+    return (recorded.get("model_sha256") == model_sha256
+            and theory_settings_as_read(recorded.get("theory")) == theory_settings_as_read(theory_settings))
 
 
 def unfinished_reason(folder: str | Path, expected_hash: str | None) -> str | None:
