@@ -300,6 +300,8 @@ BAD_INPUTS = {
                              "data.label_noise: -0.1 is less than the minimum of 0"),
     "unknown_targets": (["train", "--out", "run", "--set", "mixing.targets=soft"], None,
                         "mixing.targets: 'soft' is not allowed; choose one of: mixed, hard"),
+    "negative_between_pairs": (["evaluate", "run/model.pt", "--out", "eval.json", "--set", "theory.between_pairs=-5"],
+                               None, "theory.between_pairs: -5 is less than the minimum of 0"),
     "unknown_subset_draw": (["subset", "--set", "subset.draw=random"], None, "subset.draw: 'random' is not allowed; choose one of: study, seeded"),
     "layers_of_input_mixup": (["train", "--out", "run", "--set", "mixing.method=mixup", "--set", "mixing.alpha=1",
                                "--set", "mixing.layers=[1]"], None, "mixing.layers: [1] applies to manifold mixup only"),

@@ -108,3 +108,12 @@ def test_training_records_the_fit_to_corrupted_and_to_true_labels(tmp_path, tiny
     plain, = train_runs([config], tiny_data, [tmp_path / "plain"], progress="lines")
     assert "train_labels" not in plain["metrics"]
     assert "train_acc_true" not in (tmp_path / "plain" / "history.tsv").read_text()
+
+
+def test_the_report_says_which_share_was_corrupted_and_that_test_labels_are_true(params):
+    from mixstudy.report_setting import setting_lines
+
+    noisy = {**params, "data": {**params["data"], "label_noise": 0.2}}
+    assert "Corrupted labels: 20% of the training labels (100 of 500)" in setting_lines(noisy)
+    assert "test labels are the true ones" in setting_lines(noisy)
+    assert "Corrupted" not in setting_lines(params)
