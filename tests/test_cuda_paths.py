@@ -39,7 +39,7 @@ def test_bf16_forward_gives_float32_loss_and_gradients():
     images = torch.rand(6, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     mixer = Mixer(
         method="manifold", alpha=1.0, layers=(0, 1, 2), lambda_per="batch",
-        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
     )
     draw = mixer.draw(np.random.default_rng(0), 6, (32, 32), "cpu")
     targets = mixer.targets(torch.arange(6) % 10, draw)

@@ -104,6 +104,7 @@ RECORDED_SPLITS = {
     "val": "val",  # the validation split, final weights
     "test_ts": "ts",  # test after temperature scaling (ts_temperature: the fitted T)
     "test_best_val": "bestval",  # test of the best validation epoch's weights (bestval_epoch)
+    "train_labels": "trainlabels",  # corrupted training labels (data.label_noise): the fit to them and to the true ones
 }
 
 
@@ -123,7 +124,14 @@ def evaluation_columns(folder: Path, theory_settings: dict) -> dict:
         row["theta_bar"] = shrinkage["theta_bar"]
         for variant, prefix in SHRINKAGE_VARIANTS.items():
             row.update({f"{prefix}_{key}": shrinkage[variant][key] for key in ("acc", "nll", "ece")})
+    for point in (evaluation.get("between") or {}).get("by_lambda", []):
+        row[f"{BETWEEN_MISS}@{point['lambda']:g}"] = point["miss_rate"]
+        row[f"{BETWEEN_GRADIENT}@{point['lambda']:g}"] = point["gradient_norm"]
     return row
+
+
+# Zhang et al.'s in-between measures in evaluation.json, as columns per lambda: between_miss@0.5, ...
+BETWEEN_MISS, BETWEEN_GRADIENT = "between_miss", "between_grad"
 
 
 def _is_number(value) -> bool:

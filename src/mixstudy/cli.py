@@ -71,16 +71,16 @@ def cmd_data(args) -> None:
 
 
 def cmd_subset(args) -> None:
-    from mixstudy.data import make_subset, subset_file
+    from mixstudy.data import make_subset, params_subset_file
 
     params = _params(args)
-    out = args.out or subset_file(params["subset"], params["data"]["name"])
-    record = make_subset(params["data"]["out"], params["subset"], out)
+    out = args.out or params_subset_file(params)
+    record = make_subset(params["data"]["out"], params["subset"], out, params["data"]["label_noise"])
     print(f"wrote {out}: {len(record['train_indices'])} train, {len(record['val_indices'])} validation images")
 
 
 def cmd_train(args) -> None:
-    from mixstudy.data import load_study_data, subset_file
+    from mixstudy.data import load_study_data, params_subset_file
     from mixstudy.training import train_runs
 
     if args.run_spec:
@@ -90,7 +90,7 @@ def cmd_train(args) -> None:
         params = _params(args)
         configs, outs = _train_targets(params, args)
         data_npz = args.data or params["data"]["out"]
-        subset = args.subset or subset_file(params["subset"], params["data"]["name"])
+        subset = args.subset or params_subset_file(params)
     if args.seed < 0:
         raise MixstudyError(f"--seed {args.seed}: a seed is an integer >= 0, e.g. --seed 0")
     data = load_study_data(data_npz, subset)
@@ -153,13 +153,13 @@ def _compute_overrides(assignments: list[str]) -> dict:
 
 
 def cmd_evaluate(args) -> None:
-    from mixstudy.data import subset_file
+    from mixstudy.data import params_subset_file
     from mixstudy.fileio import write_json
     from mixstudy.run_evaluation import evaluate_run_files, evaluate_stale_runs
     from mixstudy.study import EVALUATION_FILE
 
     params = _params(args)
-    data_npz, subset = args.data or params["data"]["out"], args.subset or subset_file(params["subset"], params["data"]["name"])
+    data_npz, subset = args.data or params["data"]["out"], args.subset or params_subset_file(params)
     if (args.checkpoint is None) == (args.runs_root is None):
         raise MixstudyError("give one model.pt, or --runs-root to evaluate every finished sweep run under a folder")
     if args.runs_root is not None:
@@ -235,11 +235,11 @@ def cmd_aggregate(args) -> None:
 def _expectation(params: dict, args):
     """What runs are checked against: the tuning's choice and the subset, where they exist."""
     from mixstudy import study
-    from mixstudy.data import subset_file
+    from mixstudy.data import params_subset_file
     from mixstudy.analysis import Expectation
 
     selection = study.read_selection(args.selection) if Path(args.selection).is_file() else None
-    subset = Path(args.subset or subset_file(params["subset"], params["data"]["name"]))
+    subset = Path(args.subset or params_subset_file(params))
     return Expectation(selection, _subset_sha256(subset) if subset.is_file() else None)
 
 

@@ -32,6 +32,7 @@ FIGURE_CAPTIONS = {
     "test_curves": "Test accuracy during training (every evaluation.every epochs), mean ± sd over seeds.",
     "published_vs_ours": "Each published cell we ran: our mean ± sd over seeds against the study's mean of five runs.",
     "smoothness_vs_accuracy": "Input-Jacobian norm of the logits against test accuracy, per configuration; lines 95% intervals over seeds.",
+    "between_vs_lambda": "Between training images: miss rate and the loss's input-gradient norm against λ, per configuration; lines 95% intervals over seeds.",
 }
 
 

@@ -8,7 +8,9 @@
     images (every run);
   - ``shrinkage``: the test metrics with the paper's test-time transformation (inputs shrunk
     towards the training mean image, logits divided by theta_bar, and both), for runs that mix
-    with a Beta(alpha, alpha) draw; nothing for the others.
+    with a Beta(alpha, alpha) draw; nothing for the others;
+  - ``between`` (``theory.between_pairs`` > 0): Zhang et al.'s in-between measures, the miss rate and
+    the loss's input-gradient norm at points between seeded pairs of training images, per lambda.
 
 Nothing here chooses anything: theta_bar comes from the run's alpha and the mean image from its
 training images, so the test set is only ever measured. The measures live beside the run's files
@@ -34,7 +36,7 @@ from mixstudy.provenance import code_revision
 from mixstudy.study import (
     EVALUATION_FILE, WEIGHTS, WEIGHTS_LEFT_OUT_FILE, evaluation_is_current, read_run_record, sweep_runs, unfinished_reason,
 )
-from mixstudy.theory import jacobian_norms, shrink_towards_mean, theta_bar
+from mixstudy.theory import BETWEEN_SEED, between_measures, between_pairs, jacobian_norms, shrink_towards_mean, theta_bar
 from mixstudy.trainer import training_precision
 
 # Mixing methods whose lambda is drawn from Beta(alpha, alpha), and so have a theta_bar.
@@ -98,6 +100,18 @@ def shrinkage(model, data: StudyData, normalise, config: dict, device) -> dict:
     return result
 
 
+def between(model, data: StudyData, normalise, pairs: int, device) -> dict:
+    """Zhang et al.'s in-between measures on ``pairs`` seeded pairs of the run's training images (no
+    augmentation; labels as the run trained on them), per lambda of theory.BETWEEN_LAMBDAS."""
+    started = time.perf_counter()
+    x = normalise(engine.to_float(engine.to_device_images(data.x_train, device), channels_last=False))
+    first, second = between_pairs(len(x), pairs, BETWEEN_SEED)
+    labels = torch.from_numpy(data.y_train).to(device)
+    return {"pairs": pairs, "seed": BETWEEN_SEED, "labels": "as trained",
+            "by_lambda": between_measures(model, x, labels, first, second),
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
 def check_subset(checkpoint: Path, data: StudyData) -> None:
     """A run's measures need its own training images (their mean image): refuse another subset."""
     if not (checkpoint.parent / "metrics.json").is_file():
@@ -141,6 +155,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: StudyData, params: dict, l
         result["smoothness"] = smoothness(model, data, normalise, images, device)
     if mixing_transformation_scope(config["mixing"]) is not None:
         result["shrinkage"] = shrinkage(model, data, normalise, config, device)
+    if params["theory"]["between_pairs"]:
+        result["between"] = between(model, data, normalise, params["theory"]["between_pairs"], device)
     result["provenance"] = {
         "model_sha256": sha256_file(checkpoint),
         "theory": params["theory"],

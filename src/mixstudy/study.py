@@ -260,7 +260,7 @@ def run_config(params: dict, seed: int, overrides: dict | None = None, selection
     config["seed"] = int(seed)
     if params["data"]["name"] != DEFAULT_DATASET:  # CIFAR-10's configuration stays as it was recorded
         config["data"] = {"name": params["data"]["name"]}
-    return config
+    return without_settings_that_do_not_act(config)
 
 
 def config_dataset(config: dict) -> str:
@@ -329,10 +329,27 @@ WORKFLOW_OUTPUTS = ("metrics.json", "history.tsv")
 # comparable; nothing is rewritten on disk).
 SETTINGS_ADDED_LATER = {
     ("train", "augment", "crop_padding_mode"): "zero",
+    ("mixing", "targets"): "mixed",
 }
 # Not among them: `data`. A configuration without it is CIFAR-10's (run_config writes it only for
 # another data set), so a CIFAR-10 run's configuration and training hash are what they always were,
 # and a run of another data set can never share a CIFAR-10 run's training hash.
+
+
+def mixes(mixing: dict) -> bool:
+    """Whether a run's mixing section mixes anything (mixing.Mixer.active)."""
+    return mixing["method"] != "none" and float(mixing["alpha"]) > 0
+
+
+def without_settings_that_do_not_act(config: dict) -> dict:
+    """``config`` less ``mixing.targets`` where it does not act: at ``mixed`` (what every run did
+    before the setting existed) and in a run that does not mix. Such a run's configuration, and so its
+    files, resume points and training hash, are what they were before the setting, byte for byte; a
+    record without it reads as ``mixed`` (:data:`SETTINGS_ADDED_LATER`)."""
+    mixing = config["mixing"]
+    if mixing.get("targets") == SETTINGS_ADDED_LATER[("mixing", "targets")] or not mixes(mixing):
+        mixing.pop("targets", None)
+    return config
 
 
 def with_settings_added_later(config: dict) -> dict:
@@ -455,9 +472,19 @@ def leave_out_weights(folder: str | Path, theory_settings: dict) -> dict:
 EVALUATION_FILE = "evaluation.json"
 
 
+# `theory` settings added after evaluations were recorded, at the value that computes what the code
+# computed before they existed (an evaluation.json without one measured nothing of it).
+THEORY_SETTINGS_ADDED_LATER = {"between_pairs": 0}
+
+
+def theory_settings_as_read(settings) -> dict | None:
+    """``theory`` settings with those added later filled in at their earlier behaviour."""
+    return {**THEORY_SETTINGS_ADDED_LATER, **settings} if isinstance(settings, dict) else None
+
+
 def evaluation_is_current(folder: str | Path, theory_settings: dict) -> bool:
     """Whether the folder's evaluation.json was computed from its model.pt (the sha256 its
-    metrics.json records) with these ``theory`` settings."""
+    metrics.json records) with these ``theory`` settings (a setting it predates: at its earlier behaviour)."""
     folder = Path(folder)
     try:
         evaluation = json.loads((folder / EVALUATION_FILE).read_text())
@@ -465,7 +492,8 @@ def evaluation_is_current(folder: str | Path, theory_settings: dict) -> bool:
         recorded = evaluation["provenance"]
     except (OSError, ValueError, KeyError, TypeError, ConfigError):
         return False
-    return recorded.get("model_sha256") == model_sha256 and recorded.get("theory") == theory_settings
+    return (recorded.get("model_sha256") == model_sha256
+            and theory_settings_as_read(recorded.get("theory")) == theory_settings_as_read(theory_settings))
 
 
 def unfinished_reason(folder: str | Path, expected_hash: str | None) -> str | None:

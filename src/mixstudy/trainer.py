@@ -25,6 +25,7 @@ from mixstudy.models import build_model
 from mixstudy.networks import mixing_points
 from mixstudy.packing import pack_modules, pack_optimizer_state, unpack_optimizer_state, unpack_state
 from mixstudy.provenance import precision_of
+from mixstudy.study import with_settings_added_later
 
 SCHEDULERS = ("step", "cosine", "warm_restarts")
 
@@ -160,7 +161,7 @@ def make_trainer(config: dict, device: torch.device, num_classes: int) -> Traine
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
-        mixer=Mixer.from_params(config["mixing"], num_classes),
+        mixer=Mixer.from_params(with_settings_added_later(config)["mixing"], num_classes),  # mixing.targets: recorded where it acts
         data_gen=data_gen,
         mix_rng=np.random.Generator(np.random.PCG64(seeds.mixing)),
         dropout_gen=_dropout_generator(device, seeds.init),

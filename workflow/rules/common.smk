@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mixstudy import study
 from mixstudy.config import validate_params, with_data_paths
-from mixstudy.data import subset_file
+from mixstudy.data import params_subset_file
 from mixstudy.errors import ConfigError
 
 config.update(with_data_paths(config))  # data.npz_path and data.out of data.name ({name} replaced)
@@ -23,7 +23,7 @@ validate_params(config)  # schema + mixing points: a bad parameter stops here, b
 
 RUNS = study.RUNS_ROOT
 DATA = config["data"]["out"]
-SUBSET = str(subset_file(config["subset"], config["data"]["name"]))
+SUBSET = str(params_subset_file(config))
 SELECTION = "results/tuning/selection.yaml"
 TUNING_RUNS = study.tuning_runs(config)
 SWEEP_RUNS = study.sweep_runs(config)
