@@ -20,7 +20,7 @@ PACKAGE = ROOT / "src" / "mixstudy"
 LAYERS = {
     "base": ["errors", "fileio", "provenance"],
     "parameters": ["networks", "config"],
-    "study": ["study", "progress"],
+    "study": ["study", "progress", "reruns"],
     "data": ["data", "engine"],
     "model": ["models", "packing", "mixing", "metrics", "theory"],
     "train": ["trainer", "evaluation", "checkpoint", "runfolder", "training", "run_evaluation"],

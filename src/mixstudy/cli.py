@@ -222,12 +222,14 @@ def cmd_progress(args) -> None:
 
 def cmd_aggregate(args) -> None:
     from mixstudy.aggregation import aggregate
+    from mixstudy.summary import HEADLINE_FILE
 
     params = _params(args)
-    analysis = aggregate(params, _runs_root(args), args.out_dir, args.summary, _expectation(params, args))
+    headline = args.headline or Path(args.summary).with_name(HEADLINE_FILE)
+    analysis = aggregate(params, _runs_root(args), args.out_dir, args.summary, _expectation(params, args), headline)
     counts = analysis.counts()
     print(
-        f"wrote tables to {args.out_dir} and {args.summary}: {counts['finished']} of {counts['expected']} runs finished, "
+        f"wrote tables to {args.out_dir}, {args.summary} and {headline}: {counts['finished']} of {counts['expected']} runs finished, "
         f"{counts['failed']} failed, {counts['missing']} missing, {counts['mismatched']} mismatched"
     )
 
@@ -371,7 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params(p)
     _add_runs_root(p)
     p.add_argument("--out-dir", default=DEFAULT_TABLES_DIR, help=f"folder for the tables (default {DEFAULT_TABLES_DIR})")
-    p.add_argument("--summary", default=DEFAULT_SUMMARY, help=f"flat metrics file for DVC (default {DEFAULT_SUMMARY})")
+    p.add_argument("--summary", default=DEFAULT_SUMMARY, help=f"flat metrics of every configuration (default {DEFAULT_SUMMARY})")
+    p.add_argument("--headline", help="the headline metrics DVC shows by default: mixup's gain and interval, both arms' "
+                   "accuracy, NLL and ECE, runs finished and stale (default: headline.json beside --summary)")
     p.add_argument("--selection", default=DEFAULT_SELECTION, help=f"tuning choice the sweep runs must have, if present (default {DEFAULT_SELECTION})")
     p.add_argument("--subset", help="subset the runs must have trained on, if present (default: the one named by the subset.* parameters)")
     p.set_defaults(func=cmd_aggregate)

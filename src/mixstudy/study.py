@@ -251,6 +251,7 @@ def run_config(params: dict, seed: int, overrides: dict | None = None, selection
     config = {key: copy.deepcopy(params[key]) for key in RUN_SECTIONS}
     config["model"] = network_settings(config["model"])  # the chosen network's settings only
     config["compute"].pop("pack_size", None)  # how runs are grouped, not what one computes
+    config["compute"].pop("jobs", None)  # how many run at once (dvc.yaml's runs stage)
     config["evaluation"].pop("every_only", None)  # which runs; each run's own `every` says it
     if selection is not None:
         config = deep_merge(config, selection_overrides(selection))
