@@ -31,8 +31,8 @@ def aggregate(
     counts = analysis.counts()
     if counts["finished"] < counts["expected"]:
         log.warning(
-            "%d of %d expected runs are not usable (%d missing, %d failed, %d mismatched); see %s",
+            "%d of %d expected runs are not usable (%d missing, %d failed, %d mismatched%s); see %s",
             counts["expected"] - counts["finished"], counts["expected"], counts["missing"], counts["failed"],
-            counts["mismatched"], out_dir / "problems.csv",
+            counts["mismatched"], f", {counts['damaged']} damaged" if counts["damaged"] else "", out_dir / "problems.csv",
         )
     return analysis

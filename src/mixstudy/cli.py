@@ -55,6 +55,22 @@ def _runs_root(args) -> Path:
     return root
 
 
+def _grid_runs_root(args, params: dict, expectation=None) -> Path:
+    """The --runs-root of a command that writes results from the runs (aggregate, figures, report):
+    it must hold runs of these parameters' grids, else the results it would replace are kept."""
+    from mixstudy.analysis import Expectation, absent_grid_runs
+
+    root = _runs_root(args)
+    reason = absent_grid_runs(params, root, expectation or Expectation())
+    if reason:
+        raise MixstudyError(
+            f"--runs-root {root} {reason}; nothing was written: give the folder of this study's runs with the "
+            "--params they were trained with (e.g. --runs-root docs/real-runs --params config/table3.yaml), "
+            "or train the runs first"
+        )
+    return root
+
+
 def _params(args) -> dict:
     from mixstudy.config import layered_on_defaults, load_params, parse_json_params
 
@@ -214,11 +230,13 @@ def cmd_aggregate(args) -> None:
     from mixstudy.aggregation import aggregate
 
     params = _params(args)
-    analysis = aggregate(params, _runs_root(args), args.out_dir, args.summary, _expectation(params, args))
+    expectation = _expectation(params, args)
+    analysis = aggregate(params, _grid_runs_root(args, params, expectation), args.out_dir, args.summary, expectation)
     counts = analysis.counts()
     print(
         f"wrote tables to {args.out_dir} and {args.summary}: {counts['finished']} of {counts['expected']} runs finished, "
         f"{counts['failed']} failed, {counts['missing']} missing, {counts['mismatched']} mismatched"
+        + (f", {counts['damaged']} damaged (left out; see problems.csv)" if counts["damaged"] else "")
     )
 
 
@@ -245,7 +263,7 @@ def cmd_figures(args) -> None:
     from mixstudy.figures import make_figures
 
     params = _params(args)
-    result = make_figures(params, _runs_root(args), args.out_dir)
+    result = make_figures(params, _grid_runs_root(args, params), args.out_dir)
     print(f"wrote {len(result.written)} figures to {args.out_dir}")
     for name, reason in result.skipped.items():
         print(f"skipped {name}: {reason}")
@@ -255,7 +273,7 @@ def cmd_report(args) -> None:
     from mixstudy.report import write_report
 
     params = _params(args)
-    markdown_path, html_path = write_report(params, _runs_root(args), args.out, args.figures_dir, args.selection)
+    markdown_path, html_path = write_report(params, _grid_runs_root(args, params), args.out, args.figures_dir, args.selection)
     print(f"wrote {markdown_path} and {html_path}")
 
 

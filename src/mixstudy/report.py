@@ -20,7 +20,7 @@ from mixstudy.analysis import Analysis, analyse, mixing_differences
 from mixstudy.data import dataset
 from mixstudy.fileio import write_text
 from mixstudy.report_comparison import comparison_section, headline_section
-from mixstudy.report_results import results_sections, runs_section
+from mixstudy.report_results import damaged_runs_warning, results_sections, runs_section
 from mixstudy.report_setting import configuration_section, setting_lines
 
 HTML_STYLE = """
@@ -40,6 +40,7 @@ def render_report(analysis: Analysis, figures_dir: Path, report_dir: Path, selec
     header = f"# Mixing regularisers on small-data {title}: results\n\n" + setting_lines(analysis.params)
     sections = [
         header,
+        *filter(None, [damaged_runs_warning(analysis)]),
         headline_section(analysis, differences),
         comparison_section(analysis, differences),
         runs_section(analysis),

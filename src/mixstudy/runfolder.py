@@ -129,11 +129,13 @@ def history_tsv(history: list[dict]) -> str:
 
 def write_finished_run(out_dir: Path, record: dict, history: list[dict], model: dict) -> None:
     """Write a finished (or failed and recorded) run: history.tsv, model.pt (``model``: its config
-    and weights), then metrics.json (``record``, given the other files' sha256 under ``files``);
+    and weights), then metrics.json (``record``, given the other files' sha256 under ``files`` and,
+    last, the digest of its own content, ``record_sha256``);
     the files of a run in progress go."""
     history_bytes = history_tsv(history).encode()
     model_bytes = torch_bytes(model)
     record["files"] = {"history.tsv": sha256_bytes(history_bytes), "model.pt": sha256_bytes(model_bytes)}
+    study.with_record_digest(record)  # a later hand edit of the record is seen (study.record_tampering)
     write_bytes(out_dir / "history.tsv", history_bytes)
     write_bytes(out_dir / "model.pt", model_bytes)
     write_json(out_dir / "metrics.json", record)

@@ -1,0 +1,217 @@
+"""Faults and bad inputs a careful user tried (issue 36), each one line, exit 2 (130 for Ctrl-C),
+nothing lost and nothing silently wrong. Fabricated run folders as in test_aggregate.py; the tiny
+runs that train take a fraction of a second.
+
+  a record changed by hand      the run is named in problems.csv, in no table, warned of at the top
+  a damaged output file         likewise (the sha256s its record lists are checked)
+  an empty or foreign runs root aggregate, figures and report refuse and touch nothing
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mixstudy import cli, study
+from mixstudy.analysis import analyse
+from mixstudy.config import load_params
+from mixstudy.report import write_report
+from test_aggregate import ACCURACY, REPO, SMALL_GRIDS, small_params, write_all_runs
+
+TAMPERED = "sweep/baseline/seed1"
+
+
+def _sign(folder: Path, model: bytes | None = None) -> dict:
+    """Give a fabricated run what training records: its files' sha256s (model.pt written when
+    given) and the digest of its record."""
+    record = json.loads((folder / "metrics.json").read_text())
+    record["files"] = {"history.tsv": hashlib.sha256((folder / "history.tsv").read_bytes()).hexdigest()}
+    if model is not None:
+        (folder / "model.pt").write_bytes(model)
+        record["files"]["model.pt"] = hashlib.sha256(model).hexdigest()
+    (folder / "metrics.json").write_text(json.dumps(study.with_record_digest(record), indent=2))
+    return record
+
+
+def _set_test_acc(folder: Path, acc: float) -> None:
+    """A hand edit: the test accuracy changed, every other byte of the file kept."""
+    record = json.loads((folder / "metrics.json").read_text())
+    record["metrics"]["test"]["acc"] = acc
+    (folder / "metrics.json").write_text(json.dumps(record, indent=2))
+
+
+@pytest.fixture
+def signed_root(tmp_path):
+    """Every run of the small grids; every sweep run signed as training signs it now, the tuning
+    runs without digest or sha256s, as runs recorded before them are."""
+    params = small_params(f"data.out={tmp_path / 'absent.npz'}")
+    root = tmp_path / "runs"
+    write_all_runs(root, params)
+    for spec in study.sweep_runs(params):
+        _sign(spec.folder(root), model=f"weights of {spec.run_id}".encode())
+    return root, params
+
+
+# --- a record changed by hand ---------------------------------------------------------------
+
+
+def test_a_signed_record_reads_as_it_did_unsigned(signed_root, tmp_path):
+    root, params = signed_root
+    analysis = analyse(params, root)
+    assert analysis.problems.empty and analysis.counts()["finished"] == 30
+    assert analysis.configs.set_index("name").loc["baseline", "acc_mean"] == pytest.approx(100 * sum(ACCURACY["baseline"]) / 3)
+
+
+def test_a_hand_edited_test_accuracy_is_named_and_left_out_of_every_table(signed_root, tmp_path, capsys, monkeypatch):
+    root, params = signed_root
+    _set_test_acc(study.find_run(params, TAMPERED).folder(root), 0.986)
+    analysis = analyse(params, root)
+    problem = analysis.problems.set_index("run_id").loc[TAMPERED]
+    assert problem["problem"] == "damaged"
+    assert problem["reason"] == "metrics.json was changed after training (its content does not match its record_sha256)"
+    assert TAMPERED not in set(analysis.runs["run_id"])
+    baseline = analysis.configs.set_index("name").loc["baseline"]
+    assert (baseline["n"], baseline["acc_mean"]) == (2, pytest.approx(100 * (0.50 + 0.55) / 2))
+
+    monkeypatch.chdir(tmp_path)
+    common = ["--params", str(REPO / "params.yaml"), "--set", f"data.out={tmp_path / 'absent.npz'}"]
+    for override in SMALL_GRIDS:
+        common += ["--set", override]
+    assert cli.main(["aggregate", *common, "--runs-root", str(root), "--out-dir", "tables", "--summary", "summary.json"]) == 0
+    assert "29 of 30 runs finished, 0 failed, 0 missing, 0 mismatched, 1 damaged" in capsys.readouterr().out
+    problems = pd.read_csv(tmp_path / "tables" / "problems.csv")
+    assert problems[["run_id", "problem"]].values.tolist() == [[TAMPERED, "damaged"]]
+    assert TAMPERED not in set(pd.read_csv(tmp_path / "tables" / "runs.csv")["run_id"])
+    assert "98.6" not in (tmp_path / "tables" / "table2_baseline.md").read_text()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["runs.damaged"], summary["baseline.n"]) == (1, 2)
+
+    markdown, _ = write_report(params, root, tmp_path / "report.md", tmp_path / "figures")
+    lines = markdown.read_text().splitlines()
+    warning = next(i for i, line in enumerate(lines) if line.startswith("**Warning: 1 run(s) are left out"))
+    assert warning < next(i for i, line in enumerate(lines) if line.startswith("## "))  # before the first section
+    assert f"`{TAMPERED}`" in lines[warning]
+
+
+def test_a_report_without_damaged_runs_has_no_warning(signed_root, tmp_path):
+    root, params = signed_root
+    markdown, _ = write_report(params, root, tmp_path / "report.md", tmp_path / "figures")
+    assert "Warning" not in markdown.read_text()
+
+
+def test_a_hand_edited_record_is_not_finished_and_training_replaces_it(tmp_path, tiny_config, tiny_data, caplog):
+    from mixstudy.training import train_runs
+
+    folder, config = tmp_path / "run", tiny_config()
+    [record] = train_runs([config], tiny_data, [folder], progress="lines")
+    assert record[study.RECORD_DIGEST] == json.loads((folder / "metrics.json").read_text())[study.RECORD_DIGEST]
+    expected = study.training_hash(config, tiny_data.subset_sha256)
+    assert study.unfinished_reason(folder, expected) is None
+    acc = record["metrics"]["test"]["acc"]
+    _set_test_acc(folder, 0.986)
+    assert study.unfinished_reason(folder, expected) == (
+        "metrics.json was changed after training (its content does not match its record_sha256)"
+    )
+    [again] = train_runs([config], tiny_data, [folder], progress="lines")  # no --replace: its own run, damaged
+    assert f"{folder}: replacing its damaged run" in caplog.messages
+    assert again["metrics"]["test"]["acc"] == acc
+    assert study.unfinished_reason(folder, expected) is None
+
+
+def test_the_digest_is_of_the_content_not_of_its_layout():
+    record = {"status": "ok", "config": {"b": 1, "a": [0.1, 2]}, "metrics": {"test": {"acc": 0.5}}}
+    signed = study.with_record_digest(dict(record))
+    relaid = json.loads(json.dumps(signed, indent=None, sort_keys=True))  # another layout, same content
+    assert study.record_tampering(relaid) is None
+    assert study.record_tampering(record) is None  # no digest: a record written before digests
+    relaid["metrics"]["test"]["acc"] = 0.51
+    assert study.record_tampering(relaid) is not None
+
+
+@pytest.mark.parametrize(
+    "params_files, runs",
+    [
+        (["config/table3.yaml"], "docs/real-runs"),
+        (["config/study-net.yaml"], "docs/study-runs/study-net/runs"),
+        (["config/first.yaml", "config/padding-share/zero.yaml"], "docs/study-runs/padding-share/zero/runs"),
+    ],
+)
+def test_the_committed_runs_have_no_digest_and_stay_finished(params_files, runs):
+    params = load_params([REPO / "params.yaml", *(REPO / name for name in params_files)], [])
+    analysis = analyse(params, REPO / runs)
+    assert analysis.problems.empty
+    assert analysis.counts()["finished"] == analysis.counts()["expected"]
+    for spec in study.all_runs(params):
+        assert study.RECORD_DIGEST not in study.read_run_record(spec.folder(REPO / runs))
+
+
+# --- a damaged output file ------------------------------------------------------------------
+
+
+def test_a_flipped_byte_in_model_pt_is_named_and_left_out(signed_root):
+    root, params = signed_root
+    model = study.find_run(params, TAMPERED).folder(root) / "model.pt"
+    data = bytearray(model.read_bytes())
+    data[3] ^= 0x01
+    model.write_bytes(bytes(data))
+    analysis = analyse(params, root)
+    problem = analysis.problems.set_index("run_id").loc[TAMPERED]
+    assert (problem["problem"], problem["reason"]) == ("damaged", "model.pt differs from the sha256 in metrics.json")
+    assert TAMPERED not in set(analysis.runs["run_id"])
+    assert analysis.configs.set_index("name").loc["baseline", "n"] == 2
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda path: path.write_text(""), "history.tsv is empty"),
+    (lambda path: path.write_text(path.read_text() + "5\t0.1\t0.99\t0.01\t7.5\t\t\t\n"),
+     "history.tsv differs from the sha256 in metrics.json"),
+])
+def test_a_damaged_history_is_named_and_left_out(signed_root, damage, reason):
+    root, params = signed_root
+    damage(study.find_run(params, TAMPERED).folder(root) / "history.tsv")
+    problem = analyse(params, root).problems.set_index("run_id").loc[TAMPERED]
+    assert (problem["problem"], problem["reason"]) == ("damaged", reason)
+
+
+def test_weights_left_out_of_a_folder_are_not_damage(signed_root):
+    root, params = signed_root
+    (study.find_run(params, TAMPERED).folder(root) / "model.pt").unlink()  # as committed runs leave them out
+    analysis = analyse(params, root)
+    assert analysis.problems.empty and TAMPERED in set(analysis.runs["run_id"])
+
+
+# --- an empty or foreign runs root ----------------------------------------------------------
+
+
+def _snapshot(folder: Path) -> dict:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize("root_kind", ["empty", "foreign"])
+def test_aggregate_figures_and_report_refuse_a_runs_root_without_the_grids_runs(tmp_path, capsys, monkeypatch, root_kind):
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "runs"
+    if root_kind == "empty":
+        root.mkdir()
+    else:  # the same run ids, trained with other epochs
+        write_all_runs(root, small_params("train.epochs=7", "tuning.epochs=7"))
+    for path, text in {"results/tables/table3_acc.md": "kept", "metrics/summary.json": "{}", "results/figures/a.png": "png",
+                       "results/report.md": "report", "results/report.html": "html"}.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    before = _snapshot(tmp_path)
+    common = ["--params", str(REPO / "params.yaml"), "--runs-root", str(root)]
+    for override in SMALL_GRIDS:
+        common += ["--set", override]
+    for argv in (["aggregate", *common], ["figures", *common], ["report", *common]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1
+        assert err.startswith(f"mixstudy {argv[0]}: error: --runs-root {root} holds ")
+        assert "nothing was written" in err and "train the runs first" in err
+        assert ("none of the 30 runs" if root_kind == "empty" else "all of another configuration (e.g. tuning/") in err
+    assert _snapshot(tmp_path) == before
