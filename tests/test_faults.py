@@ -215,3 +215,32 @@ def test_aggregate_figures_and_report_refuse_a_runs_root_without_the_grids_runs(
         assert "nothing was written" in err and "train the runs first" in err
         assert ("none of the 30 runs" if root_kind == "empty" else "all of another configuration (e.g. tuning/") in err
     assert _snapshot(tmp_path) == before
+
+
+# --- a folder of one's own ------------------------------------------------------------------
+
+
+def test_replace_trains_into_a_folder_of_ones_own_and_leaves_its_other_files(tmp_path, tiny_config, tiny_data):
+    from mixstudy.errors import MixstudyError
+    from mixstudy.training import train_runs
+
+    folder = tmp_path / "U"
+    folder.mkdir()
+    (folder / "metrics.json").write_text('{"mine": 1}\n')
+    (folder / "notes.txt").write_text("mine\n")
+    with pytest.raises(MixstudyError, match="does not hold a mixstudy run"):
+        train_runs([tiny_config()], tiny_data, [folder], progress="lines")
+    assert sorted(path.name for path in folder.iterdir()) == ["metrics.json", "notes.txt"]
+    [record] = train_runs([tiny_config()], tiny_data, [folder], progress="lines", replace=True)
+    assert study.read_run_record(folder) == json.loads(json.dumps(record))
+    assert (folder / "notes.txt").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("files", [(), ("progress.json",), ("resume.pt", "train.log"), ("history.tsv", "model.pt", "train.log"),
+                                   (".model.pt.k2j3.tmp",), ("metrics.json", "train.log", "failure.json")])
+def test_a_folder_a_run_began_in_is_a_run_folder(tmp_path, files):
+    from mixstudy.runfolder import foreign_content
+
+    for name in files:
+        (tmp_path / name).write_text("damaged")
+    assert foreign_content(tmp_path) is None

@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-spec", metavar="JSON", action="append",
         help="a run as the workflow passes it: JSON with run_id, sections, seed and overrides (repeat for a pack)",
     )
-    p.add_argument("--replace", action="store_true", help="train over a finished run of another configuration in the run folder")
+    p.add_argument("--replace", action="store_true", help="train over a finished run of another configuration in the run folder, or into a folder that does not hold a mixstudy run")
     p.add_argument("--progress", choices=["auto", "bar", "lines"], default="auto", help="progress bar at a terminal, log lines otherwise (default auto)")
     p.add_argument(
         "--on-diverge", choices=["error", "record"], default="error",

@@ -16,12 +16,25 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def temporary_prefix(name: str) -> str:
+    """The start of the temporary name an atomic write of ``name`` uses (``.model.pt.``)."""
+    return f".{name}."
+
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is a temporary of :func:`atomic_path` (``.<name>.<random>.tmp``)."""
+    return name.startswith(".") and name.endswith(TEMPORARY_SUFFIX) and name.count(".") >= 3
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=TEMPORARY_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

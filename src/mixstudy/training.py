@@ -42,6 +42,7 @@ from mixstudy.runfolder import (
     clear_other_run,
     kept_record,
     locked_run_folder,
+    refuse_foreign_folder,
     run_logs,
     write_failure,
     write_finished_run,
@@ -68,7 +69,7 @@ def train_runs(
     Each folder is locked while it is written (a second writer is refused). A folder that already
     holds a finished, intact run of the same training configuration and subset is kept as it is
     (its record is returned, nothing is trained); one that holds a finished run of another
-    configuration is refused unless ``replace``.
+    configuration, or that does not hold a mixstudy run at all, is refused unless ``replace``.
     """
     for config in configs:
         check_run_config(config)
@@ -78,6 +79,8 @@ def train_runs(
     out_dirs = [Path(out_dir) for out_dir in out_dirs]
     for out_dir in out_dirs:
         check_run_folder_path(out_dir)
+        if not replace:
+            refuse_foreign_folder(out_dir)
     with ExitStack() as locks:
         for out_dir in out_dirs:
             locks.enter_context(locked_run_folder(out_dir))
