@@ -149,6 +149,23 @@ def test_the_committed_runs_have_no_digest_and_stay_finished(params_files, runs)
         assert study.RECORD_DIGEST not in study.read_run_record(spec.folder(REPO / runs))
 
 
+def test_select_refuses_a_hand_edited_tuning_record_naming_it(signed_root):
+    from mixstudy.errors import MixstudyError
+    from mixstudy.selection import select_best
+
+    root, params = signed_root
+    folder = study.find_run(params, "tuning/step_mom0.9_wd0.001/seed0").folder(root)
+    _sign(folder)
+    select_best(params, root)  # signed and intact: chosen from as before
+    _set_test_acc(folder, 0.986)
+    with pytest.raises(MixstudyError) as refused:
+        select_best(params, root)
+    assert str(refused.value) == (
+        f"{folder}: metrics.json was changed after training (its content does not match its record_sha256); "
+        "train it again (mixstudy train --run tuning/step_mom0.9_wd0.001/seed0)"
+    )
+
+
 # --- a damaged output file ------------------------------------------------------------------
 
 
@@ -244,3 +261,55 @@ def test_a_folder_a_run_began_in_is_a_run_folder(tmp_path, files):
     for name in files:
         (tmp_path / name).write_text("damaged")
     assert foreign_content(tmp_path) is None
+
+
+# --- a write killed at its rename -----------------------------------------------------------
+
+_KILLED_AT_RENAME = """
+import os, signal, sys
+from pathlib import Path
+real_replace = os.replace
+def replace(src, dst):
+    if Path(dst).name == sys.argv[1]:
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 between the temporary's last byte and its rename
+    return real_replace(src, dst)
+os.replace = replace
+from mixstudy.cli import main
+main(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize("killed_at", ["model.pt", "metrics.json"])
+def test_a_training_killed_at_a_rename_leaves_no_temporary_once_run_again(tmp_path, killed_at, prepared_npz):
+    import subprocess
+    import sys
+
+    from mixstudy.data import make_subset
+
+    from conftest import TINY_OVERRIDES
+
+    subset = tmp_path / "subset.json"
+    make_subset(prepared_npz, {"draw": "seeded", "per_class": 2, "val_per_class": 0, "seed": 0}, subset)
+    argv = ["train", "--params", str(REPO / "params.yaml"), "--out", str(tmp_path / "run"), "--data", str(prepared_npz),
+            "--subset", str(subset), "--progress", "lines"]
+    for override in TINY_OVERRIDES:
+        argv += ["--set", override]
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AT_RENAME, killed_at, *argv], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    left = [path.name for path in (tmp_path / "run").iterdir() if path.name.startswith(f".{killed_at}.")]
+    assert len(left) == 1 and left[0].endswith(".tmp")
+    assert cli.main(argv) == 0
+    names = sorted(path.name for path in (tmp_path / "run").iterdir())
+    assert names == ["history.tsv", "metrics.json", "model.pt", "train.log"]
+    assert study.unfinished_reason(tmp_path / "run", None) is None
+
+
+def test_evaluate_out_removes_what_a_killed_evaluate_left_beside_it(tmp_path, monkeypatch, capsys):
+    from mixstudy import run_evaluation
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(run_evaluation, "evaluate_run_files", lambda *args: {"metrics": {}})
+    (tmp_path / ".eval.json.x8k2_q.tmp").write_text('{"metr')  # kill -9 at its rename
+    (tmp_path / ".other.json.x8k2_q.tmp").write_text("another file's")
+    assert cli.main(["evaluate", "run/model.pt", "--params", str(REPO / "params.yaml"), "--out", "eval.json"]) == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".other.json.x8k2_q.tmp", "eval.json"]

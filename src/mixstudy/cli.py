@@ -170,7 +170,7 @@ def _compute_overrides(assignments: list[str]) -> dict:
 
 def cmd_evaluate(args) -> None:
     from mixstudy.data import subset_file
-    from mixstudy.fileio import write_json
+    from mixstudy.fileio import remove_temporaries, write_json
     from mixstudy.run_evaluation import evaluate_run_files, evaluate_stale_runs
     from mixstudy.study import EVALUATION_FILE
 
@@ -187,6 +187,7 @@ def cmd_evaluate(args) -> None:
         return
     result = evaluate_run_files(args.checkpoint, data_npz, subset, params)
     if args.out:
+        remove_temporaries([args.out])  # what a killed run of this command left beside it
         write_json(args.out, result)
     print(json.dumps(result, indent=2))
 

@@ -1,14 +1,16 @@
-"""Atomic writes: a crash never leaves a file that looks complete."""
+"""Atomic writes: a crash never leaves a file that looks complete; the temporary file a killed
+write leaves (``.<name>.<random>.tmp``) is removed by the next run of the same command."""
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 RESUME_FILE = "resume.pt"  # a run's resumable checkpoint, beside its other files (mixstudy.training)
 
@@ -27,6 +29,22 @@ TEMPORARY_SUFFIX = ".tmp"
 def is_temporary(name: str) -> bool:
     """Whether a file name is a temporary of :func:`atomic_path` (``.<name>.<random>.tmp``)."""
     return name.startswith(".") and name.endswith(TEMPORARY_SUFFIX) and name.count(".") >= 3
+
+
+def stale_temporaries(path: str | Path) -> list[Path]:
+    """Temporary files an atomic write of ``path`` left beside it when its process was killed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(path.parent.glob(f"{glob.escape(temporary_prefix(path.name))}*{TEMPORARY_SUFFIX}"))
+
+
+def remove_temporaries(paths: Iterable[str | Path]) -> list[Path]:
+    """Remove what killed atomic writes of ``paths`` left (call it where no other process writes them)."""
+    removed = [tmp for path in paths for tmp in stale_temporaries(path)]
+    for tmp in removed:
+        tmp.unlink(missing_ok=True)
+    return removed
 
 
 @contextmanager

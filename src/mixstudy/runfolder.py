@@ -29,7 +29,7 @@ from pathlib import Path
 from mixstudy import study
 from mixstudy.checkpoint import torch_bytes
 from mixstudy.errors import ConfigError, MixstudyError
-from mixstudy.fileio import RESUME_FILE, is_temporary, sha256_bytes, write_bytes, write_json
+from mixstudy.fileio import RESUME_FILE, is_temporary, remove_temporaries, sha256_bytes, write_bytes, write_json
 from mixstudy.progress import PROGRESS_FILE
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ LOCK_FILE = ".train.lock"
 # (its log, resume point, progress or failure): what tells a run folder from a folder of one's own.
 RUN_FOLDER_FILES = (*study.RUN_OUTPUTS, "train.log", RESUME_FILE, PROGRESS_FILE, "failure.json", study.EVALUATION_FILE)
 RUN_BEGUN_FILES = ("train.log", RESUME_FILE, PROGRESS_FILE, "failure.json")
+# The files training writes atomically: a killed write's temporary is removed under the lock.
+TRAINING_WRITES = (*study.RUN_OUTPUTS, RESUME_FILE, PROGRESS_FILE, "failure.json")
 
 
 def check_run_folder_path(folder: Path) -> None:
@@ -85,7 +87,8 @@ def refuse_foreign_folder(folder: Path) -> None:
 
 @contextmanager
 def locked_run_folder(folder: Path):
-    """Hold the run folder's lock (an OS lock on a file in it: a crashed writer cannot leave it held)."""
+    """Hold the run folder's lock (an OS lock on a file in it: a crashed writer cannot leave it held);
+    the temporary files of a killed writer's atomic writes go once it is held."""
     from filelock import FileLock, Timeout
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,6 +99,9 @@ def locked_run_folder(folder: Path):
         raise MixstudyError(
             f"{folder} is being written by another mixstudy process; wait for it to finish or choose another --out"
         ) from None
+    removed = remove_temporaries(folder / name for name in TRAINING_WRITES)
+    if removed:
+        log.info("%s: removed %s, left by a killed write", folder, ", ".join(path.name for path in removed))
     try:
         yield
     finally:
