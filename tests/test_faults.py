@@ -313,3 +313,69 @@ def test_evaluate_out_removes_what_a_killed_evaluate_left_beside_it(tmp_path, mo
     (tmp_path / ".other.json.x8k2_q.tmp").write_text("another file's")
     assert cli.main(["evaluate", "run/model.pt", "--params", str(REPO / "params.yaml"), "--out", "eval.json"]) == 0
     assert sorted(path.name for path in tmp_path.iterdir()) == [".other.json.x8k2_q.tmp", "eval.json"]
+
+
+# --- Ctrl-C ---------------------------------------------------------------------------------
+
+
+def _main_under_ctrl_c(argv: list[str]) -> int:
+    """The command's exit status; a Ctrl-C it lets through fails this test alone (not the session)."""
+    try:
+        return cli.main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C went through the command as a traceback")
+
+
+def test_ctrl_c_in_training_is_one_line_saying_where_and_how_to_resume_exit_130(tmp_path, prepared_npz, monkeypatch, capsys):
+    from mixstudy import training
+    from mixstudy.data import make_subset
+
+    from conftest import TINY_OVERRIDES
+
+    subset = tmp_path / "subset.json"
+    make_subset(prepared_npz, {"draw": "seeded", "per_class": 2, "val_per_class": 0, "seed": 0}, subset)
+    run = tmp_path / "run"
+    argv = ["train", "--params", str(REPO / "params.yaml"), "--out", str(run), "--data", str(prepared_npz),
+            "--subset", str(subset), "--progress", "lines"]
+    for override in [*TINY_OVERRIDES, "train.epochs=5", "train.checkpoint_every=2"]:
+        argv += ["--set", override]
+    real_epoch, calls = training.train_epoch, []
+
+    def interrupted_in_epoch_4(*args):
+        calls.append(None)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_epoch(*args)
+
+    monkeypatch.setattr(training, "train_epoch", interrupted_in_epoch_4)
+    assert _main_under_ctrl_c(argv) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    [line] = [line for line in err.splitlines() if line.startswith("mixstudy train")]
+    assert line.startswith(f"mixstudy train: stopped by Ctrl-C in epoch 4 of 5 of {run} (3 done; it resumes from its "
+                           "resume point at epoch 2); resume with: mixstudy train --params ")
+    resume = line.split("resume with: ", 1)[1]
+    monkeypatch.setattr(training, "train_epoch", real_epoch)
+    import shlex
+
+    assert cli.main(shlex.split(resume)[1:]) == 0
+    assert study.unfinished_reason(run, None) is None
+    assert study.read_run_record(run)["epochs_completed"] == 5
+
+
+def test_ctrl_c_before_the_first_resume_point_says_the_run_starts_again(tmp_path):
+    from mixstudy.training import stopped_where
+
+    assert stopped_where([tmp_path / "a", tmp_path / "b"], 0, 400, 0) == (
+        f"stopped by Ctrl-C in epoch 1 of 400 of {tmp_path / 'a'}, {tmp_path / 'b'} (0 done; it has no resume point yet "
+        "and starts again from epoch 1)"
+    )
+
+
+def test_ctrl_c_outside_training_is_one_line_exit_130(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_runs", interrupted)
+    assert _main_under_ctrl_c(["runs", "--stage", "sweep"]) == 130
+    assert capsys.readouterr().err == "mixstudy runs: stopped by Ctrl-C; run it again: mixstudy runs --stage sweep\n"

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 
-from mixstudy.errors import MixstudyError
+from mixstudy.errors import Interrupted, MixstudyError
 from mixstudy.study import RUNS_ROOT as DEFAULT_RUNS_ROOT
 
 log = logging.getLogger("mixstudy")
@@ -378,15 +379,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = 130  # the shell's exit status of a command stopped by Ctrl-C (128 + SIGINT)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    again = "mixstudy " + shlex.join(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
         args.func(args)
+    except Interrupted as err:  # where training stopped, and how it goes on
+        print(f"mixstudy {args.command}: {err}; resume with: {again}", file=sys.stderr)
+        return INTERRUPTED
+    except KeyboardInterrupt:  # every write is atomic: nothing half-written is left
+        print(f"mixstudy {args.command}: stopped by Ctrl-C; run it again: {again}", file=sys.stderr)
+        return INTERRUPTED
     except MixstudyError as err:
         print(f"mixstudy {args.command}: error: {err}", file=sys.stderr)
         return 2
