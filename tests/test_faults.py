@@ -379,3 +379,47 @@ def test_ctrl_c_outside_training_is_one_line_exit_130(monkeypatch, capsys):
     monkeypatch.setattr(cli, "cmd_runs", interrupted)
     assert _main_under_ctrl_c(["runs", "--stage", "sweep"]) == 130
     assert capsys.readouterr().err == "mixstudy runs: stopped by Ctrl-C; run it again: mixstudy runs --stage sweep\n"
+
+
+# --- a full disk, a folder one cannot write -------------------------------------------------
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(28, "No space left on device")  # as a write on a full disk raises it: no file named
+
+
+def test_a_write_on_a_full_disk_names_its_path_and_leaves_nothing(tmp_path, monkeypatch):
+    from mixstudy import fileio
+
+    monkeypatch.setattr(Path, "write_text", _disk_full)
+    with pytest.raises(OSError) as failed:
+        fileio.write_text(tmp_path / "metrics.json", "{}")
+    assert (failed.value.errno, failed.value.filename) == (28, str(tmp_path / "metrics.json"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cli_names_the_path_a_full_disk_stopped(tmp_path, monkeypatch, capsys, signed_root):
+    root, _ = signed_root
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(Path, "write_text", _disk_full)
+    argv = ["aggregate", "--params", str(REPO / "params.yaml"), "--runs-root", str(root), "--out-dir", "tables"]
+    for override in SMALL_GRIDS:
+        argv += ["--set", override]
+    assert cli.main(argv) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("mixstudy aggregate: error: tables/")
+    assert line.endswith(": No space left on device; check the path, its permissions and free space")
+
+
+def test_a_folder_one_cannot_write_is_named_not_its_temporary(tmp_path, monkeypatch):
+    import tempfile
+
+    from mixstudy import fileio
+
+    def refused(prefix, suffix, dir):
+        raise PermissionError(13, "Permission denied", str(Path(dir) / f"{prefix}k2j3{suffix}"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(PermissionError) as failed:
+        fileio.write_text(tmp_path / "summary.json", "{}")
+    assert failed.value.filename == str(tmp_path / "summary.json")

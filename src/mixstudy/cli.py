@@ -403,7 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mixstudy {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a path that cannot be read or written: name it, no traceback
-        print(f"mixstudy {args.command}: error: {err.filename or ''}: {err.strerror or err}; check the path", file=sys.stderr)
+        where = f"{err.filename}: " if err.filename is not None else ""
+        print(f"mixstudy {args.command}: error: {where}{err.strerror or err}; check the path, its permissions and free space",
+              file=sys.stderr)
         return 2
     return 0
 

@@ -48,17 +48,32 @@ def remove_temporaries(paths: Iterable[str | Path]) -> list[Path]:
 
 
 @contextmanager
+def naming_the_path(path: Path) -> Iterator[None]:
+    """An OSError of the block names ``path``: writes that fail on a full disk name no file, and
+    one on its temporary would name a file the user never asked for."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None and not Path(err.filename).name.startswith(temporary_prefix(path.name)):
+            raise
+        raise type(err)(err.errno, err.strerror or str(err), str(path)) from err
+
+
+@contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+    An OSError on the way (a full disk, a folder one cannot write) names ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=TEMPORARY_SUFFIX, dir=path.parent)
-    os.close(fd)
+    with naming_the_path(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=TEMPORARY_SUFFIX, dir=path.parent)
+        os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
+        with naming_the_path(path):
+            yield tmp
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
