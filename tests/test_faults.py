@@ -423,3 +423,74 @@ def test_a_folder_one_cannot_write_is_named_not_its_temporary(tmp_path, monkeypa
     with pytest.raises(PermissionError) as failed:
         fileio.write_text(tmp_path / "summary.json", "{}")
     assert failed.value.filename == str(tmp_path / "summary.json")
+
+
+# --- results written whole or not at all ----------------------------------------------------
+
+
+def _refusing(monkeypatch, path: Path) -> None:
+    """``path`` cannot be written (as in a read-only folder, which refuses anyone but root): no
+    temporary file for it can be made."""
+    import tempfile
+
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(suffix=None, prefix=None, dir=None, **kwargs):
+        if dir is not None and Path(dir).resolve() == path.parent.resolve() and prefix == f".{path.name}.":
+            raise PermissionError(13, "Permission denied", str(Path(dir) / f"{prefix}x{suffix}"))
+        return real_mkstemp(suffix=suffix, prefix=prefix, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+def test_a_summary_that_cannot_be_written_leaves_the_tables_as_they_were(signed_root, tmp_path, monkeypatch, capsys):
+    from mixstudy.aggregation import aggregate
+
+    root, params = signed_root
+    tables, summary = tmp_path / "results" / "tables", tmp_path / "metrics" / "summary.json"
+    aggregate(params, root, tables, summary)
+    before = _snapshot(tmp_path / "results"), summary.read_bytes()
+    _set_test_acc(study.find_run(params, "sweep/baseline/seed0").folder(root), 0.99)  # the tables would change
+    _refusing(monkeypatch, summary)
+    with pytest.raises(PermissionError) as refused:
+        aggregate(params, root, tables, summary)
+    assert refused.value.filename == str(summary)
+    assert (_snapshot(tmp_path / "results"), summary.read_bytes()) == before  # no table rewritten, no temporary left
+
+
+def test_a_report_whose_html_cannot_be_written_keeps_the_markdown_it_had(signed_root, tmp_path, monkeypatch):
+    root, params = signed_root
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "report.md").write_text("the report before\n")
+    _refusing(monkeypatch, out / "report.html")
+    with pytest.raises(PermissionError) as refused:
+        write_report(params, root, out / "report.md", out / "figures")
+    assert refused.value.filename == str(out / "report.html")
+    assert _snapshot(out) == {"report.md": b"the report before\n"}
+
+
+def test_figures_that_cannot_all_be_written_leave_the_earlier_ones(signed_root, tmp_path, monkeypatch):
+    from mixstudy import figure_base
+    from mixstudy.figures import make_figures
+
+    from test_figures_report import tiny_examples
+
+    root, params = signed_root
+    out = tmp_path / "figures"
+    out.mkdir()
+    for name in ("acc_vs_alpha.png", "test_curves.png"):  # a figure of the drawing before; a skipped one's stale copy
+        (out / name).write_bytes(b"earlier")
+    real_savefig = figure_base.plt.Figure.savefig
+    calls = []
+
+    def disk_full_at_the_fifth(self, fname, *args, **kwargs):
+        calls.append(fname)
+        if len(calls) == 5:
+            raise OSError(28, "No space left on device")
+        return real_savefig(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(figure_base.plt.Figure, "savefig", disk_full_at_the_fifth)
+    with pytest.raises(OSError):
+        make_figures(params, root, out, examples=tiny_examples())
+    assert _snapshot(out) == {"acc_vs_alpha.png": b"earlier", "test_curves.png": b"earlier"}

@@ -102,3 +102,67 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# --- several files put in place together ------------------------------------------------------
+
+
+class FileGroup:
+    """Files built aside, each in a temporary file beside its path, and put in place together
+    (:func:`written_together`): a failure while any is written (a full disk, a folder one cannot
+    write) leaves every earlier file as it was, and no temporary."""
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []  # (temporary, path)
+        self._removed: list[Path] = []
+
+    def path(self, path: str | Path) -> Path:
+        """A temporary path to write ``path``'s content to (a killed earlier build's temporaries go)."""
+        path = Path(path)
+        with naming_the_path(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            remove_temporaries([path])
+            fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=TEMPORARY_SUFFIX, dir=path.parent)
+            os.close(fd)
+        self._staged.append((Path(tmp_name), path))
+        return Path(tmp_name)
+
+    def text(self, path: str | Path, text: str) -> None:
+        tmp = self.path(path)
+        with naming_the_path(Path(path)):
+            tmp.write_text(text)
+
+    def json(self, path: str | Path, obj) -> None:
+        self.text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+    def remove(self, path: str | Path) -> None:
+        """Remove ``path`` (a stale file) when the others are put in place, not before."""
+        self._removed.append(Path(path))
+
+    def commit(self) -> None:
+        for tmp, path in self._staged:
+            with naming_the_path(path):
+                os.chmod(tmp, 0o666 & ~_UMASK)
+        for tmp, path in self._staged:
+            with naming_the_path(path):
+                os.replace(tmp, path)
+        self._staged = []
+        for path in self._removed:
+            path.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        for tmp, _ in self._staged:
+            tmp.unlink(missing_ok=True)
+        self._staged = []
+
+
+@contextmanager
+def written_together() -> Iterator[FileGroup]:
+    """Write a result of several files whole or not at all: what the block writes through the
+    group is put in place when the block succeeds; nothing is, when it fails."""
+    group = FileGroup()
+    try:
+        yield group
+        group.commit()
+    finally:
+        group.discard()
