@@ -494,3 +494,61 @@ def test_figures_that_cannot_all_be_written_leave_the_earlier_ones(signed_root, 
     with pytest.raises(OSError):
         make_figures(params, root, out, examples=tiny_examples())
     assert _snapshot(out) == {"acc_vs_alpha.png": b"earlier", "test_curves.png": b"earlier"}
+
+
+# --- an impossible subset, seen by a dry run ------------------------------------------------
+
+
+def _workflow_copy(dest: Path) -> Path:
+    """What the workflow reads as it loads its rules (no data, no runs)."""
+    import shutil
+
+    for name in ("Snakefile", "params.yaml"):
+        shutil.copy2(REPO / name, dest / name)
+    for name in ("workflow", "config"):
+        shutil.copytree(REPO / name, dest / name)
+    return dest
+
+
+IMPOSSIBLE_SUBSETS = {
+    "per_class_6000": ("subset: {per_class: 6000}\n", "subset.per_class + subset.val_per_class = 6050 exceeds the smallest "
+                       "class (5000 images); lower them (the largest subset.per_class with this subset.val_per_class is 4950)"),
+    "per_class_and_val_5001": ("subset: {draw: seeded, per_class: 4990, val_per_class: 11}\n",
+                               "subset.per_class + subset.val_per_class = 5001 exceeds the smallest class (5000 images); "
+                               "lower them (the largest subset.per_class with this subset.val_per_class is 4989)"),
+}
+
+
+@pytest.mark.parametrize("case", list(IMPOSSIBLE_SUBSETS))
+def test_mixstudy_subset_and_the_package_check_give_the_same_line(case, tmp_path, prepared_npz, capsys, monkeypatch):
+    from mixstudy.data import check_subset_fits
+    from mixstudy.errors import DataError
+
+    text, line = IMPOSSIBLE_SUBSETS[case]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yaml").write_text(text)
+    assert cli.main(["subset", "--params", str(REPO / "params.yaml"), "--params", "bad.yaml",
+                     "--set", f"data.out={prepared_npz}", "--out", "subset.json"]) == 2
+    assert capsys.readouterr().err == f"mixstudy subset: error: {line}\n"
+    with pytest.raises(DataError) as refused:
+        check_subset_fits(load_params([REPO / "params.yaml", tmp_path / "bad.yaml"], []))
+    assert str(refused.value) == line
+
+
+def test_a_subset_that_fits_passes_the_check():
+    from mixstudy.data import check_subset_fits
+
+    for overrides in ([], ["subset.per_class=4950"], ["subset.draw=all", "subset.val_per_class=4999"]):
+        check_subset_fits(load_params([REPO / "params.yaml"], overrides))
+
+
+def test_the_dry_run_refuses_an_impossible_subset_with_that_line(tmp_path):
+    from pipeline_helpers import run
+
+    project = _workflow_copy(tmp_path)
+    text, line = IMPOSSIBLE_SUBSETS["per_class_6000"]
+    (project / "bad.yaml").write_text(text)
+    result = run(["snakemake", "-n", "--cores", "1", "--configfile", "bad.yaml"], project, check=False)
+    assert result.returncode != 0
+    assert line in (result.stdout + result.stderr).splitlines()
+    assert not (project / "data").exists() and not (project / "results").exists()
