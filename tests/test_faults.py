@@ -552,3 +552,51 @@ def test_the_dry_run_refuses_an_impossible_subset_with_that_line(tmp_path):
     assert result.returncode != 0
     assert line in (result.stdout + result.stderr).splitlines()
     assert not (project / "data").exists() and not (project / "results").exists()
+
+
+# --- a broken or missing --configfile -------------------------------------------------------
+
+CONFIG_FILES = {
+    # id: (file content, None: no file; the error line's text after "mixstudy check-config: error: ")
+    "broken_yaml": ("train:\n  lr: [0.1\n", "bad.yaml is not valid YAML at line 3, column 1: expected ',' or ']', but got "
+                    "'<stream end>' (while parsing a flow sequence)"),
+    "tab_indented": ("train:\n\tlr: 0.1\n", "bad.yaml is not valid YAML at line 2, column 1: found character '\\t' that "
+                     "cannot start any token (while scanning for the next token)"),
+    "missing": (None, "parameter file bad.yaml does not exist"),
+    "not_a_mapping": ("- 1\n", "bad.yaml must hold a mapping of parameters, not list"),
+    "bad_parameter": ("train: {lr: -1}\n", "train.lr: -1 is less than or equal to the minimum of 0"),
+    "impossible_subset": IMPOSSIBLE_SUBSETS["per_class_6000"],
+}
+
+
+@pytest.mark.parametrize("case", list(CONFIG_FILES))
+def test_check_config_names_the_file_and_position_of_what_snakemake_would_refuse(case, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    text, named = CONFIG_FILES[case]
+    monkeypatch.chdir(tmp_path)
+    shutil.copy2(REPO / "params.yaml", tmp_path / "params.yaml")
+    if text is not None:
+        (tmp_path / "bad.yaml").write_text(text)
+    before = _snapshot(tmp_path)
+    assert cli.main(["check-config", "bad.yaml"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("mixstudy check-config: error: ") and named in line, line
+    assert _snapshot(tmp_path) == before
+
+
+def test_check_config_passes_what_snakemake_reads_layered_in_order(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    files = ["config/svhn.yaml", "config/svhn-extra.yaml"]  # extra only after svhn: its data set is named there
+    runs = len(study.all_runs(load_params(["params.yaml", *files])))
+    assert cli.main(["check-config", *files]) == 0
+    assert capsys.readouterr().out == f"params.yaml + config/svhn.yaml + config/svhn-extra.yaml: valid ({runs} runs in the grids)\n"
+
+
+def test_make_study_checks_its_configuration_files_before_snakemake_reads_them():
+    import subprocess
+
+    planned = subprocess.run(["make", "-n", "study", "CONFIG=config/smoke.yaml config/theory.yaml"], cwd=REPO,
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+    check = next(i for i, line in enumerate(planned) if "mixstudy check-config config/smoke.yaml config/theory.yaml" in line)
+    assert check < next(i for i, line in enumerate(planned) if line.lstrip().startswith("snakemake "))

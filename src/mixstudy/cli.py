@@ -228,6 +228,20 @@ def cmd_progress(args) -> None:
         print("\n".join(progress_lines(params, args.runs_root)))
 
 
+def cmd_check_config(args) -> None:
+    """What Snakemake's --configfile will read, checked first: each file's YAML (file, line and
+    column of an error), the files layered on params.yaml as Snakemake layers them, validated, and
+    the subset they ask for against the data set's classes."""
+    from mixstudy import study
+    from mixstudy.config import layered_on_defaults, load_params
+    from mixstudy.data import check_subset_fits
+
+    files = layered_on_defaults(args.files)
+    params = load_params(files)
+    check_subset_fits(params)
+    print(f"{' + '.join(str(f) for f in files)}: valid ({len(study.all_runs(params))} runs in the grids)")
+
+
 def cmd_aggregate(args) -> None:
     from mixstudy.aggregation import aggregate
 
@@ -346,6 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=["all", "tuning", "sweep"], default="all", help="which grid (default all)")
     p.add_argument("--packs", action="store_true", help="list the packs of compute.pack_size runs the workflow trains together")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser(
+        "check-config",
+        help="check parameter files before `snakemake --configfile FILE...`: their YAML (file, line, column), "
+        "the parameters they give layered on params.yaml, and the subset they ask for",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="parameter files, in the order given to --configfile")
+    p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("progress", help="runs finished, running and waiting per stage, and an estimate of the time left")
     _add_params(p)
