@@ -20,9 +20,11 @@ $(BIN)/mixstudy: pyproject.toml
 
 install: $(BIN)/mixstudy
 
-# While the workflow runs, `mixstudy progress` prints every minute which stage runs, how many runs
-# are left and an estimate of the time left.
+# The configuration files are checked first (a broken or missing one: its name, line and column;
+# Snakemake's own answer names neither). While the workflow runs, `mixstudy progress` prints every
+# minute which stage runs, how many runs are left and an estimate of the time left.
 study: install
+	$(BIN)/mixstudy check-config $(CONFIG)
 	export PATH=$(abspath $(BIN)):$$PATH; \
 	mixstudy progress --params $(CONFIG) --watch 60 & watcher=$$!; \
 	snakemake --cores all --resources gpu=$(SLOTS) --rerun-incomplete --configfile $(CONFIG); status=$$?; \

@@ -264,6 +264,17 @@ def _corrupt_resume(root: Path) -> None:
     (root / "run" / "resume.pt").write_bytes(b"not a checkpoint")
 
 
+def _folder_of_ones_own(*files: str):
+    """A folder U of the user's own, holding ``files`` (a metrics.json of another kind among them)."""
+    def set_up(root: Path) -> None:
+        (root / "U").mkdir()
+        for name in files:
+            (root / "U" / name).write_text('{"mine": 1}\n')
+    return set_up
+
+
+# A run that takes a second, should a refusal before training regress (the test then fails, not hangs).
+TINY_RUN = ["--set", "train.epochs=1", "--set", "model.name=convnet", "--set", "model.convnet.widths=[4,8,8]"]
 SMALL_TUNING = ["--set", "tuning.grid={scheduler: [step], momentum: [0.9], weight_decay: [0.001]}", "--set", "tuning.seeds=[0]"]
 
 BAD_INPUTS = {
@@ -307,6 +318,13 @@ BAD_INPUTS = {
                                "--set", "mixing.layers=[1]"], None, "mixing.layers: [1] applies to manifold mixup only"),
     "layers_of_cutmix": (["runs", "--set", "mixing.method=cutmix", "--set", "mixing.layers=[2]"], None,
                          "mixing.layers: [2] applies to manifold mixup only"),
+    "out_folder_with_ones_own_metrics_json": (["train", "--out", "U", *TINY_RUN], _folder_of_ones_own("metrics.json"),
+                                              "U does not hold a mixstudy run (its metrics.json is not a mixstudy run record); "
+                                              "choose another --out, or pass --replace to train into it"),
+    "out_folder_with_ones_own_files": (["train", "--out", "U", *TINY_RUN], _folder_of_ones_own("metrics.json", "model.pt", "notes.txt"),
+                                       "U does not hold a mixstudy run (it holds notes.txt, which mixstudy does not write)"),
+    "out_folder_with_ones_own_model_pt": (["train", "--out", "U", *TINY_RUN], _folder_of_ones_own("model.pt"),
+                                          "U does not hold a mixstudy run (it holds model.pt but no record, log or resume point"),
     "aggregate_of_a_runs_root_not_there": (["aggregate", "--runs-root", "results/runz"], None, "--runs-root results/runz is not a folder"),
     "report_of_a_runs_root_not_there": (["report", "--runs-root", "results/runz"], None, "--runs-root results/runz is not a folder"),
     "figures_of_a_runs_root_not_there": (["figures", "--runs-root", "results/runz"], None, "--runs-root results/runz is not a folder"),

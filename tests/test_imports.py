@@ -26,7 +26,7 @@ def test_light_modules_import_without_torch():
 
 def test_aggregate_and_report_run_without_torch(tmp_path):
     out = tmp_path / "out"
-    (tmp_path / "runs").mkdir()  # an empty runs root: every run is listed as missing
+    (tmp_path / "runs" / "sweep" / "baseline" / "seed0").mkdir(parents=True)  # one run begun: every run is listed as missing
     code = (
         "from mixstudy.cli import main\n"
         f"common = ['--params', {str(PARAMS_FILE)!r}, '--runs-root', {str(tmp_path / 'runs')!r}]\n"

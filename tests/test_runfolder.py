@@ -209,7 +209,8 @@ def test_write_finished_run_writes_the_files_and_their_sha256s_and_removes_those
     saved = torch.load(tmp_path / "model.pt", weights_only=False)
     assert saved["config"] == {"seed": 0} and torch.equal(saved["model"]["w"], torch.arange(3.0))
     files = {"history.tsv": hashlib.sha256(history_bytes).hexdigest(), "model.pt": hashlib.sha256(model_bytes).hexdigest()}
-    assert record == {"status": "ok", "files": files}
+    content = json.dumps({"files": files, "status": "ok"}, separators=(",", ":")).encode()  # keys sorted, no spaces
+    assert record == {"status": "ok", "files": files, "record_sha256": hashlib.sha256(content).hexdigest()}
     assert json.loads((tmp_path / "metrics.json").read_text()) == record
     assert study.damaged_outputs(tmp_path, record) == []  # what the readers of a run folder check
 

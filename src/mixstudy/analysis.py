@@ -2,11 +2,13 @@
 
 One row per expected run (:func:`collect_runs`): its recorded settings, status and metrics, or
 the reason it is missing; a run whose recorded training differs from what the grid asks is
-``mismatched`` and never averaged. Then the statistics over seeds per configuration: the mean;
-the sample standard deviation (ddof=1), undefined below two seeds; and each configuration's
-difference to the baseline (:func:`mixstudy.statistics.welch_difference`). Only runs with status
-``ok`` enter any statistic; every expected run that is missing, failed or mismatched is listed in
-``problems.csv``.
+``mismatched`` and never averaged; a run whose record or output files are not what the record
+claims (:func:`mixstudy.study.integrity_problems`: a record changed after training, a damaged
+model.pt) is ``damaged`` and has no row at all. Then the statistics over seeds per configuration:
+the mean; the sample standard deviation (ddof=1), undefined below two seeds; and each
+configuration's difference to the baseline (:func:`mixstudy.statistics.welch_difference`). Only
+runs with status ``ok`` enter any statistic; every expected run that is missing, failed, mismatched
+or damaged is listed in ``problems.csv``.
 """
 
 from __future__ import annotations
@@ -236,6 +238,9 @@ def inspect_run(params: dict, spec: study.RunSpec, runs_root: str | Path, expect
         record = study.read_run_record(folder)
     except ConfigError as err:
         return None, {**problem, "problem": "missing", "reason": f"metrics.json cannot be read ({err})"}
+    damage = study.integrity_problems(folder, record)
+    if damage:  # nothing it records can be believed: no row, in no table
+        return None, {**problem, "problem": "damaged", "reason": "; ".join(damage)}
     row = {**described, **record_columns(record), **best_test_epoch(folder),
            **evaluation_columns(folder, params["theory"])}
     differences = configuration_mismatches(params, spec, record, expectation)
@@ -247,13 +252,38 @@ def inspect_run(params: dict, spec: study.RunSpec, runs_root: str | Path, expect
     return row, None
 
 
+def absent_grid_runs(params: dict, runs_root: str | Path, expectation: Expectation = Expectation()) -> str | None:
+    """Why ``runs_root`` holds no run of ``params``' grids (None: it holds at least one run folder
+    of the grids whose record is of the configuration asked for, or has no readable record yet).
+
+    An empty folder, or one of another study, would otherwise give tables, figures and a report
+    of nothing in place of the results they replace."""
+    specs = study.all_runs(params)
+    present = [spec for spec in specs if spec.folder(runs_root).is_dir()]
+    if not present:
+        return f"holds none of the {len(specs)} runs of these parameters' grids (e.g. {specs[0].run_id})"
+    other = []
+    for spec in present:
+        try:
+            record = study.read_run_record(spec.folder(runs_root))
+        except ConfigError:
+            return None  # a run of the grid in progress, or with a damaged record: listed as such
+        differences = configuration_mismatches(params, spec, record, expectation)
+        if not differences:
+            return None
+        other.append(f"{spec.run_id}: {differences[0]}")
+    return (f"holds {len(present)} run folder(s) of these parameters' grids, all of another configuration "
+            f"(e.g. {other[0]})")
+
+
 def collect_runs(params: dict, runs_root: str | Path, expectation: Expectation = Expectation()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The tidy table of expected runs that have a metrics.json, and the list of problems.
 
     ``runs`` has one row per expected run with a readable metrics.json; ``status`` is ``ok``,
     ``failed`` or ``mismatched`` (its whole training configuration, compute settings aside, or
     its subset is not the one the grid asks for). ``problems`` lists every expected run that is
-    missing, failed or mismatched, with the reason.
+    missing, failed, mismatched or damaged (no row: its record or files are not what it claims),
+    with the reason.
     """
     rows, problems = [], []
     for spec in study.all_runs(params):
@@ -330,7 +360,7 @@ class Analysis:
     params: dict
     expected: pd.DataFrame  # every run of the grids
     runs: pd.DataFrame  # expected runs with a metrics.json, as recorded
-    problems: pd.DataFrame  # missing, failed and mismatched runs
+    problems: pd.DataFrame  # missing, failed, mismatched and damaged runs
     done: pd.DataFrame  # finished runs (status ok), accuracies in percent
     configs: pd.DataFrame  # one row per configuration: seeds asked/finished, mean and std per metric
     metrics: list[str]
@@ -354,6 +384,7 @@ class Analysis:
             "failed": int(problems.get("failed", 0)),
             "missing": int(problems.get("missing", 0)),
             "mismatched": int(problems.get("mismatched", 0)),
+            "damaged": int(problems.get("damaged", 0)),
             "mixed_precision": int(problems.get("mixed precision", 0)),
         }
 

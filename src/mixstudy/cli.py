@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 
-from mixstudy.errors import MixstudyError
+from mixstudy.errors import Interrupted, MixstudyError
 from mixstudy.study import RUNS_ROOT as DEFAULT_RUNS_ROOT
 
 log = logging.getLogger("mixstudy")
@@ -51,6 +52,22 @@ def _runs_root(args) -> Path:
         raise MixstudyError(
             f"--runs-root {root} is not a folder; give the folder that holds the run folders "
             f"(default {DEFAULT_RUNS_ROOT}, e.g. docs/real-runs) or train the runs first"
+        )
+    return root
+
+
+def _grid_runs_root(args, params: dict, expectation=None) -> Path:
+    """The --runs-root of a command that writes results from the runs (aggregate, figures, report):
+    it must hold runs of these parameters' grids, else the results it would replace are kept."""
+    from mixstudy.analysis import Expectation, absent_grid_runs
+
+    root = _runs_root(args)
+    reason = absent_grid_runs(params, root, expectation or Expectation())
+    if reason:
+        raise MixstudyError(
+            f"--runs-root {root} {reason}; nothing was written: give the folder of this study's runs with the "
+            "--params they were trained with (e.g. --runs-root docs/real-runs --params config/table3.yaml), "
+            "or train the runs first"
         )
     return root
 
@@ -154,7 +171,7 @@ def _compute_overrides(assignments: list[str]) -> dict:
 
 def cmd_evaluate(args) -> None:
     from mixstudy.data import params_subset_file
-    from mixstudy.fileio import write_json
+    from mixstudy.fileio import remove_temporaries, write_json
     from mixstudy.run_evaluation import evaluate_run_files, evaluate_stale_runs
     from mixstudy.study import EVALUATION_FILE
 
@@ -171,6 +188,7 @@ def cmd_evaluate(args) -> None:
         return
     result = evaluate_run_files(args.checkpoint, data_npz, subset, params)
     if args.out:
+        remove_temporaries([args.out])  # what a killed run of this command left beside it
         write_json(args.out, result)
     print(json.dumps(result, indent=2))
 
@@ -220,17 +238,33 @@ def cmd_progress(args) -> None:
         print("\n".join(progress_lines(params, args.runs_root)))
 
 
+def cmd_check_config(args) -> None:
+    """What Snakemake's --configfile will read, checked first: each file's YAML (file, line and
+    column of an error), the files layered on params.yaml as Snakemake layers them, validated, and
+    the subset they ask for against the data set's classes."""
+    from mixstudy import study
+    from mixstudy.config import layered_on_defaults, load_params
+    from mixstudy.data import check_subset_fits
+
+    files = layered_on_defaults(args.files)
+    params = load_params(files)
+    check_subset_fits(params)
+    print(f"{' + '.join(str(f) for f in files)}: valid ({len(study.all_runs(params))} runs in the grids)")
+
+
 def cmd_aggregate(args) -> None:
     from mixstudy.aggregation import aggregate
     from mixstudy.summary import HEADLINE_FILE
 
     params = _params(args)
     headline = args.headline or Path(args.summary).with_name(HEADLINE_FILE)
-    analysis = aggregate(params, _runs_root(args), args.out_dir, args.summary, _expectation(params, args), headline)
+    expectation = _expectation(params, args)
+    analysis = aggregate(params, _grid_runs_root(args, params, expectation), args.out_dir, args.summary, expectation, headline)
     counts = analysis.counts()
     print(
         f"wrote tables to {args.out_dir}, {args.summary} and {headline}: {counts['finished']} of {counts['expected']} runs finished, "
         f"{counts['failed']} failed, {counts['missing']} missing, {counts['mismatched']} mismatched"
+        + (f", {counts['damaged']} damaged (left out; see problems.csv)" if counts["damaged"] else "")
     )
 
 
@@ -272,7 +306,7 @@ def cmd_figures(args) -> None:
     from mixstudy.figures import make_figures
 
     params = _params(args)
-    result = make_figures(params, _runs_root(args), args.out_dir)
+    result = make_figures(params, _grid_runs_root(args, params), args.out_dir)
     print(f"wrote {len(result.written)} figures to {args.out_dir}")
     for name, reason in result.skipped.items():
         print(f"skipped {name}: {reason}")
@@ -282,7 +316,7 @@ def cmd_report(args) -> None:
     from mixstudy.report import write_report
 
     params = _params(args)
-    markdown_path, html_path = write_report(params, _runs_root(args), args.out, args.figures_dir, args.selection)
+    markdown_path, html_path = write_report(params, _grid_runs_root(args, params), args.out, args.figures_dir, args.selection)
     print(f"wrote {markdown_path} and {html_path}")
 
 
@@ -318,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-spec", metavar="JSON", action="append",
         help="a run as the workflow passes it: JSON with run_id, sections, seed and overrides (repeat for a pack)",
     )
-    p.add_argument("--replace", action="store_true", help="train over a finished run of another configuration in the run folder")
+    p.add_argument("--replace", action="store_true", help="train over a finished run of another configuration in the run folder, or into a folder that does not hold a mixstudy run")
     p.add_argument("--progress", choices=["auto", "bar", "lines"], default="auto", help="progress bar at a terminal, log lines otherwise (default auto)")
     p.add_argument(
         "--on-diverge", choices=["error", "record"], default="error",
@@ -362,6 +396,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=["all", "tuning", "sweep"], default="all", help="which grid (default all)")
     p.add_argument("--packs", action="store_true", help="list the packs of compute.pack_size runs the workflow trains together")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser(
+        "check-config",
+        help="check parameter files before `snakemake --configfile FILE...`: their YAML (file, line, column), "
+        "the parameters they give layered on params.yaml, and the subset they ask for",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="parameter files, in the order given to --configfile")
+    p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("progress", help="runs finished, running and waiting per stage, and an estimate of the time left")
     _add_params(p)
@@ -411,20 +453,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = 130  # the shell's exit status of a command stopped by Ctrl-C (128 + SIGINT)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    again = "mixstudy " + shlex.join(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
         args.func(args)
+    except Interrupted as err:  # where training stopped, and how it goes on
+        print(f"mixstudy {args.command}: {err}; resume with: {again}", file=sys.stderr)
+        return INTERRUPTED
+    except KeyboardInterrupt:  # every write is atomic: nothing half-written is left
+        print(f"mixstudy {args.command}: stopped by Ctrl-C; run it again: {again}", file=sys.stderr)
+        return INTERRUPTED
     except MixstudyError as err:
         print(f"mixstudy {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a path that cannot be read or written: name it, no traceback
-        print(f"mixstudy {args.command}: error: {err.filename or ''}: {err.strerror or err}; check the path", file=sys.stderr)
+        where = f"{err.filename}: " if err.filename is not None else ""
+        print(f"mixstudy {args.command}: error: {where}{err.strerror or err}; check the path, its permissions and free space",
+              file=sys.stderr)
         return 2
     return 0
 

@@ -463,16 +463,30 @@ def study_draw(labels: np.ndarray, per_class: int) -> np.ndarray:
     return train
 
 
-def _check_class_sizes(labels: np.ndarray, per_class: int, val_per_class: int) -> None:
+def _check_fits(smallest: int, per_class: int, val_per_class: int) -> None:
+    """The subset's images of one class must fit in the smallest class (``smallest`` images)."""
     needed = per_class + val_per_class
-    counts = np.bincount(labels, minlength=class_count(labels))
-    if needed > counts.min():
-        largest = max(int(counts.min()) - (needed - per_class), 0)
+    if needed > smallest:
+        largest = max(smallest - (needed - per_class), 0)
         raise DataError(
             f"subset.per_class + subset.val_per_class = {needed} exceeds the smallest class "
-            f"({counts.min()} images); lower them (the largest subset.per_class with this "
+            f"({smallest} images); lower them (the largest subset.per_class with this "
             f"subset.val_per_class is {largest})"
         )
+
+
+def _check_class_sizes(labels: np.ndarray, per_class: int, val_per_class: int) -> None:
+    _check_fits(int(np.bincount(labels, minlength=class_count(labels)).min()), per_class, val_per_class)
+
+
+def check_subset_fits(params: dict) -> None:
+    """Before any data is read (the workflow calls it as it loads its rules, so that a dry run
+    refuses an impossible subset): the error ``mixstudy subset`` would give on the data, from the
+    data set's class sizes. Data sets whose classes differ in size are checked on their data only."""
+    smallest = dataset(params["data"]["name"]).train_per_class
+    subset = params["subset"]
+    if smallest is not None:
+        _check_fits(smallest, 1 if subset["draw"] == "all" else subset["per_class"], subset["val_per_class"])
 
 
 def seeded_subset(labels: np.ndarray, per_class: int, val_per_class: int, seed: int) -> Subset:

@@ -15,3 +15,7 @@ class DataError(MixstudyError):
 
 class DivergedError(MixstudyError):
     """The training loss became non-finite."""
+
+
+class Interrupted(MixstudyError):
+    """Training stopped by Ctrl-C: the message says where, and what its resume point holds."""

@@ -17,7 +17,7 @@ import seaborn as sns
 
 from mixstudy import study
 from mixstudy.analysis import Analysis
-from mixstudy.fileio import atomic_path
+from mixstudy.fileio import FileGroup, atomic_path
 
 matplotlib.use("Agg")  # files only; never needs a display
 
@@ -63,17 +63,26 @@ def config_colour(context: FigureContext, cell) -> str | tuple:
 STABLE_METADATA = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
 
 
-def save_figure(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
+def save_figure(fig: plt.Figure, out_dir: Path, name: str, files: FileGroup | None = None) -> list[Path]:
+    """The figure as PNG and PDF, each written atomically, or through ``files`` (put in place with the others)."""
     paths = []
     for suffix in FORMATS:
         path = out_dir / f"{name}.{suffix}"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=suffix, dpi=DPI, bbox_inches="tight", metadata=STABLE_METADATA[suffix])
+        if files is not None:
+            fig.savefig(files.path(path), format=suffix, dpi=DPI, bbox_inches="tight", metadata=STABLE_METADATA[suffix])
+        else:
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=suffix, dpi=DPI, bbox_inches="tight", metadata=STABLE_METADATA[suffix])
         paths.append(path)
     plt.close(fig)
     return paths
 
 
-def remove_stale(out_dir: Path, name: str) -> None:
+def remove_stale(out_dir: Path, name: str, files: FileGroup | None = None) -> None:
+    """A skipped figure's copies from an earlier drawing: removed now, or with ``files`` when the others are put in place."""
     for suffix in FORMATS:
-        (out_dir / f"{name}.{suffix}").unlink(missing_ok=True)
+        path = out_dir / f"{name}.{suffix}"
+        if files is not None:
+            files.remove(path)
+        else:
+            path.unlink(missing_ok=True)

@@ -17,6 +17,8 @@
 
 Every number comes from :func:`mixstudy.analysis.analyse` (accuracies in percent, std with ddof=1).
 A figure whose data is absent is skipped with a warning, and any stale copy of it is removed.
+Every figure is drawn aside before any file is replaced: the folder holds the figures of one
+drawing, or, when one cannot be written, those of the drawing before.
 Each layer set S has one colour and marker in every figure; the baseline is black, CutMix grey.
 
 This module holds the registry and the entry point of `mixstudy figures`; the figures are drawn in
@@ -37,6 +39,7 @@ import seaborn as sns
 
 from mixstudy.analysis import analyse
 from mixstudy.figure_base import FigureContext, MissingFigureData, layer_set_styles, remove_stale, save_figure
+from mixstudy.fileio import written_together
 from mixstudy.figure_examples import fig1_mixing_examples, study_examples
 from mixstudy.figure_grids import acc_vs_alpha, acc_vs_alpha_panels, sweep_acc_heatmap, sweep_delta_heatmap, tuning_bars
 from mixstudy.figure_runs import (
@@ -86,7 +89,7 @@ def make_figures(
         styles=layer_set_styles(params),
     )
     result = FigureResult()
-    with plt.rc_context():
+    with plt.rc_context(), written_together() as files:  # every figure drawn before any is replaced
         sns.set_theme(style="whitegrid", context="notebook", font_scale=0.95)
         for name, draw in FIGURES.items():
             try:
@@ -94,8 +97,8 @@ def make_figures(
             except MissingFigureData as why:
                 plt.close("all")
                 log.warning("skipping figure %s: %s", name, why)
-                remove_stale(out_dir, name)
+                remove_stale(out_dir, name, files)
                 result.skipped[name] = str(why)
                 continue
-            result.written[name] = save_figure(fig, out_dir, name)
+            result.written[name] = save_figure(fig, out_dir, name, files)
     return result

@@ -18,9 +18,9 @@ from pathlib import Path
 from mixstudy import study
 from mixstudy.analysis import Analysis, analyse, mixing_differences
 from mixstudy.data import dataset
-from mixstudy.fileio import write_text
+from mixstudy.fileio import written_together
 from mixstudy.report_comparison import comparison_section, headline_section
-from mixstudy.report_results import results_sections, runs_section
+from mixstudy.report_results import damaged_runs_warning, results_sections, runs_section
 from mixstudy.report_setting import configuration_section, setting_lines
 
 HTML_STYLE = """
@@ -40,6 +40,7 @@ def render_report(analysis: Analysis, figures_dir: Path, report_dir: Path, selec
     header = f"# Mixing regularisers on small-data {title}: results\n\n" + setting_lines(analysis.params)
     sections = [
         header,
+        *filter(None, [damaged_runs_warning(analysis)]),
         headline_section(analysis, differences),
         comparison_section(analysis, differences),
         runs_section(analysis),
@@ -72,6 +73,7 @@ def write_report(
     selection = study.read_selection(selection_path) if selection_path and Path(selection_path).is_file() else None
     text = render_report(analyse(params, runs_root), Path(figures_dir), out.parent, selection)
     html_path = out.with_suffix(".html")
-    write_text(out, text)
-    write_text(html_path, markdown_to_html(text, title=text.splitlines()[0].removeprefix("# ")))
+    with written_together() as files:  # the Markdown and its HTML, both or neither
+        files.text(out, text)
+        files.text(html_path, markdown_to_html(text, title=text.splitlines()[0].removeprefix("# ")))
     return out, html_path

@@ -39,12 +39,27 @@ FIGURE_CAPTIONS = {
 # --- runs, tables, figures ------------------------------------------------------------------
 
 
+def damaged_runs_warning(analysis: Analysis, max_named: int = 5) -> str:
+    """The report's warning, at its top, of runs left out because their record or files are not what
+    the record claims (changed after training, damaged); empty when there are none."""
+    damaged = analysis.problems[analysis.problems["problem"] == "damaged"]
+    if damaged.empty:
+        return ""
+    named = ", ".join(f"`{run_id}`" for run_id in damaged["run_id"].head(max_named))
+    more = f" and {len(damaged) - max_named} more" if len(damaged) > max_named else ""
+    return (f"**Warning: {len(damaged)} run(s) are left out of every table and figure because their record or "
+            f"files are not what the record claims (changed after training, or damaged): {named}{more}. "
+            "Each is named with the reason in the section Runs and in `problems.csv`; train them again.**\n")
+
+
 def runs_section(analysis: Analysis, max_problems: int = 20) -> str:
     counts = analysis.counts()
     text = (
         "## Runs\n\n"
         f"{counts['expected']} runs are in the grids: {counts['finished']} finished, {counts['failed']} failed, "
-        f"{counts['missing']} missing, {counts['mismatched']} with a configuration other than their run id asks for. "
+        f"{counts['missing']} missing, {counts['mismatched']} with a configuration other than their run id asks for"
+        + (f", {counts['damaged']} damaged (their record or files are not what the record claims)" if counts["damaged"] else "")
+        + ". "
         "Only finished runs enter the tables. "
         f"Compute time of the runs with results: {analysis.compute_hours():.1f} hours "
         f"(tuning {analysis.compute_hours('tuning'):.1f}, sweep {analysis.compute_hours('sweep'):.1f}).\n"

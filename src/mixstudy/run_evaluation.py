@@ -30,7 +30,7 @@ from mixstudy.checkpoint import load_checkpoint
 from mixstudy.data import StudyData, load_study_data
 from mixstudy.errors import ConfigError, DataError
 from mixstudy.evaluation import evaluate_all, limit_test_set, split_logits
-from mixstudy.fileio import sha256_file, write_json
+from mixstudy.fileio import remove_temporaries, sha256_file, write_json
 from mixstudy.metrics import summarise
 from mixstudy.provenance import code_revision
 from mixstudy.study import (
@@ -180,6 +180,7 @@ def evaluate_stale_runs(params: dict, runs_root: str | Path, data_npz: str | Pat
     if stale:
         data = load_study_data(data_npz, subset_file)
         for folder in stale:
+            remove_temporaries([folder / EVALUATION_FILE])  # what a killed run of this command left
             write_json(folder / EVALUATION_FILE, evaluate_checkpoint(folder / WEIGHTS, data, params))
     if unmeasurable:
         raise ConfigError(

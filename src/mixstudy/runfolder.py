@@ -11,6 +11,7 @@ While it runs it holds ``resume.pt`` (mixstudy.checkpoint), ``progress.json`` (m
 and its lock file; a run that diverged under ``on_diverge="error"`` leaves ``failure.json``.
 
 * :func:`check_run_folder_path`, :func:`locked_run_folder` - one writer per folder;
+* :func:`refuse_foreign_folder` - a folder that does not hold a mixstudy run is not written into;
 * :func:`kept_record`, :func:`clear_other_run` - a finished run kept, another configuration's refused;
 * :func:`run_logs` - this process's log lines appended to each run's ``train.log``;
 * :func:`history_tsv`, :func:`write_finished_run`, :func:`write_failure` - a run's files, each
@@ -28,12 +29,18 @@ from pathlib import Path
 from mixstudy import study
 from mixstudy.checkpoint import torch_bytes
 from mixstudy.errors import ConfigError, MixstudyError
-from mixstudy.fileio import RESUME_FILE, sha256_bytes, write_bytes, write_json
+from mixstudy.fileio import RESUME_FILE, is_temporary, remove_temporaries, sha256_bytes, write_bytes, write_json
 from mixstudy.progress import PROGRESS_FILE
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".train.lock"
+# Every file mixstudy writes in a run folder, and those only a run begun or trained leaves there
+# (its log, resume point, progress or failure): what tells a run folder from a folder of one's own.
+RUN_FOLDER_FILES = (*study.RUN_OUTPUTS, "train.log", RESUME_FILE, PROGRESS_FILE, "failure.json", study.EVALUATION_FILE)
+RUN_BEGUN_FILES = ("train.log", RESUME_FILE, PROGRESS_FILE, "failure.json")
+# The files training writes atomically: a killed write's temporary is removed under the lock.
+TRAINING_WRITES = (*study.RUN_OUTPUTS, RESUME_FILE, PROGRESS_FILE, "failure.json")
 
 
 def check_run_folder_path(folder: Path) -> None:
@@ -43,9 +50,45 @@ def check_run_folder_path(folder: Path) -> None:
             raise ConfigError(f"run folder {folder}: {path} is a file, not a folder; choose another --out")
 
 
+def foreign_content(folder: Path) -> str | None:
+    """What shows that ``folder`` does not hold a mixstudy run (None: it is not there or empty, its
+    metrics.json is a run record, or it holds only a run's files, among them a log, resume point,
+    progress or failure of a run begun). Temporary files of mixstudy's writes and its lock do not count."""
+    if not folder.is_dir():
+        return None
+    names = sorted(path.name for path in folder.iterdir() if path.name != LOCK_FILE and not is_temporary(path.name))
+    if not names:
+        return None
+    if (folder / "metrics.json").is_file():
+        try:
+            study.read_run_record(folder)
+            return None
+        except ConfigError:
+            pass
+    foreign = [name for name in names if name not in RUN_FOLDER_FILES]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        return f"it holds {shown}, which mixstudy does not write"
+    if any(name in RUN_BEGUN_FILES for name in names):
+        return None  # a run begun here (its record, if any, damaged): cleared and trained again
+    if "metrics.json" in names:
+        return "its metrics.json is not a mixstudy run record"
+    return f"it holds {', '.join(names)} but no record, log or resume point of a mixstudy run"
+
+
+def refuse_foreign_folder(folder: Path) -> None:
+    """Never write into a folder that does not hold a mixstudy run without ``--replace``."""
+    why = foreign_content(folder)
+    if why:
+        raise MixstudyError(
+            f"{folder} does not hold a mixstudy run ({why}); choose another --out, or pass --replace to train into it"
+        )
+
+
 @contextmanager
 def locked_run_folder(folder: Path):
-    """Hold the run folder's lock (an OS lock on a file in it: a crashed writer cannot leave it held)."""
+    """Hold the run folder's lock (an OS lock on a file in it: a crashed writer cannot leave it held);
+    the temporary files of a killed writer's atomic writes go once it is held."""
     from filelock import FileLock, Timeout
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,6 +99,9 @@ def locked_run_folder(folder: Path):
         raise MixstudyError(
             f"{folder} is being written by another mixstudy process; wait for it to finish or choose another --out"
         ) from None
+    removed = remove_temporaries(folder / name for name in TRAINING_WRITES)
+    if removed:
+        log.info("%s: removed %s, left by a killed write", folder, ", ".join(path.name for path in removed))
     try:
         yield
     finally:
@@ -129,11 +175,13 @@ def history_tsv(history: list[dict]) -> str:
 
 def write_finished_run(out_dir: Path, record: dict, history: list[dict], model: dict) -> None:
     """Write a finished (or failed and recorded) run: history.tsv, model.pt (``model``: its config
-    and weights), then metrics.json (``record``, given the other files' sha256 under ``files``);
+    and weights), then metrics.json (``record``, given the other files' sha256 under ``files`` and,
+    last, the digest of its own content, ``record_sha256``);
     the files of a run in progress go."""
     history_bytes = history_tsv(history).encode()
     model_bytes = torch_bytes(model)
     record["files"] = {"history.tsv": sha256_bytes(history_bytes), "model.pt": sha256_bytes(model_bytes)}
+    study.with_record_digest(record)  # a later hand edit of the record is seen (study.record_tampering)
     write_bytes(out_dir / "history.tsv", history_bytes)
     write_bytes(out_dir / "model.pt", model_bytes)
     write_json(out_dir / "metrics.json", record)

@@ -71,6 +71,10 @@ def select_best(params: dict, runs_root: str | Path) -> dict:
         row, problem = inspect_run(params, spec, runs_root, Expectation())
         if row is None and (spec.folder(runs_root) / "metrics.json").is_file():
             read_run_record(spec.folder(runs_root))  # raises, naming the damaged file and the fix
+        if problem and problem["problem"] == "damaged":  # its numbers cannot be believed: no choice from it
+            raise MixstudyError(
+                f"{spec.folder(runs_root)}: {problem['reason']}; train it again (mixstudy train --run {spec.run_id})"
+            )
         if row is None:
             missing.append(spec.run_id)
         else:

@@ -25,7 +25,7 @@ import yaml
 
 from mixstudy.config import config_hash, deep_merge, parse_yaml
 from mixstudy.errors import ConfigError
-from mixstudy.fileio import sha256_file, write_json
+from mixstudy.fileio import sha256_bytes, sha256_file, write_json
 from mixstudy.networks import network_settings
 from mixstudy.provenance import precision_of
 
@@ -428,21 +428,78 @@ def weights_left_out(folder: str | Path, record: dict) -> bool:
         return False
 
 
+# A digest of the record over its other fields, written with it (runs trained before it existed
+# have none and are read as before): a hand edit of any number cannot keep the two consistent.
+RECORD_DIGEST = "record_sha256"
+
+
+def record_digest(record: dict) -> str:
+    """The sha256 of a record's content without its digest, in one canonical JSON form (keys
+    sorted, no spaces), taken from the record as JSON reads it back."""
+    body = {key: value for key, value in json.loads(json.dumps(record)).items() if key != RECORD_DIGEST}
+    return sha256_bytes(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
+def with_record_digest(record: dict) -> dict:
+    """``record`` (changed in place) with its digest, the last field written."""
+    record.pop(RECORD_DIGEST, None)
+    record[RECORD_DIGEST] = record_digest(record)
+    return record
+
+
+def record_tampering(record: dict) -> str | None:
+    """Why a record cannot be believed: it records a digest its content does not have (None: it
+    has none, or its own)."""
+    recorded = record.get(RECORD_DIGEST)
+    if recorded is None or recorded == record_digest(record):
+        return None
+    return f"metrics.json was changed after training (its content does not match its {RECORD_DIGEST})"
+
+
+def _output_state(folder: Path, name: str, recorded: dict) -> str | None:
+    """One output of a finished run against its record: ``missing``, ``empty``, ``differs`` or None (intact)."""
+    path = folder / name
+    if not path.is_file():
+        return "missing"
+    if path.stat().st_size == 0:
+        return "empty"
+    if name in recorded and sha256_file(path) != recorded[name]:
+        return "differs"
+    return None
+
+
 def damaged_outputs(folder: str | Path, record: dict) -> list[str]:
     """Outputs of a finished run that are missing, empty, or differ from the sha256 its metrics.json
     records (weights left out on purpose are neither missing nor damaged)."""
-    folder = Path(folder)
-    recorded = record.get("files") or {}
-    damaged = []
-    for name in RUN_OUTPUTS[1:]:
-        path = folder / name
-        if name == WEIGHTS and weights_left_out(folder, record):
-            continue
-        if not path.is_file() or path.stat().st_size == 0:
-            damaged.append(f"{name} is missing or empty")
-        elif name in recorded and sha256_file(path) != recorded[name]:
-            damaged.append(f"{name} differs from the sha256 in metrics.json")
-    return damaged
+    folder, recorded = Path(folder), record.get("files") or {}
+    states = {name: _output_state(folder, name, recorded) for name in RUN_OUTPUTS[1:]}
+    if states[WEIGHTS] == "missing" and weights_left_out(folder, record):
+        states[WEIGHTS] = None
+    return [
+        f"{name} is missing or empty" if state in ("missing", "empty") else f"{name} differs from the sha256 in metrics.json"
+        for name, state in states.items()
+        if state is not None
+    ]
+
+
+def altered_outputs(folder: str | Path, record: dict) -> list[str]:
+    """Outputs of a finished run that are there but are not what its metrics.json records: empty,
+    or of another sha256. A file that is not there is not judged here (:func:`damaged_outputs` is)."""
+    folder, recorded = Path(folder), record.get("files") or {}
+    states = {name: _output_state(folder, name, recorded) for name in RUN_OUTPUTS[1:]}
+    return [
+        f"{name} is empty" if state == "empty" else f"{name} differs from the sha256 in metrics.json"
+        for name, state in states.items()
+        if state in ("empty", "differs")
+    ]
+
+
+def integrity_problems(folder: str | Path, record: dict) -> list[str]:
+    """What a finished run's folder holds that its record does not claim, for a reader of its
+    results (the aggregation): a record changed after training, an output file damaged. Files left
+    out of a folder (committed runs without their weights) are not problems here."""
+    tampered = record_tampering(record)
+    return ([tampered] if tampered else []) + altered_outputs(folder, record)
 
 
 def leave_out_weights(folder: str | Path, theory_settings: dict) -> dict:
@@ -511,5 +568,6 @@ def unfinished_reason(folder: str | Path, expected_hash: str | None) -> str | No
         return str(err)
     if expected_hash is not None and recorded_training_hash(record) != expected_hash:
         return "it holds a run of another training configuration or subset"
-    damaged = damaged_outputs(folder, record)
+    tampered = record_tampering(record)
+    damaged = ([tampered] if tampered else []) + damaged_outputs(folder, record)
     return "; ".join(damaged) if damaged else None

@@ -35,7 +35,7 @@ def summary_metrics(analysis: Analysis, differences: pd.DataFrame) -> dict:
 
     Keys (``<config>`` is ``baseline``, ``tuning.<name>``, ``sweep.S=<0-2>.alpha=<4>`` or
     ``cutmix.alpha=<1>``; ``<metric>`` is every test metric, and ``val_<metric>`` when present):
-      runs.{expected,finished,failed,missing,mismatched}, compute.{total,tuning,sweep}_hours,
+      runs.{expected,finished,failed,missing,mismatched,damaged}, compute.{total,tuning,sweep}_hours,
       <config>.n, <config>.<metric>_mean, <config>.<metric>_std,
       <mixing config>.delta_acc, .delta_acc_ci_low, .delta_acc_ci_high, .delta_acc_p,
       tuning.best.acc_mean/acc_std/n, sweep.best.acc_mean/acc_std/n/delta_acc.

@@ -14,6 +14,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -348,9 +349,11 @@ def study_tables(analysis: Analysis) -> list[Table]:
     return named_tables(tables + [table for table in optional if table is not None], analysis.params)
 
 
-def write_table(table: Table, out_dir: Path) -> list[Path]:
+def write_table(table: Table, out_dir: Path, write: Callable[[Path, str], None] = write_text) -> list[Path]:
+    """The table as CSV, Markdown and LaTeX under ``out_dir``, each written by ``write`` (an atomic
+    write; the aggregation's: a file of a group put in place together)."""
     paths = [out_dir / f"{table.name}.{suffix}" for suffix in ("csv", "md", "tex")]
-    write_text(paths[0], table.data.to_csv(index=False))
-    write_text(paths[1], f"**{table.title}**\n\n{table.markdown()}")
-    write_text(paths[2], table.latex())
+    write(paths[0], table.data.to_csv(index=False))
+    write(paths[1], f"**{table.title}**\n\n{table.markdown()}")
+    write(paths[2], table.latex())
     return paths

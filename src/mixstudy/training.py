@@ -25,7 +25,7 @@ from mixstudy import engine
 from mixstudy.checkpoint import resumed_or_new_members, save_resume_point
 from mixstudy.config import config_hash
 from mixstudy.data import StudyData
-from mixstudy.errors import DivergedError
+from mixstudy.errors import DivergedError, Interrupted
 from mixstudy.evaluation import (
     best_validation_metrics,
     check_validation_split,
@@ -42,6 +42,7 @@ from mixstudy.runfolder import (
     clear_other_run,
     kept_record,
     locked_run_folder,
+    refuse_foreign_folder,
     run_logs,
     write_failure,
     write_finished_run,
@@ -81,7 +82,7 @@ def train_runs(
     Each folder is locked while it is written (a second writer is refused). A folder that already
     holds a finished, intact run of the same training configuration and subset is kept as it is
     (its record is returned, nothing is trained); one that holds a finished run of another
-    configuration is refused unless ``replace``.
+    configuration, or that does not hold a mixstudy run at all, is refused unless ``replace``.
     """
     for config in configs:
         check_run_config(config)
@@ -91,6 +92,8 @@ def train_runs(
     out_dirs = [Path(out_dir) for out_dir in out_dirs]
     for out_dir in out_dirs:
         check_run_folder_path(out_dir)
+        if not replace:
+            refuse_foreign_folder(out_dir)
     with ExitStack() as locks:
         for out_dir in out_dirs:
             locks.enter_context(locked_run_folder(out_dir))
@@ -146,6 +149,7 @@ def _train_pack(
     epochs, checkpoint_every = train["epochs"], train["checkpoint_every"]
     label = run.labels[0] if pack.size == 1 else f"pack of {pack.size}"
     reporter = EpochReporter(epochs, pack.epoch, progress, label)
+    saved = pack.epoch  # the epoch the resume points hold (0: none yet)
     try:
         while pack.epoch < epochs and any(m.failure is None for m in pack.members):
             reporter.update(_pack_epoch(run, epochs))
@@ -153,9 +157,19 @@ def _train_pack(
                 for index, (member, out_dir) in enumerate(zip(pack.members, out_dirs)):
                     if member.failure is None:
                         save_resume_point(pack.sync(index), out_dir)
+                saved = pack.epoch
+    except KeyboardInterrupt:
+        raise Interrupted(stopped_where(out_dirs, pack.epoch, epochs, saved)) from None
     finally:
         reporter.close()
     return _finish_pack(run, on_diverge)
+
+
+def stopped_where(out_dirs: list[Path], done: int, epochs: int, saved: int) -> str:
+    """Where Ctrl-C stopped a run (or pack), and where the same command will go on from."""
+    folders = ", ".join(str(out_dir) for out_dir in out_dirs)
+    resumes = f"it resumes from its resume point at epoch {saved}" if saved else "it has no resume point yet and starts again from epoch 1"
+    return f"stopped by Ctrl-C in epoch {done + 1} of {epochs} of {folders} ({done} done; {resumes})"
 
 
 def _start_pack(configs: list[dict], data: StudyData, out_dirs: list[Path], device: torch.device) -> _PackRun:

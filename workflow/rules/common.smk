@@ -15,10 +15,11 @@ from pathlib import Path
 
 from mixstudy import reruns, study
 from mixstudy.config import validate_params, with_data_paths
-from mixstudy.data import params_subset_file
+from mixstudy.data import check_subset_fits, params_subset_file
 
 config.update(with_data_paths(config))  # data.npz_path and data.out of data.name ({name} replaced)
 validate_params(config)  # schema + mixing points: a bad parameter stops here, before any job
+check_subset_fits(config)  # an impossible subset too, with the line `mixstudy subset` gives
 
 RUNS = study.RUNS_ROOT
 DATA = config["data"]["out"]
