@@ -249,12 +249,10 @@ def test_damaged_outputs_are_rebuilt_byte_identical(smoke_project):
     snakemake(smoke_project)
     assert (lost / "model.pt").read_bytes() == model
     assert json.loads((damaged / "metrics.json").read_text())["metrics"] == metrics["metrics"]
-    rebuilt = _fingerprints(smoke_project)
-    # Snakemake's metadata of the two jobs names their rebuild request, so it schedules them once
-    # more (their input set changed): they keep the runs, train nothing and rewrite nothing.
-    snakemake(smoke_project)
-    assert _fingerprints(smoke_project) == rebuilt
-    assert "Nothing to be done" in snakemake(smoke_project, "-n").stdout
+    # The rebuilt runs keep their rebuild request among their inputs (the set Snakemake recorded):
+    # the next invocation plans nothing.
+    planned = snakemake(smoke_project, "-n").stdout
+    assert "Nothing to be done" in planned, planned[-3000:]
 
 
 def test_recreating_an_unchanged_selection_retrains_nothing(smoke_project):
