@@ -15,7 +15,7 @@ import pytest
 from mixstudy import study, training
 from mixstudy.checkpoint import load_checkpoint
 from mixstudy.config import _schema, load_params
-from mixstudy.errors import MixstudyError
+from mixstudy.errors import Interrupted, MixstudyError
 from mixstudy.fileio import RESUME_FILE
 from mixstudy.figures import make_figures
 from mixstudy.report import write_report
@@ -72,6 +72,7 @@ MATRIX = [
     ("mixing.loss", "bce", MANIFOLD),
     ("mixing.loss", "soft_ce", CUTMIX),
     ("mixing.label_smoothing", "0.1", "sweep/label_smoothing_eps0.1/seed0"),
+    ("mixing.targets", "hard", MANIFOLD),  # inputs mixed, each row keeps its first label
     ("evaluation.ece_bins", "5", BASELINE),
     ("evaluation.fgsm_epsilons", "[0.01]", BASELINE),
     ("evaluation.every", "1", BASELINE),
@@ -107,6 +108,7 @@ USED_BY_EVERY_ROW = {
 # Options whose end-to-end path is another test's subject, and why they have no row here.
 COVERED_ELSEWHERE = {
     "compute.compile": "torch.compile on CPU costs about a minute of inductor compilation; test_speed_settings",
+    "compute.jobs": "how many training jobs DVC's runs stage lets Snakemake start, not read by a run: test_dvc_params",
     "compute.pack_size": "a pack of two is its own test below (test_a_pack_of_two_runs_to_the_end)",
     "data": "where CIFAR-10 comes from: test_data (every source, checksums, corrupt files)",
     "subset.per_class": "the subset draw: test_data; tiny data here has its own sizes",
@@ -218,7 +220,7 @@ def test_resume_across_a_checkpoint_finishes_the_same_run(tmp_path, monkeypatch)
         return real_epoch(*args, **kwargs)
 
     monkeypatch.setattr(training, "train_epoch", crash_in_epoch_three)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted, match="resumes from its resume point at epoch 2"):  # Ctrl-C, said in one line
         training.train_runs([config], data, [tmp_path / "resumed"], progress="lines")
     assert (tmp_path / "resumed" / RESUME_FILE).is_file()
     monkeypatch.setattr(training, "train_epoch", real_epoch)

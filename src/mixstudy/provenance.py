@@ -6,8 +6,11 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: the results layer reads precision_of without it
+    import torch
+
 
 
 def _version(package: str) -> str | None:
@@ -69,6 +72,8 @@ def cpu_bf16_unit(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
 
 
 def device_name(device: torch.device) -> str:
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return cpu_model()
@@ -76,6 +81,8 @@ def device_name(device: torch.device) -> str:
 
 def provenance(device: torch.device, subset_sha256: str, data_provenance: dict | None = None, precision: str | None = None) -> dict:
     """``precision``: what the run computed in, as resolved from ``compute.amp`` (float32 | bfloat16)."""
+    import torch
+
     return {
         "packages": {p: _version(p) for p in ("mixstudy", "torch", "torchvision", "numpy")},
         "python": platform.python_version(),
