@@ -99,10 +99,10 @@ def locked_run_folder(folder: Path):
         raise MixstudyError(
             f"{folder} is being written by another mixstudy process; wait for it to finish or choose another --out"
         ) from None
-    removed = remove_temporaries(folder / name for name in TRAINING_WRITES)
-    if removed:
-        log.info("%s: removed %s, left by a killed write", folder, ", ".join(path.name for path in removed))
     try:
+        removed = remove_temporaries(folder / name for name in TRAINING_WRITES)
+        if removed:
+            log.info("%s: removed %s, left by a killed write", folder, ", ".join(path.name for path in removed))
         yield
     finally:
         (folder / LOCK_FILE).unlink(missing_ok=True)  # while held: a waiter on the old file sees it unlinked and retries
