@@ -52,6 +52,12 @@ study-runs-results: install
 	done
 	$(MAKE) one-study-result NAME=theory PARAMS="--params config/first.yaml --params config/theory.yaml"
 	$(MAKE) one-study-result NAME=padding-share/zero PARAMS="--params config/first.yaml --params config/padding-share/zero.yaml"
+	@if [ -d $(STUDY_RUNS)/study-net-bf16/runs ]; then \
+		$(MAKE) one-study-result NAME=study-net-bf16 PARAMS="--params config/study-net.yaml --params config/study-net-bf16.yaml" && \
+		$(BIN)/mixstudy compare --params config/study-net.yaml --params config/study-net-bf16.yaml \
+			--runs-root $(STUDY_RUNS)/study-net-bf16/runs --against-params config/study-net.yaml \
+			--against-root $(STUDY_RUNS)/study-net/runs --labels bf16 float32 --out-dir $(STUDY_RUNS)/study-net-bf16/bf16-vs-float32; \
+		else echo "no runs yet in $(STUDY_RUNS)/study-net-bf16/runs (bash docs/study-runs/queue.sh study-net-bf16 trains them)"; fi
 
 one-study-result:
 	$(BIN)/mixstudy subset $(PARAMS) --out $(STUDY_RUNS)/$(NAME)/subset.json

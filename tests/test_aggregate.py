@@ -215,6 +215,32 @@ def test_summary_keys_and_values(complete_root, params, tmp_path):
     assert summary["sweep.best.acc_mean"] == pytest.approx(61.0, abs=1e-6)
 
 
+def test_headline_is_the_fixed_cell_against_the_baseline_and_the_runs_counts(complete_root, params, tmp_path):
+    """metrics/headline.json: what `dvc exp show` shows by default, beside the detailed summary."""
+    aggregate(params, complete_root, tmp_path / "tables", tmp_path / "metrics" / "summary.json")
+    headline = strict_json(tmp_path / "metrics" / "headline.json")
+    diff, low, high, _ = welch_by_hand(percent(ACCURACY["manifold_S0-2_alpha4"]), percent(ACCURACY["baseline"]))
+    assert headline["gain"] == {"points": round(diff, 2), "low": round(low, 2), "high": round(high, 2)}
+    assert headline["fixed_in_advance"] is True  # the study's S={0,2}, alpha=4 is in this grid
+    assert headline["mixup"]["acc"] == 61.0 and headline["mixup"]["seeds"] == 3
+    assert headline["baseline"]["acc"] == round(statistics.mean(percent(ACCURACY["baseline"])), 2)
+    assert set(headline["mixup"]) == set(headline["baseline"]) == {"acc", "nll", "ece", "seeds"}
+    assert headline["runs"] == {"finished": 30, "stale": 0, "expected": 30}
+
+
+def test_headline_falls_back_to_the_best_cell_and_counts_a_stale_run(tmp_path):
+    params = small_params("sweep.layer_sets=[[0]]", "sweep.alphas=[1.0]")  # the fixed cell is not in the grid
+    root = tmp_path / "runs"
+    write_all_runs(root, params)
+    other = small_params("sweep.layer_sets=[[0]]", "sweep.alphas=[1.0]", "train.lr=0.5")
+    write_run(root, other, "sweep/baseline/seed2")  # another training in a run's folder: stale
+    aggregate(params, root, tmp_path / "tables", tmp_path / "summary.json", headline_path=tmp_path / "h.json")
+    headline = strict_json(tmp_path / "h.json")
+    assert headline["fixed_in_advance"] is False and headline["mixup"]["acc"] == round(statistics.mean(percent(ACCURACY["manifold_S0_alpha1"])), 2)
+    assert headline["baseline"]["seeds"] == 2 and headline["runs"]["stale"] == 1
+    assert headline["runs"]["finished"] == headline["runs"]["expected"] - 1
+
+
 def test_missing_seed_is_marked_and_listed(tmp_path, params):
     root = tmp_path / "runs"
     write_all_runs(root, params, skip=("sweep/manifold_S0-2_alpha4/seed2", "sweep/manifold_S0_alpha1/seed1"))
@@ -458,9 +484,9 @@ def test_the_differences_table_shows_each_difference_its_interval_p_and_missing_
     assert list(table.display.columns) == [
         "configuration", "Δ accuracy (points)", "95% CI (Welch)", "p (Welch t-test)", "seeds"]
     note = "† fewer finished seeds than asked (finished/asked): S={0}, α=1: 2/3; S={0}, α=4: 2/3."
-    assert table.notes == [note]
+    assert table.notes == [note, "Trained in float32."]
     markdown = table.markdown()
-    assert markdown.startswith("| configuration ") and markdown.endswith(f"\n\n{note}\n")
+    assert markdown.startswith("| configuration ") and markdown.endswith(f"\n\n{note}\n\nTrained in float32.\n")
     assert "| +" in markdown  # signed differences stay text, not numbers re-formatted by tabulate
     compared = tables["table4_comparison"].display.set_index("configuration")
     diff, *_ = welch_by_hand(percent(ACCURACY["cutmix_alpha1"]), percent(ACCURACY["baseline"]))

@@ -20,11 +20,11 @@ PACKAGE = ROOT / "src" / "mixstudy"
 LAYERS = {
     "base": ["errors", "fileio", "provenance"],
     "parameters": ["networks", "config"],
-    "study": ["study", "progress"],
+    "study": ["study", "progress", "reruns"],
     "data": ["data", "engine"],
     "model": ["models", "packing", "mixing", "metrics", "theory"],
     "train": ["trainer", "evaluation", "checkpoint", "runfolder", "training", "run_evaluation"],
-    "results": ["statistics", "analysis", "selection", "tables", "theory_tables", "published", "summary", "aggregation",
+    "results": ["statistics", "analysis", "selection", "tables", "theory_tables", "published", "summary", "aggregation", "run_sets",
                 "figure_base", "figure_examples", "figure_grids", "figure_runs", "figures",
                 "report_comparison", "report_theory", "report_results", "report_setting", "report"],
     "cli": ["cli"],

@@ -147,7 +147,7 @@ def test_label_smoothing_loss_equals_torch(eps):
     labels = torch.randint(0, 10, (16,), generator=generator)
     mixer = Mixer(
         method="none", alpha=0.0, layers=(0,), lambda_per="batch",
-        loss="soft_ce", label_smoothing=eps, num_classes=NUM_CLASSES,
+        loss="soft_ce", label_smoothing=eps, num_classes=NUM_CLASSES, targets="mixed",
     )
     ours = mixer.loss_fn(logits, mixer.targets(labels, None))
     assert ours.item() == pytest.approx(F.cross_entropy(logits, labels, label_smoothing=eps).item(), rel=1e-6)
@@ -159,7 +159,7 @@ def test_label_smoothing_targets_sum_to_one_and_are_smoothed_before_mixing():
     assert targets[0, 0].item() == pytest.approx(0.91) and targets[0, 1].item() == pytest.approx(0.01)
     mixer = Mixer(
         method="mixup", alpha=1.0, layers=(0,), lambda_per="batch",
-        loss="soft_ce", label_smoothing=0.1, num_classes=NUM_CLASSES,
+        loss="soft_ce", label_smoothing=0.1, num_classes=NUM_CLASSES, targets="mixed",
     )
     draw = mixer.draw(np.random.default_rng(0), 2, (8, 8), "cpu")
     mixed = mixer.targets(torch.tensor([0, 3]), draw)

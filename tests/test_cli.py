@@ -220,6 +220,7 @@ def test_subset_train_evaluate_end_to_end(in_tmp, capsys, prepared_npz):
     assert evaluated["smoothness"]["images"] == 50 and evaluated["smoothness"]["jacobian_logits"] > 0
     assert "shrinkage" not in evaluated  # a run without mixing: no test-time transformation to undo
     assert evaluated["provenance"]["model_sha256"] == record["files"]["model.pt"]
+    assert evaluated["provenance"]["precision"] == record["provenance"]["precision"] == "float32"  # amp auto on CPU
 
     # Several --run train as one pack, each into its own run folder.
     tuning = ["--set", "tuning.epochs=1", "--set", "tuning.seeds=[0,1]"]
@@ -305,6 +306,13 @@ BAD_INPUTS = {
                                       "--set", "model.preactresnet18.base_width=4"], None,
                                      "model.preactresnet18.base_width: 4 is less than the minimum of 8"),
     "unknown_padding_mode": (["runs", "--set", "train.augment.crop_padding_mode=edge"], None, "choose one of: reflect, zero"),
+    "label_noise_of_one": (["subset", "--set", "data.label_noise=1"], None, "data.label_noise: 1 is greater than or equal to the maximum of 1"),
+    "negative_label_noise": (["train", "--out", "run", "--set", "data.label_noise=-0.1"], None,
+                             "data.label_noise: -0.1 is less than the minimum of 0"),
+    "unknown_targets": (["train", "--out", "run", "--set", "mixing.targets=soft"], None,
+                        "mixing.targets: 'soft' is not allowed; choose one of: mixed, hard"),
+    "negative_between_pairs": (["evaluate", "run/model.pt", "--out", "eval.json", "--set", "theory.between_pairs=-5"],
+                               None, "theory.between_pairs: -5 is less than the minimum of 0"),
     "unknown_subset_draw": (["subset", "--set", "subset.draw=random"], None, "subset.draw: 'random' is not allowed; choose one of: study, seeded"),
     "layers_of_input_mixup": (["train", "--out", "run", "--set", "mixing.method=mixup", "--set", "mixing.alpha=1",
                                "--set", "mixing.layers=[1]"], None, "mixing.layers: [1] applies to manifold mixup only"),

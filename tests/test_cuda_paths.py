@@ -39,7 +39,7 @@ def test_bf16_forward_gives_float32_loss_and_gradients():
     images = torch.rand(6, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     mixer = Mixer(
         method="manifold", alpha=1.0, layers=(0, 1, 2), lambda_per="batch",
-        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
     )
     draw = mixer.draw(np.random.default_rng(0), 6, (32, 32), "cpu")
     targets = mixer.targets(torch.arange(6) % 10, draw)
@@ -99,3 +99,28 @@ def test_amp_on_trains_in_bf16_on_cpu_and_auto_is_float32(tmp_path, tiny_config,
     assert auto == off and all(torch.equal(auto_weights[k], off_weights[k]) for k in off_weights)
     assert on["nll"] != off["nll"]  # bf16 rounding shows in the result
     assert all(w.dtype == off_weights[k].dtype for k, w in on_weights.items())  # weights stay float32
+
+
+def test_a_float32_cpu_run_on_a_cpu_with_a_bf16_unit_says_what_bf16_would_save():
+    from mixstudy.training import BF16_SPEEDUP, bf16_hint
+
+    cpu = torch.device("cpu")
+    hint = bf16_hint("cnn13", "float32", cpu, "amx_bf16")
+    assert f"about {BF16_SPEEDUP[('cnn13', 'amx_bf16')]:g}x faster" in hint and "compute.amp: on" in hint
+    assert bf16_hint("cnn13", "bfloat16", cpu, "amx_bf16") is None  # already in bf16
+    assert bf16_hint("cnn13", "float32", cpu, None) is None  # no bf16 unit: emulated, not faster
+    assert bf16_hint("cnn13", "float32", torch.device("cuda"), "amx_bf16") is None
+    assert bf16_hint("convnet", "float32", cpu, "amx_bf16") is None  # not measured for that network
+
+
+def test_the_hint_is_logged_once_at_the_start_of_a_float32_run(tmp_path, tiny_config, tiny_data, caplog, monkeypatch):
+    from mixstudy import training
+
+    monkeypatch.setattr(training, "BF16_SPEEDUP", {("convnet", "amx_bf16"): 3.0})
+    monkeypatch.setattr(training, "provenance", lambda *args: {"cpu_bf16_unit": "amx_bf16", "precision": args[-1]})
+    caplog.set_level("INFO", logger="mixstudy")
+    training.train_runs([tiny_config(train={"epochs": 1}, compute={"amp": "off"})], tiny_data, [tmp_path / "off"], progress="lines")
+    assert sum("about 3x faster" in line for line in caplog.messages) == 1
+    caplog.clear()
+    training.train_runs([tiny_config(train={"epochs": 1}, compute={"amp": "on"})], tiny_data, [tmp_path / "on"], progress="lines")
+    assert not any("faster" in line for line in caplog.messages)

@@ -65,8 +65,10 @@ def test_new_alpha_trains_only_new_runs_and_shows_in_metrics_diff(dvc_project):
     new = sorted(str(p.relative_to(runs)) for p in set(after) - set(before))
     assert new == sorted(f"sweep/manifold_S{s}_alpha2/seed{k}/metrics.json" for s in ("0", "0-2") for k in (0, 1))
 
-    diff = run(["dvc", "metrics", "diff", "HEAD"], dvc_project).stdout
-    assert "alpha=2" in diff, diff
+    diff = run(["dvc", "metrics", "diff", "HEAD", "--targets", "metrics/summary.json"], dvc_project).stdout
+    assert "alpha=2" in diff, diff  # the detail of every configuration, asked for by name
+    default = run(["dvc", "metrics", "diff", "HEAD", "--all"], dvc_project).stdout
+    assert "metrics/headline.json" in default and "summary.json" not in default, default  # the headline only
 
 
 def test_push_and_pull_restore_outputs_bit_identical(dvc_project, tmp_path):
@@ -132,6 +134,6 @@ def test_queued_experiment_does_not_return_stale_results(dvc_project):
         for exp in branch.get("revs", [])
         if exp.get("name") == "lowdrop"
     )
-    summary = experiment["metrics"]["metrics/summary.json"]["data"]
-    assert summary["runs.finished"] == head["runs.finished"]
-    assert summary["baseline.acc_mean"] != head["baseline.acc_mean"] or summary["baseline.nll_mean"] != head["baseline.nll_mean"]
+    headline = experiment["metrics"]["metrics/headline.json"]["data"]
+    assert headline["runs"]["finished"] == head["runs.finished"] and headline["runs"]["stale"] == 0
+    assert headline["baseline"]["acc"] != round(head["baseline.acc_mean"], 2) or headline["baseline"]["nll"] != round(head["baseline.nll_mean"], 4)

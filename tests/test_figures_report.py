@@ -28,7 +28,7 @@ def tiny_examples(n: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def study_dir(tmp_path_factory):
     """Runs with one missing and one failed seed, drawn once for the module (drawing takes seconds)."""
     root = tmp_path_factory.mktemp("study")
-    params = small_params(f"data.out={root / 'absent.npz'}")  # Figure 1 gets its images from the tests
+    params = small_params(f"data.out={root / 'absent.npz'}", "theory.between_pairs=20")  # Figure 1: images from the tests
     write_all_runs(root / "runs", params, skip=("sweep/manifold_S0-2_alpha4/seed2",))
     write_run(root / "runs", params, "sweep/manifold_S0_alpha1/seed0", status="failed")
     write_evaluations(root / "runs", params)

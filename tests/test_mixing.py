@@ -46,7 +46,7 @@ def test_input_mixup_equals_torchvision_mixup(value):
     perm = _torchvision_perm(len(labels))
     mixer = Mixer(
         method="mixup", alpha=1.0, layers=(0,), lambda_per="batch",
-        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
     )
     draw = MixDraw(point=0, lam=lam, perm=perm)
     assert torch.equal(mixer.mix(images, draw), expected_images)
@@ -80,7 +80,7 @@ def test_cutmix_equals_torchvision_cutmix(seed, value):
     draw = MixDraw(point=0, lam=mixing.box_lambda(box, height, width), perm=perm, mask=mask)
     mixer = Mixer(
         method="cutmix", alpha=1.0, layers=(0,), lambda_per="batch",
-        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
     )
     assert torch.equal(mixer.mix(images, draw), expected_images)
     assert torch.equal(mixer.targets(labels, draw), expected_targets)
@@ -103,7 +103,7 @@ def test_cutmix_box_is_clipped_to_the_image():
 def test_mixer_without_mixing_draws_nothing(method, alpha):
     mixer = Mixer(
         method=method, alpha=alpha, layers=(0, 1, 2), lambda_per="batch",
-        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
     )
     rng = np.random.default_rng(0)
     state = rng.bit_generator.state
@@ -118,7 +118,7 @@ def test_mixer_without_mixing_draws_nothing(method, alpha):
 def test_manifold_draws_points_uniformly_from_s(layers):
     mixer = Mixer(
         method="manifold", alpha=2.0, layers=layers, lambda_per="batch",
-        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
     )
     rng = np.random.default_rng(12345)
     n = 3000
@@ -133,7 +133,7 @@ def test_manifold_draws_points_uniformly_from_s(layers):
 @pytest.mark.parametrize("method", ["mixup", "cutmix"])
 def test_input_mixup_and_cutmix_always_mix_at_the_input(method):
     mixer = Mixer.from_params(
-        {"method": method, "alpha": 1.0, "layers": [1, 2], "lambda_per": "batch", "loss": "soft_ce", "label_smoothing": 0.0}, NUM_CLASSES
+        {"method": method, "alpha": 1.0, "layers": [1, 2], "lambda_per": "batch", "loss": "soft_ce", "label_smoothing": 0.0, "targets": "mixed"}, NUM_CLASSES
     )
     rng = np.random.default_rng(0)
     assert {mixer.draw(rng, 4, (8, 8), "cpu").point for _ in range(50)} == {0}
@@ -141,10 +141,11 @@ def test_input_mixup_and_cutmix_always_mix_at_the_input(method):
 
 def test_from_params_passes_every_setting():
     mixer = Mixer.from_params(
-        {"method": "manifold", "alpha": 2, "layers": [1, 2], "lambda_per": "sample", "loss": "bce", "label_smoothing": 0.1}, NUM_CLASSES
+        {"method": "manifold", "alpha": 2, "layers": [1, 2], "lambda_per": "sample", "loss": "bce", "label_smoothing": 0.1, "targets": "hard"}, NUM_CLASSES
     )
     assert (mixer.method, mixer.alpha, mixer.layers) == ("manifold", 2.0, (1, 2))
     assert (mixer.lambda_per, mixer.loss, mixer.label_smoothing) == ("sample", "bce", 0.1)
+    assert mixer.target_mode == "hard"
     assert mixer.num_classes == NUM_CLASSES
 
 
@@ -153,7 +154,7 @@ def test_member_mixes_mix_each_members_block_at_its_own_point():
     mixers = [
         Mixer(
             method=method, alpha=1.0, layers=(0, 1), lambda_per="batch",
-            loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+            loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
         )
         for method in ("manifold", "none", "mixup")
     ]
@@ -176,11 +177,11 @@ def test_member_mixes_mix_each_members_block_at_its_own_point():
 def test_a_mixer_given_no_method_or_no_alpha_does_not_mix():
     assert not Mixer(
         method="none", alpha=1.0, layers=(0,), lambda_per="batch",
-        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
     ).active
     assert not Mixer(
         method="mixup", alpha=0.0, layers=(0,), lambda_per="batch",
-        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
     ).active
 
 
@@ -194,7 +195,7 @@ def test_cutmix_masks_are_built_on_the_device_asked_for():
     """The mask is made where the batch lives (meta stands in for a GPU here: no copy can hide there)."""
     mixer = Mixer(
         method="cutmix", alpha=1.0, layers=(0,), lambda_per="batch",
-        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
     )
     draw = mixer.draw(np.random.default_rng(0), 4, (8, 8), "meta")
     assert draw.mask.device.type == "meta"
@@ -204,7 +205,7 @@ def test_cutmix_masks_are_built_on_the_device_asked_for():
 def test_draws_are_reproducible_from_the_generator_seed():
     mixer = Mixer(
         method="cutmix", alpha=1.0, layers=(0,), lambda_per="sample",
-        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
     )
     a = mixer.draw(np.random.default_rng(7), 6, (32, 32), "cpu")
     b = mixer.draw(np.random.default_rng(7), 6, (32, 32), "cpu")
@@ -218,7 +219,7 @@ def test_per_sample_lambda_mixes_each_sample_with_its_own_weight(method):
     batch = 7
     mixer = Mixer(
         method=method, alpha=1.0, layers=(0, 1), lambda_per="sample",
-        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
     )
     draw = mixer.draw(np.random.default_rng(3), batch, (32, 32), "cpu")
     lam = np.asarray(draw.lam)
@@ -245,7 +246,7 @@ def test_per_sample_lambda_mixes_each_sample_with_its_own_weight(method):
 def test_per_batch_lambda_is_one_float(method):
     mixer = Mixer(
         method=method, alpha=0.4, layers=(0,), lambda_per="batch",
-        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
     )
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -259,7 +260,7 @@ def test_cutmix_lambda_is_the_kept_area_share(lambda_per):
     height, width, batch = 32, 24, 5
     mixer = Mixer(
         method="cutmix", alpha=1.0, layers=(0,), lambda_per=lambda_per,
-        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
     )
     rng = np.random.default_rng(99)
     for _ in range(40):
@@ -316,7 +317,7 @@ def test_bce_is_bce_on_softmax():
     assert torch.allclose(mixing.mixed_loss(logits, targets, "bce"), expected, atol=1e-6)
     mixer = Mixer(
         method="mixup", alpha=1.0, layers=(0,), lambda_per="batch",
-        loss="bce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        loss="bce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
     )
     assert torch.allclose(mixer.loss_fn(logits, targets), expected, atol=1e-6)
 
@@ -325,7 +326,7 @@ def test_unmixed_soft_ce_is_plain_cross_entropy():
     logits, y_a, _ = _logits_and_labels()
     mixer = Mixer(
         method="none", alpha=0.0, layers=(0,), lambda_per="batch",
-        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+        loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
     )
     loss = mixer.loss_fn(logits, mixer.targets(y_a, None))
     assert torch.allclose(loss, F.cross_entropy(logits, y_a), atol=1e-6)
@@ -350,7 +351,7 @@ def test_unknown_method_is_refused():
     with pytest.raises(ConfigError, match="mixing.method") as info:
         Mixer(
             method="mixmatch", alpha=1.0, layers=(0,), lambda_per="batch",
-            loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+            loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
         )
     assert str(info.value).endswith("choose one of: none, mixup, manifold, cutmix")
 
@@ -359,7 +360,7 @@ def test_unknown_loss_is_refused():
     with pytest.raises(ConfigError, match="mixing.loss.*choose one of: soft_ce, bce$"):
         Mixer(
             method="mixup", alpha=1.0, layers=(0,), lambda_per="batch",
-            loss="mse", label_smoothing=0.0, num_classes=NUM_CLASSES,
+            loss="mse", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
         )
     logits, y_a, _ = _logits_and_labels()
     with pytest.raises(ConfigError, match="mixing.loss.*choose one of: soft_ce, bce$"):
@@ -376,5 +377,43 @@ def test_unknown_lambda_per_is_refused():
     with pytest.raises(ConfigError, match="mixing.lambda_per"):
         Mixer(
             method="mixup", alpha=1.0, layers=(0,), lambda_per="pixel",
-            loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES,
+            loss="soft_ce", label_smoothing=0.0, num_classes=NUM_CLASSES, targets="mixed",
         )
+
+
+# --- targets: mixed or hard, with label smoothing ----------------------------------------------
+
+
+def _input_mixer(targets: str, eps: float = 0.0) -> Mixer:
+    return Mixer(method="mixup", alpha=1.0, layers=(0,), lambda_per="batch", loss="soft_ce",
+                 label_smoothing=eps, num_classes=NUM_CLASSES, targets=targets)
+
+
+def test_hard_targets_mix_the_inputs_and_keep_each_rows_first_label():
+    labels, perm, lam = torch.tensor([3, 1, 4, 1]), torch.tensor([2, 0, 3, 1]), 0.3
+    images = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 2, 2)
+    draw = MixDraw(point=0, lam=lam, perm=perm)
+    mixed_images = _input_mixer("hard").mix(images, draw)
+    assert torch.allclose(mixed_images[:, 0, 0, 0], torch.tensor([0.3 * 0 + 0.7 * 2, 0.3 * 1 + 0.7 * 0, 0.3 * 2 + 0.7 * 3, 0.3 * 3 + 0.7 * 1]))
+    hand = torch.zeros(4, NUM_CLASSES)
+    hand[0, 3] = hand[1, 1] = hand[2, 4] = hand[3, 1] = 1.0
+    assert torch.equal(_input_mixer("hard").targets(labels, draw), hand)
+    assert torch.equal(_input_mixer("hard").mix(images, draw), _input_mixer("mixed").mix(images, draw))
+    assert not torch.equal(_input_mixer("mixed").targets(labels, draw), hand)
+
+
+def test_label_smoothing_smooths_each_one_hot_target_before_mixing():
+    """Zhang et al. (and timm's mixup_target): lam * smooth(y_i) + (1 - lam) * smooth(y_j)."""
+    labels, perm, draw_lam = torch.tensor([3, 1]), torch.tensor([1, 0]), 0.3
+    targets = _input_mixer("mixed", eps=0.1).targets(labels, MixDraw(point=0, lam=draw_lam, perm=perm))
+    hand = torch.full((2, NUM_CLASSES), 0.01)  # eps / classes everywhere
+    hand[0, 3], hand[0, 1] = 0.3 * 0.91 + 0.7 * 0.01, 0.3 * 0.01 + 0.7 * 0.91  # the true class gets 1 - eps + eps / classes
+    hand[1, 1], hand[1, 3] = 0.3 * 0.91 + 0.7 * 0.01, 0.3 * 0.01 + 0.7 * 0.91
+    assert torch.allclose(targets, hand, atol=1e-7) and torch.allclose(targets.sum(1), torch.ones(2))
+    hard = _input_mixer("hard", eps=0.1).targets(labels, MixDraw(point=0, lam=draw_lam, perm=perm))
+    assert torch.allclose(hard, mixing.smooth(F.one_hot(labels, NUM_CLASSES).float(), 0.1))
+
+
+def test_an_unknown_targets_mode_is_refused_by_name():
+    with pytest.raises(ConfigError, match="mixing.targets: unknown targets 'soft'; choose one of: mixed, hard"):
+        _input_mixer("soft")

@@ -266,3 +266,20 @@ def test_recreating_an_unchanged_selection_retrains_nothing(smoke_project):
     assert _fingerprints(smoke_project, "sweep/*/seed*") == before
     kept = (smoke_project / "logs/runs/sweep/baseline/seed0.log").read_text()
     assert "kept as it is" in kept
+
+
+def test_weights_left_out_on_purpose_retrain_and_remeasure_nothing(smoke_project):
+    """A finished, measured run committed without its model.pt (`mixstudy leave-out-weights`) is
+    finished: the dry run plans nothing; the same file gone without that record is rebuilt."""
+    folder = smoke_project / "results/runs/sweep/manifold_S0-2_alpha1/seed0"
+    weights = (folder / "model.pt").read_bytes()
+    run(["mixstudy", "leave-out-weights", "--params", "config/smoke.yaml", "--params", "config/test-data.yaml",
+         str(folder.relative_to(smoke_project))], smoke_project)
+    (folder / "model.pt").unlink()
+    try:
+        assert "Nothing to be done" in snakemake(smoke_project, "-n").stdout
+        (folder / "weights-left-out.json").unlink()  # now lost, not left out
+        assert training_jobs(snakemake(smoke_project, "-n").stdout) == {"manifold": 1}
+    finally:
+        (folder / "weights-left-out.json").unlink(missing_ok=True)
+        (folder / "model.pt").write_bytes(weights)

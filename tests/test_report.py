@@ -23,7 +23,7 @@ from test_theory_tables import write_evaluations
 def study_runs(tmp_path_factory):
     """Runs with one missing and one failed seed, written once for the module."""
     root = tmp_path_factory.mktemp("study")
-    params = small_params(f"data.out={root / 'absent.npz'}")
+    params = small_params(f"data.out={root / 'absent.npz'}", "theory.between_pairs=20")
     write_all_runs(root / "runs", params, skip=("sweep/manifold_S0-2_alpha4/seed2",))
     write_run(root / "runs", params, "sweep/manifold_S0_alpha1/seed0", status="failed")
     write_evaluations(root / "runs", params)
@@ -393,7 +393,7 @@ SECTIONS = {
     "CutMix, label smoothing and Cutout": [],
     "Training and calibration: baseline vs best mixup": ["training_curves", "reliability"],
     "Calibration after temperature scaling": ["calibration_scaling", "reliability_scaled"],
-    "Mixup's theory, measured": ["smoothness_vs_accuracy"],
+    "Mixup's theory, measured": ["smoothness_vs_accuracy", "between_vs_lambda"],
     "Which epoch is reported": ["test_curves"],
     "The published cells beside ours": ["published_vs_ours"],
     "Figure 1": ["fig1_mixing_examples"],
@@ -433,6 +433,7 @@ def test_the_runs_section_counts_runs_and_their_compute_time(tmp_path, params, r
         "\n30 runs are in the grids: 28 finished, 1 failed, 1 missing, 0 with a configuration other than their run "
         "id asks for. Only finished runs enter the tables. Compute time of the runs with results: "
         f"{hours['tuning'] + hours['sweep']:.1f} hours (tuning {hours['tuning']:.1f}, sweep {hours['sweep']:.1f}).\n"
+        "\nPrecision: 28 finished runs trained in float32.\n"
         "\n| run_id ")
 
 

@@ -13,7 +13,9 @@ from scipy import integrate, stats
 from conftest import CIFAR10_MEAN as MEAN, CIFAR10_STD as STD, make_study_data
 from mixstudy import engine
 from mixstudy.run_evaluation import evaluate_checkpoint, mixing_transformation_scope, shrinkage, training_mean_image
-from mixstudy.theory import input_jacobians, jacobian_norms, shrink_towards_mean, theta_bar
+from mixstudy.theory import (
+    BETWEEN_LAMBDAS, between_measures, between_pairs, input_jacobians, jacobian_norms, miss_rate, shrink_towards_mean, theta_bar,
+)
 
 
 def small_convnet() -> torch.nn.Module:
@@ -192,7 +194,7 @@ def saved_checkpoint(path, tiny_config, **sections):
 
 def test_an_unmixed_run_records_no_transformation_and_a_mixed_one_does(tmp_path, tiny_config, params):
     data = make_study_data(n_train_per_class=2, n_test=20)
-    settings = {**params, "theory": {"jacobian_images": 5}}
+    settings = {**params, "theory": {**params["theory"], "jacobian_images": 5}}
     baseline = evaluate_checkpoint(saved_checkpoint(tmp_path / "baseline.pt", tiny_config), data, settings)
     mixed = evaluate_checkpoint(
         saved_checkpoint(tmp_path / "mixup.pt", tiny_config, mixing={"method": "manifold", "alpha": 2.0, "layers": [0]}),
@@ -201,5 +203,70 @@ def test_an_unmixed_run_records_no_transformation_and_a_mixed_one_does(tmp_path,
     assert "shrinkage" not in baseline and baseline["smoothness"]["images"] == 5
     assert mixed["shrinkage"]["theta_bar"] == pytest.approx(theta_bar(2.0))
     assert mixed["shrinkage"]["plain"] == mixed["metrics"]["test"]  # the same logits, the same metrics
-    off = evaluate_checkpoint(tmp_path / "baseline.pt", data, {**params, "theory": {"jacobian_images": 0}})
+    off = evaluate_checkpoint(tmp_path / "baseline.pt", data, {**params, "theory": {**params["theory"], "jacobian_images": 0}})
     assert "smoothness" not in off
+
+
+# --- between training examples (Zhang et al., Figure 2) -------------------------------------------
+
+
+def test_pairs_are_of_distinct_images_and_the_seed_fixes_them():
+    first, second = between_pairs(7, 500, seed=0)
+    assert (first != second).all() and first.max() < 7 and second.max() < 7
+    assert set(first) == set(range(7)) and set(second) == set(range(7))
+    again = between_pairs(7, 500, seed=0)
+    assert np.array_equal(again[0], first) and np.array_equal(again[1], second)
+    assert not np.array_equal(between_pairs(7, 500, seed=1)[0], first)
+
+
+def test_a_model_that_predicts_the_first_label_never_misses():
+    """One-hot inputs through the identity: at lambda > 1/2 the first image's class has the largest logit."""
+    labels = torch.tensor([0, 1, 2, 3, 1])
+    x = torch.nn.functional.one_hot(labels, 4).float()
+    identity = torch.nn.Linear(4, 4, bias=False)
+    with torch.no_grad():
+        identity.weight.copy_(torch.eye(4))
+    first, second = between_pairs(len(x), 40, seed=0)
+    rows = between_measures(identity, x, labels, first, second, lambdas=(0.6, 0.8, 1.0))
+    assert [row["miss_rate"] for row in rows] == [0.0, 0.0, 0.0]
+    assert miss_rate(labels[first], labels[first], labels[second]) == 0.0
+
+
+def test_a_constant_models_miss_rate_is_the_hand_count():
+    labels = torch.tensor([0, 1, 2, 3])
+    constant = torch.nn.Linear(4, 4)
+    with torch.no_grad():
+        constant.weight.zero_()
+        constant.bias.copy_(torch.tensor([5.0, 0.0, 0.0, 0.0]))  # always class 0
+    first, second = np.array([0, 1, 2, 3]), np.array([1, 2, 3, 0])  # pairs (0,1) (1,2) (2,3) (3,0): two hold no 0
+    rows = between_measures(constant, torch.randn(4, 4), labels, first, second)
+    assert [row["lambda"] for row in rows] == list(BETWEEN_LAMBDAS)
+    assert all(row["miss_rate"] == 0.5 for row in rows)
+
+
+def test_the_gradient_norm_at_lambda_one_is_the_plain_input_gradient_norm_at_x_i():
+    model = small_convnet()
+    torch.manual_seed(2)
+    x, labels = torch.randn(6, 3, 8, 8), torch.tensor([0, 1, 2, 3, 4, 0])
+    first, second = between_pairs(len(x), 9, seed=0)
+    at_one, = between_measures(model, x, labels, first, second, lambdas=(1.0,), chunk=4)
+    plain = []
+    for i in first:  # one image at a time, the loss torch writes
+        image = x[i : i + 1].clone().requires_grad_(True)
+        gradient, = torch.autograd.grad(torch.nn.functional.cross_entropy(model(image), labels[i : i + 1]), image)
+        plain.append(gradient.norm())
+    plain = torch.stack(plain)
+    assert at_one["gradient_norm"] == pytest.approx(float(plain.mean()), rel=1e-5)
+    assert at_one["gradient_norm_std"] == pytest.approx(float(plain.std()), rel=1e-4)
+    halfway, = between_measures(model, x, labels, first, second, lambdas=(0.5,))
+    assert halfway["gradient_norm"] != pytest.approx(at_one["gradient_norm"])
+
+
+def test_evaluate_records_the_in_between_measures_when_asked(tmp_path, tiny_config, params):
+    data = make_study_data(n_train_per_class=2, n_test=20)
+    checkpoint = saved_checkpoint(tmp_path / "baseline.pt", tiny_config)
+    asked = evaluate_checkpoint(checkpoint, data, {**params, "theory": {"jacobian_images": 0, "between_pairs": 30}})
+    assert asked["between"]["pairs"] == 30 and [row["lambda"] for row in asked["between"]["by_lambda"]] == list(BETWEEN_LAMBDAS)
+    assert all(0 <= row["miss_rate"] <= 1 and row["gradient_norm"] > 0 for row in asked["between"]["by_lambda"])
+    off = evaluate_checkpoint(checkpoint, data, {**params, "theory": {"jacobian_images": 0, "between_pairs": 0}})
+    assert "between" not in off

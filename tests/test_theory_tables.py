@@ -12,9 +12,9 @@ from scipy import stats
 
 from mixstudy import study
 from mixstudy.analysis import analyse
-from mixstudy.report_theory import smoothness_claims, transformation_claims, theory_section
+from mixstudy.report_theory import between_claims, smoothness_claims, transformation_claims, theory_section
 from mixstudy.theory import theta_bar
-from mixstudy.theory_tables import smoothness_table, transformation_table
+from mixstudy.theory_tables import between_table, smoothness_table, transformation_table
 from test_aggregate import small_params, welch_by_hand, write_all_runs
 
 # Input-Jacobian norms per configuration, seeds 0, 1, 2: every mixing cell below the baseline.
@@ -25,10 +25,23 @@ JACOBIAN = {"baseline": [10.0, 11.0, 12.5], "manifold_S0_alpha1": [6.0, 6.5, 7.5
 BOTH_MINUS_PLAIN = {"manifold_S0_alpha1": [0.010, 0.014, 0.011], "manifold_S0_alpha4": [0.020, 0.025, 0.021],
                     "manifold_S0-2_alpha1": [-0.010, -0.014, -0.012], "manifold_S0-2_alpha4": [-0.03, -0.04, -0.035],
                     "cutmix_alpha1": [-0.01, 0.01, 0.0]}
-THEORY = {"jacobian_images": 1000}
+THEORY = {"jacobian_images": 1000}  # as recorded before theory.between_pairs existed: read as between_pairs 0
+# In-between measures (Zhang et al.): miss rate at lambda = 0.5 per configuration, seeds 0, 1, 2, falling
+# linearly to 0 at lambda = 1; the loss's gradient norm GRADIENT * (2 - lambda). Mixing cells below the baseline.
+MISS = {"baseline": [0.30, 0.34, 0.32], "manifold_S0_alpha1": [0.10, 0.12, 0.11], "manifold_S0_alpha4": [0.08, 0.07, 0.09],
+        "manifold_S0-2_alpha1": [0.20, 0.21, 0.19], "manifold_S0-2_alpha4": [0.15, 0.14, 0.16], "cutmix_alpha1": [0.31, 0.33, 0.35],
+        "label_smoothing_eps0.1": [0.25, 0.27, 0.26], "cutout_16": [0.30, 0.31, 0.36]}
+GRADIENT = {name: [10 * miss for miss in misses] for name, misses in MISS.items()}
+BETWEEN_PAIRS = 20
 
 
-def write_evaluation(folder, jacobian: float, gain: float | None, alpha: float, model_sha256: str = "ab" * 32) -> None:
+def between_rows(name: str, seed: int) -> list[dict]:
+    return [{"lambda": lam, "miss_rate": MISS[name][seed] * 2 * (1 - lam), "gradient_norm": GRADIENT[name][seed] * (2 - lam),
+             "gradient_norm_std": 0.1} for lam in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)]
+
+
+def write_evaluation(folder, jacobian: float, gain: float | None, alpha: float, model_sha256: str = "ab" * 32,
+                     between: list | None = None) -> None:
     """An evaluation.json as `mixstudy evaluate` writes it, and the model.pt sha256 its metrics.json records."""
     record = json.loads((folder / "metrics.json").read_text())
     record["files"] = {"model.pt": "ab" * 32}
@@ -39,6 +52,9 @@ def write_evaluation(folder, jacobian: float, gain: float | None, alpha: float, 
         "smoothness": {"images": 1000, "jacobian_logits": jacobian, "jacobian_log_softmax": jacobian * 1.2},
         "provenance": {"model_sha256": model_sha256, "theory": THEORY},
     }
+    if between is not None:
+        evaluation["between"] = {"pairs": BETWEEN_PAIRS, "seed": 0, "labels": "as trained", "by_lambda": between}
+        evaluation["provenance"]["theory"] = {**THEORY, "between_pairs": BETWEEN_PAIRS}
     if gain is not None:
         both = {"acc": plain["acc"] + gain, "nll": plain["nll"] - gain, "ece": plain["ece"] - gain / 2}
         evaluation["shrinkage"] = {"theta_bar": theta_bar(alpha), "plain": plain, "inputs_shrunk": both,
@@ -47,14 +63,17 @@ def write_evaluation(folder, jacobian: float, gain: float | None, alpha: float, 
 
 
 def write_evaluations(root, params) -> None:
-    """An evaluation.json (the numbers above) in every finished sweep run folder under ``root``."""
+    """An evaluation.json (the numbers above) in every finished sweep run folder under ``root``; with the
+    in-between measures where ``params`` ask for them (theory.between_pairs)."""
+    assert params["theory"]["between_pairs"] in (0, BETWEEN_PAIRS)
     for spec in study.sweep_runs(params):
         folder = spec.folder(root)
         if not (folder / "metrics.json").is_file() or json.loads((folder / "metrics.json").read_text())["status"] != "ok":
             continue
         alpha = float(spec.overrides["mixing"]["alpha"])
         write_evaluation(folder, JACOBIAN[spec.name][spec.seed],
-                         BOTH_MINUS_PLAIN[spec.name][spec.seed] if spec.name in BOTH_MINUS_PLAIN else None, alpha)
+                         BOTH_MINUS_PLAIN[spec.name][spec.seed] if spec.name in BOTH_MINUS_PLAIN else None, alpha,
+                         between=between_rows(spec.name, spec.seed) if params["theory"]["between_pairs"] else None)
 
 
 @pytest.fixture
@@ -147,3 +166,49 @@ def test_norms_that_cannot_be_told_from_the_baselines_are_not_shown_to_be_smalle
             write_evaluation(spec.folder(root), [9.0, 12.0, 12.4][spec.seed], BOTH_MINUS_PLAIN[spec.name][spec.seed], 1.0)
     claims = smoothness_claims(smoothness_table(analyse(params, root)).data)
     assert claims[0].startswith("Smoothness, input mixup (S={0}): **not shown here** (every interval holds zero): 0 of 2")
+
+
+@pytest.fixture
+def evaluated_between(tmp_path):
+    params = small_params("theory.between_pairs=20")
+    root = tmp_path / "runs_between"
+    write_all_runs(root, params)
+    write_evaluations(root, params)
+    return params, root
+
+
+def test_an_evaluation_predating_between_pairs_is_current_while_they_are_off_and_stale_once_asked(evaluated, evaluated_between):
+    params, root = evaluated  # recorded with {"jacobian_images": 1000}, no between_pairs
+    folder = study.find_run(params, "sweep/baseline/seed0").folder(root)
+    assert params["theory"] == {**THEORY, "between_pairs": 0} and study.evaluation_is_current(folder, params["theory"])
+    assert not study.evaluation_is_current(folder, {**params["theory"], "between_pairs": BETWEEN_PAIRS})
+    assert between_table(analyse(params, root)) is None
+    params, root = evaluated_between
+    assert study.evaluation_is_current(study.find_run(params, "sweep/baseline/seed0").folder(root), params["theory"])
+
+
+def test_the_between_table_holds_each_lambdas_miss_rate_and_gradient_norm_and_their_welch_differences(evaluated_between):
+    params, root = evaluated_between
+    data = between_table(analyse(params, root)).data
+    assert sorted(set(data["lambda"])) == [0.5, 0.6, 0.7, 0.8, 0.9, 1.0] and data["n"].eq(3).all()
+    for name in MISS:
+        rows = data[data["name"] == name].set_index("lambda")
+        for lam in (0.5, 0.8):
+            misses = [100 * miss * 2 * (1 - lam) for miss in MISS[name]]  # percent
+            gradients = [gradient * (2 - lam) for gradient in GRADIENT[name]]
+            assert rows.loc[lam, ["miss_mean", "miss_low", "miss_high"]].tolist() == pytest.approx(t_interval(misses))
+            assert rows.loc[lam, ["grad_mean", "grad_low", "grad_high"]].tolist() == pytest.approx(t_interval(gradients))
+            if name != "baseline":
+                reference = [100 * miss * 2 * (1 - lam) for miss in MISS["baseline"]]
+                assert rows.loc[lam, ["miss_diff", "miss_ci_low", "miss_ci_high", "miss_p"]].tolist() == pytest.approx(welch_by_hand(misses, reference))
+
+
+def test_the_between_claim_holds_where_both_measures_fall_and_fails_where_one_rises(evaluated_between):
+    params, root = evaluated_between
+    analysis = analyse(params, root)
+    labels = dict(zip(analysis.stage("sweep")["name"], analysis.stage("sweep")["label"]))
+    claims = {claim.split(": ")[0].split(", ", 1)[1]: claim for claim in between_claims(between_table(analysis).data, labels)}
+    assert "**holds here**" in claims["S={0}, α=4"] and "at 5 of 5 λ < 1" in claims["S={0}, α=4"]
+    assert "**does not hold here**" not in claims["S={0,2}, α=1"]
+    section = theory_section(analysis, lambda table: table.markdown(), lambda name: f"![{name}]")
+    assert "![between_vs_lambda]" in section and "In-between behaviour (Zhang et al.)" in section

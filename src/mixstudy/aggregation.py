@@ -9,7 +9,7 @@ from pathlib import Path
 from mixstudy.analysis import Analysis, Expectation, analyse, mixing_differences
 from mixstudy.fileio import written_together
 from mixstudy.published import published_tables
-from mixstudy.summary import mean_curves, summary_metrics
+from mixstudy.summary import HEADLINE_FILE, headline_metrics, mean_curves, summary_metrics
 from mixstudy.tables import study_tables, write_table
 from mixstudy.theory_tables import theory_tables
 
@@ -17,19 +17,23 @@ log = logging.getLogger(__name__)
 
 
 def aggregate(
-    params: dict, runs_root: str | Path, out_dir: str | Path, summary_path: str | Path, expectation: Expectation = Expectation()
+    params: dict, runs_root: str | Path, out_dir: str | Path, summary_path: str | Path, expectation: Expectation = Expectation(),
+    headline_path: str | Path | None = None,
 ) -> Analysis:
-    """Write every table (CSV, Markdown, LaTeX), runs.csv, problems.csv and the flat summary.json,
-    all built aside and put in place together (or none, when any cannot be written)."""
+    """Write every table (CSV, Markdown, LaTeX), runs.csv, problems.csv, the flat summary.json and
+    the headline (``headline_path``; default headline.json beside the summary), all built aside and
+    put in place together (or none, when any cannot be written)."""
     out_dir = Path(out_dir)
     analysis = analyse(params, runs_root, expectation)
-    with written_together() as files:  # the tables and the summary never disagree: all or none replaced
+    differences = mixing_differences(analysis)
+    with written_together() as files:  # the tables and the summaries never disagree: all or none replaced
         for table in study_tables(analysis) + theory_tables(analysis) + published_tables(analysis):
             write_table(table, out_dir, files.text)
         files.text(out_dir / "runs.csv", analysis.runs.to_csv(index=False))
         files.text(out_dir / "problems.csv", analysis.problems.to_csv(index=False))
         files.text(out_dir / "curves.tsv", mean_curves(analysis, runs_root).to_csv(sep="\t", index=False))
-        files.json(summary_path, summary_metrics(analysis, mixing_differences(analysis)))
+        files.json(summary_path, summary_metrics(analysis, differences))
+        files.json(headline_path or Path(summary_path).with_name(HEADLINE_FILE), headline_metrics(analysis, differences))
     counts = analysis.counts()
     if counts["finished"] < counts["expected"]:
         log.warning(

@@ -35,7 +35,7 @@ SPEC_COLUMNS = [
 ]
 # The comparison regularisers besides mixing, and what their strength column holds.
 REGULARISERS = {"cutmix": "alpha", "label_smoothing": "eps", "cutout": "square side (pixels)"}
-RECORD_COLUMNS = ["epochs", "lr", "status", "wall_time_s", "epochs_completed"]
+RECORD_COLUMNS = ["epochs", "lr", "status", "precision", "wall_time_s", "epochs_completed"]
 BASE_METRICS = ["acc", "nll", "ece", "brier"]
 PROBLEM_COLUMNS = [DATASET_COLUMN, "run_id", "stage", "name", "seed", "problem", "reason"]
 
@@ -90,6 +90,7 @@ def record_columns(record: dict) -> dict:
         "epochs": train.get("epochs"),
         "lr": train.get("lr"),
         "status": record.get("status"),
+        "precision": study.recorded_precision(record),  # float32 | bfloat16 (compute.amp as resolved)
         "wall_time_s": record.get("wall_time_s"),
         "epochs_completed": record.get("epochs_completed"),
     }
@@ -105,6 +106,7 @@ RECORDED_SPLITS = {
     "val": "val",  # the validation split, final weights
     "test_ts": "ts",  # test after temperature scaling (ts_temperature: the fitted T)
     "test_best_val": "bestval",  # test of the best validation epoch's weights (bestval_epoch)
+    "train_labels": "trainlabels",  # corrupted training labels (data.label_noise): the fit to them and to the true ones
 }
 
 
@@ -124,7 +126,14 @@ def evaluation_columns(folder: Path, theory_settings: dict) -> dict:
         row["theta_bar"] = shrinkage["theta_bar"]
         for variant, prefix in SHRINKAGE_VARIANTS.items():
             row.update({f"{prefix}_{key}": shrinkage[variant][key] for key in ("acc", "nll", "ece")})
+    for point in (evaluation.get("between") or {}).get("by_lambda", []):
+        row[f"{BETWEEN_MISS}@{point['lambda']:g}"] = point["miss_rate"]
+        row[f"{BETWEEN_GRADIENT}@{point['lambda']:g}"] = point["gradient_norm"]
     return row
+
+
+# Zhang et al.'s in-between measures in evaluation.json, as columns per lambda: between_miss@0.5, ...
+BETWEEN_MISS, BETWEEN_GRADIENT = "between_miss", "between_grad"
 
 
 def _is_number(value) -> bool:
@@ -314,10 +323,32 @@ def config_stats(expected: pd.DataFrame, done: pd.DataFrame, metrics: list[str])
     for metric in metrics:
         aggregations[f"{metric}_mean"] = (metric, "mean")
         aggregations[f"{metric}_std"] = (metric, "std")  # pandas std: ddof=1, NaN for one seed
+    aggregations["precision"] = ("precision", precisions_of_seeds)
     seeds = done.groupby(keys).agg(**aggregations)
     table = configs.join(seeds)
     table["n"] = table["n"].fillna(0).astype(int)
     return table.reset_index()
+
+
+MIXED = "+"  # joins the precisions of a configuration whose seeds trained in more than one
+
+
+def precisions_of_seeds(precisions: pd.Series) -> str:
+    """``float32``, ``bfloat16``, or ``bfloat16+float32`` for a configuration whose finished seeds
+    trained in different precisions (flagged wherever it appears, never silently averaged as one)."""
+    return MIXED.join(sorted(set(precisions.dropna())))
+
+
+def mixed_precision_problems(done: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame:
+    """One problem per finished run of a configuration whose seeds trained in different precisions."""
+    mixed = configs[configs["precision"].map(lambda precision: isinstance(precision, str) and MIXED in precision)]
+    rows = []
+    for config in mixed.itertuples():
+        for run in done[(done["stage"] == config.stage) & (done["name"] == config.name)].itertuples():
+            rows.append({DATASET_COLUMN: getattr(run, DATASET_COLUMN), "run_id": run.run_id, "stage": run.stage, "name": run.name,
+                         "seed": run.seed, "problem": "mixed precision",
+                         "reason": f"trained in {run.precision}; the seeds of {config.label} trained in {config.precision}"})
+    return pd.DataFrame(rows, columns=PROBLEM_COLUMNS)
 
 
 @dataclass
@@ -354,7 +385,12 @@ class Analysis:
             "missing": int(problems.get("missing", 0)),
             "mismatched": int(problems.get("mismatched", 0)),
             "damaged": int(problems.get("damaged", 0)),
+            "mixed_precision": int(problems.get("mixed precision", 0)),
         }
+
+    def precisions(self) -> dict[str, int]:
+        """Finished runs by the precision they trained in."""
+        return {str(k): int(v) for k, v in self.done["precision"].value_counts().sort_index().items()} if len(self.done) else {}
 
     def compute_hours(self, stage: str | None = None) -> float:
         """Wall time of every run with a metrics.json (failed ones too: their time was spent)."""
@@ -367,7 +403,10 @@ def analyse(params: dict, runs_root: str | Path, expectation: Expectation = Expe
     done = finished_runs(runs)
     metrics = metric_columns(runs)
     expected = expected_runs(params)
-    return Analysis(params, expected, runs, problems, done, config_stats(expected, done, metrics), metrics)
+    configs = config_stats(expected, done, metrics)
+    mixed = mixed_precision_problems(done, configs)
+    problems = pd.concat([problems, mixed], ignore_index=True) if not mixed.empty else problems
+    return Analysis(params, expected, runs, problems, done, configs, metrics)
 
 
 def mixing_differences(analysis: Analysis, metric: str = "acc") -> pd.DataFrame:

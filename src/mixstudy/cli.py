@@ -88,16 +88,16 @@ def cmd_data(args) -> None:
 
 
 def cmd_subset(args) -> None:
-    from mixstudy.data import make_subset, subset_file
+    from mixstudy.data import make_subset, params_subset_file
 
     params = _params(args)
-    out = args.out or subset_file(params["subset"], params["data"]["name"])
-    record = make_subset(params["data"]["out"], params["subset"], out)
+    out = args.out or params_subset_file(params)
+    record = make_subset(params["data"]["out"], params["subset"], out, params["data"]["label_noise"])
     print(f"wrote {out}: {len(record['train_indices'])} train, {len(record['val_indices'])} validation images")
 
 
 def cmd_train(args) -> None:
-    from mixstudy.data import load_study_data, subset_file
+    from mixstudy.data import load_study_data, params_subset_file
     from mixstudy.training import train_runs
 
     if args.run_spec:
@@ -107,7 +107,7 @@ def cmd_train(args) -> None:
         params = _params(args)
         configs, outs = _train_targets(params, args)
         data_npz = args.data or params["data"]["out"]
-        subset = args.subset or subset_file(params["subset"], params["data"]["name"])
+        subset = args.subset or params_subset_file(params)
     if args.seed < 0:
         raise MixstudyError(f"--seed {args.seed}: a seed is an integer >= 0, e.g. --seed 0")
     data = load_study_data(data_npz, subset)
@@ -170,13 +170,13 @@ def _compute_overrides(assignments: list[str]) -> dict:
 
 
 def cmd_evaluate(args) -> None:
-    from mixstudy.data import subset_file
+    from mixstudy.data import params_subset_file
     from mixstudy.fileio import remove_temporaries, write_json
     from mixstudy.run_evaluation import evaluate_run_files, evaluate_stale_runs
     from mixstudy.study import EVALUATION_FILE
 
     params = _params(args)
-    data_npz, subset = args.data or params["data"]["out"], args.subset or subset_file(params["subset"], params["data"]["name"])
+    data_npz, subset = args.data or params["data"]["out"], args.subset or params_subset_file(params)
     if (args.checkpoint is None) == (args.runs_root is None):
         raise MixstudyError("give one model.pt, or --runs-root to evaluate every finished sweep run under a folder")
     if args.runs_root is not None:
@@ -191,6 +191,16 @@ def cmd_evaluate(args) -> None:
         remove_temporaries([args.out])  # what a killed run of this command left beside it
         write_json(args.out, result)
     print(json.dumps(result, indent=2))
+
+
+def cmd_leave_out_weights(args) -> None:
+    from mixstudy.study import WEIGHTS_LEFT_OUT_FILE, leave_out_weights
+
+    params = _params(args)
+    for folder in args.folders:
+        left_out = leave_out_weights(folder, params["theory"])
+        print(f"{Path(folder) / WEIGHTS_LEFT_OUT_FILE}: model.pt ({left_out['sha256'][:12]}) may now be left out; "
+              "the run stays finished without it")
 
 
 def cmd_select(args) -> None:
@@ -244,13 +254,15 @@ def cmd_check_config(args) -> None:
 
 def cmd_aggregate(args) -> None:
     from mixstudy.aggregation import aggregate
+    from mixstudy.summary import HEADLINE_FILE
 
     params = _params(args)
+    headline = args.headline or Path(args.summary).with_name(HEADLINE_FILE)
     expectation = _expectation(params, args)
-    analysis = aggregate(params, _grid_runs_root(args, params, expectation), args.out_dir, args.summary, expectation)
+    analysis = aggregate(params, _grid_runs_root(args, params, expectation), args.out_dir, args.summary, expectation, headline)
     counts = analysis.counts()
     print(
-        f"wrote tables to {args.out_dir} and {args.summary}: {counts['finished']} of {counts['expected']} runs finished, "
+        f"wrote tables to {args.out_dir}, {args.summary} and {headline}: {counts['finished']} of {counts['expected']} runs finished, "
         f"{counts['failed']} failed, {counts['missing']} missing, {counts['mismatched']} mismatched"
         + (f", {counts['damaged']} damaged (left out; see problems.csv)" if counts["damaged"] else "")
     )
@@ -259,11 +271,11 @@ def cmd_aggregate(args) -> None:
 def _expectation(params: dict, args):
     """What runs are checked against: the tuning's choice and the subset, where they exist."""
     from mixstudy import study
-    from mixstudy.data import subset_file
+    from mixstudy.data import params_subset_file
     from mixstudy.analysis import Expectation
 
     selection = study.read_selection(args.selection) if Path(args.selection).is_file() else None
-    subset = Path(args.subset or subset_file(params["subset"], params["data"]["name"]))
+    subset = Path(args.subset or params_subset_file(params))
     return Expectation(selection, _subset_sha256(subset) if subset.is_file() else None)
 
 
@@ -273,6 +285,21 @@ def _subset_sha256(path: Path) -> str:
         return json.loads(path.read_text())["train_sha256"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise MixstudyError(f"{path} is not a subset file ({err}); run `mixstudy subset` again") from err
+
+
+def cmd_compare(args) -> None:
+    from mixstudy.analysis import analyse
+    from mixstudy.config import layered_on_defaults, load_params
+    from mixstudy.run_sets import compare_run_sets
+
+    params = _params(args)
+    against_params = load_params(layered_on_defaults(args.against_params)) if args.against_params else params
+    root = _runs_root(args)
+    against_root = _runs_root(argparse.Namespace(runs_root=args.against_root))
+    labels = tuple(args.labels)
+    a, b = analyse(params, root), analyse(against_params, against_root)
+    configs = compare_run_sets(a, b, labels, args.out_dir)
+    print(f"wrote {Path(args.out_dir) / 'compare.md'}: {configs['name'].nunique()} configurations, {labels[0]} against {labels[1]}")
 
 
 def cmd_figures(args) -> None:
@@ -349,6 +376,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the metrics to this JSON file")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser(
+        "leave-out-weights",
+        help="record that finished runs' model.pt will be left out (e.g. not committed): they stay finished, "
+        "never retrained; needs each run's evaluation.json computed from its model.pt first",
+    )
+    _add_params(p)
+    p.add_argument("folders", nargs="+", metavar="RUN_FOLDER", help="a finished run's folder (holding metrics.json and model.pt)")
+    p.set_defaults(func=cmd_leave_out_weights)
+
     p = sub.add_parser("select", help="choose the best baseline configuration from the tuning runs")
     _add_params(p)
     _add_runs_root(p)
@@ -379,10 +415,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params(p)
     _add_runs_root(p)
     p.add_argument("--out-dir", default=DEFAULT_TABLES_DIR, help=f"folder for the tables (default {DEFAULT_TABLES_DIR})")
-    p.add_argument("--summary", default=DEFAULT_SUMMARY, help=f"flat metrics file for DVC (default {DEFAULT_SUMMARY})")
+    p.add_argument("--summary", default=DEFAULT_SUMMARY, help=f"flat metrics of every configuration (default {DEFAULT_SUMMARY})")
+    p.add_argument("--headline", help="the headline metrics DVC shows by default: mixup's gain and interval, both arms' "
+                   "accuracy, NLL and ECE, runs finished and stale (default: headline.json beside --summary)")
     p.add_argument("--selection", default=DEFAULT_SELECTION, help=f"tuning choice the sweep runs must have, if present (default {DEFAULT_SELECTION})")
     p.add_argument("--subset", help="subset the runs must have trained on, if present (default: the one named by the subset.* parameters)")
     p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser(
+        "compare",
+        help="two run sets of the same configurations side by side (e.g. bf16 against float32): metrics per seed, "
+        "and per configuration the difference of the means with its interval",
+    )
+    _add_params(p)
+    _add_runs_root(p)
+    p.add_argument("--against-root", required=True, help="the other run set's root of run folders")
+    p.add_argument("--against-params", action="append", default=[], metavar="FILE",
+                   help="the other run set's override files on params.yaml (default: the same as --params)")
+    p.add_argument("--labels", nargs=2, default=["A", "B"], metavar=("A", "B"), help="names of the two sets (default A B)")
+    p.add_argument("--out-dir", required=True, help="folder for compare.md, compare.csv and compare_seeds.csv")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("figures", help="the study's figures as PNG and PDF; figures without data are skipped")
     _add_params(p)

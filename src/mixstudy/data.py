@@ -540,23 +540,63 @@ def draw_subset(labels: np.ndarray, subset_params: dict) -> Subset:
     return SUBSET_DRAWS[draw](labels, p["per_class"], p["val_per_class"], p["seed"])
 
 
-def subset_content_hash(arrays: dict[str, np.ndarray], indices: np.ndarray) -> str:
+def subset_content_hash(arrays: dict[str, np.ndarray], indices: np.ndarray, labels: np.ndarray | None = None) -> str:
+    """sha256 of the indices, their images and their labels (``labels``: the labels a run trains on
+    where they are not the data set's, i.e. corrupted ones; the same dtype as the data set's)."""
     x = np.ascontiguousarray(arrays["x_train"][indices])
-    y = np.ascontiguousarray(arrays["y_train"][indices])
+    y = np.ascontiguousarray(arrays["y_train"][indices] if labels is None else labels.astype(arrays["y_train"].dtype))
     return sha256_bytes(indices.astype(np.int64).tobytes() + x.tobytes() + y.tobytes())
 
 
-def make_subset(data_npz: str | Path, subset_params: dict, out: str | Path) -> dict:
+# --- corrupted training labels (data.label_noise) --------------------------------------------
+
+# The label noise's own stream: a SeedSequence of (this tag, subset.seed), so no draw of the subset
+# itself (its images, its validation split) depends on it or changes with it.
+LABEL_NOISE_TAG = 38
+
+
+def corrupt_labels(labels: np.ndarray, share: float, seed: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``round(share * n)`` of the labels, at positions drawn uniformly without replacement, replaced by
+    a uniformly random *other* class (``(y + U{1..classes-1}) mod classes``). Returns the sorted
+    positions corrupted and the new labels (same dtype); numpy's PCG64, so the same on every machine."""
+    if not 0 <= share < 1:
+        raise DataError(f"data.label_noise: {share!r} is not a share in [0, 1)")
+    labels = np.asarray(labels)
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([LABEL_NOISE_TAG, int(seed)])))
+    positions = np.sort(rng.choice(len(labels), size=int(round(share * len(labels))), replace=False))
+    shifts = rng.integers(1, num_classes, size=len(positions))
+    noisy = labels.copy()
+    noisy[positions] = (labels[positions].astype(np.int64) + shifts) % num_classes
+    return positions, noisy
+
+
+def make_subset(data_npz: str | Path, subset_params: dict, out: str | Path, label_noise: float = 0.0) -> dict:
+    """Draw the subset and write its file. With ``label_noise`` > 0 the file also holds the corrupted
+    training labels (``label_noise``: share, seed, positions, the labels trained on), and its
+    ``train_sha256`` covers those labels, so a run's identity follows them; without, the file is
+    what it always was, byte for byte."""
     arrays = load_prepared(data_npz)
     subset = draw_subset(arrays["y_train"], subset_params)
+    noisy = None
+    if label_noise > 0:
+        positions, noisy = corrupt_labels(arrays["y_train"][subset.train_indices], label_noise, subset_params["seed"],
+                                          class_count(arrays["y_train"]))
     record = {
         "params": dict(subset_params),
         "train_indices": subset.train_indices.tolist(),
         "val_indices": subset.val_indices.tolist(),
-        "train_sha256": subset_content_hash(arrays, subset.train_indices),
+        "train_sha256": subset_content_hash(arrays, subset.train_indices, noisy),
         "val_sha256": subset_content_hash(arrays, subset.val_indices),
         "data_sha256": array_hashes(arrays),
     }
+    if noisy is not None:
+        record["label_noise"] = {
+            "share": label_noise,
+            "seed": subset_params["seed"],
+            "corrupted_positions": positions.tolist(),  # positions in train_indices
+            "train_labels": noisy.tolist(),  # the labels runs train on, aligned with train_indices
+            "true_train_sha256": subset_content_hash(arrays, subset.train_indices),
+        }
     write_json(out, record)
     return record
 
@@ -574,6 +614,10 @@ class StudyData:
     subset_sha256: str
     data_manifest: dict = field(default_factory=dict)  # source and array hashes of the prepared data
     info: dict = field(default_factory=dict)  # data set, classes and statistics (see data_info)
+    # With corrupted training labels (data.label_noise): y_train holds the labels trained on, this the
+    # true ones, and label_noise the share and positions corrupted; None and {} without.
+    y_train_true: np.ndarray | None = None
+    label_noise: dict = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -602,16 +646,22 @@ def load_study_data(data_npz: str | Path, subset_file: str | Path) -> StudyData:
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise DataError(f"{subset_file} is not a complete subset file ({err}); run `mixstudy subset` again") from err
     arrays = load_prepared(data_npz)
-    for key, indices in (("train_sha256", train_idx), ("val_sha256", val_idx)):
+    noisy, noise = _recorded_label_noise(record, subset_file, len(train_idx))
+    for key, indices, labels in (("train_sha256", train_idx, noisy), ("val_sha256", val_idx, None)):
         in_range = indices.size == 0 or (indices.min() >= 0 and indices.max() < len(arrays["y_train"]))
-        if not in_range or subset_content_hash(arrays, indices) != expected[key]:
+        if not in_range or subset_content_hash(arrays, indices, labels) != expected[key]:
             raise DataError(
                 f"{subset_file}: the selected images do not match its recorded content hash ({key}; the subset file or "
                 f"{data_npz} changed); run `mixstudy subset` again"
             )
+    true_labels = arrays["y_train"][train_idx].astype(np.int64)
+    if noisy is not None and not np.array_equal(np.flatnonzero(noisy != true_labels), noise["corrupted_positions"]):
+        raise DataError(f"{subset_file}: its corrupted labels are not where it says they are; run `mixstudy subset` again")
     return StudyData(
         x_train=arrays["x_train"][train_idx],
-        y_train=arrays["y_train"][train_idx].astype(np.int64),
+        y_train=true_labels if noisy is None else noisy.astype(np.int64),
+        y_train_true=None if noisy is None else true_labels,
+        label_noise=noise,
         x_val=arrays["x_train"][val_idx],
         y_val=arrays["y_train"][val_idx].astype(np.int64),
         x_test=arrays["x_test"],
@@ -622,8 +672,33 @@ def load_study_data(data_npz: str | Path, subset_file: str | Path) -> StudyData:
     )
 
 
-def subset_file(subset_params: dict, name: str, root: str | Path = "data/subsets") -> Path:
-    """Where the subset of these parameters of data set ``name`` lives; the name says what it holds."""
+def _recorded_label_noise(record: dict, subset_file: Path, n_train: int) -> tuple[np.ndarray | None, dict]:
+    """The corrupted training labels a subset file holds (None, {} for true labels), and what to say
+    about them: share, seed, how many and which positions."""
+    if "label_noise" not in record:
+        return None, {}
+    try:
+        noise = record["label_noise"]
+        noisy = np.asarray(noise["train_labels"], dtype=np.int64)
+        positions = np.asarray(noise["corrupted_positions"], dtype=np.int64)
+        summary = {"share": float(noise["share"]), "seed": int(noise["seed"]), "corrupted": len(positions),
+                   "images": n_train, "corrupted_positions": positions}
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(f"{subset_file}: its label_noise record is incomplete ({err}); run `mixstudy subset` again") from err
+    if noisy.shape != (n_train,):
+        raise DataError(f"{subset_file}: {len(noisy)} corrupted labels for {n_train} training images; run `mixstudy subset` again")
+    return noisy, summary
+
+
+def subset_file(subset_params: dict, name: str, root: str | Path = "data/subsets", label_noise: float = 0.0) -> Path:
+    """Where the subset of these parameters of data set ``name`` lives; the name says what it holds
+    (``_noise0.2``: a fifth of its training labels corrupted, data.label_noise)."""
     p = subset_params
     size = "" if p["draw"] == "all" else f"_n{p['per_class']}"  # every training image: per_class is not used
-    return Path(root) / f"{name}_{p['draw']}{size}_val{p['val_per_class']}_seed{p['seed']}.json"
+    noise = f"_noise{float(label_noise)!r}" if label_noise > 0 else ""  # repr: the shortest exact form (0.2)
+    return Path(root) / f"{name}_{p['draw']}{size}_val{p['val_per_class']}_seed{p['seed']}{noise}.json"
+
+
+def params_subset_file(params: dict, root: str | Path = "data/subsets") -> Path:
+    """The subset file of merged parameters: ``subset:`` and data.name, data.label_noise."""
+    return subset_file(params["subset"], params["data"]["name"], root, params["data"]["label_noise"])

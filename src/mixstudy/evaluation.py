@@ -6,6 +6,8 @@
 * :data:`BEST_BY`, :func:`improves`, :func:`note_validation`, :func:`best_validation_epoch`,
   :func:`best_validation_metrics` - the weights of the best validation epoch and their test metrics;
 * :func:`evaluate_during_training` - the optional test and validation columns of an epoch's row;
+* :func:`label_fit` - with corrupted training labels (data.label_noise): how well the network fits the
+  labels it trains on and the true ones, on the training images as they are (every epoch and at the end);
 * :func:`limit_test_set`, :func:`check_validation_split` - the splits a run evaluates on.
 """
 
@@ -80,7 +82,28 @@ def evaluate_all(model, data: StudyData, normalise, config: dict, device) -> tup
         metrics[name], reliability[name] = evaluate_split(model, x, y, normalise, evaluation, compute, device, logits[name])
     if evaluation["temperature_scaling"] and len(data.y_val):
         metrics["test_ts"], reliability["test_ts"] = temperature_scaled_metrics(logits, data, evaluation["ece_bins"])
+    if data.y_train_true is not None:
+        metrics["train_labels"] = label_fit(model, data, normalise, compute, device)
     return metrics, reliability
+
+
+def label_fit(model, data: StudyData, normalise, compute: dict, device) -> dict:
+    """With corrupted training labels: accuracy on the training images (no augmentation, no mixing)
+    against the labels trained on (``acc_noisy``) and against the true ones (``acc_true``), and the same
+    on the corrupted images alone (memorising them raises ``corrupted_acc_noisy``, the share predicted
+    as their wrong label, while ``corrupted_acc_true`` falls). Test and validation labels are true."""
+    logits = split_logits(model, engine.to_device_images(data.x_train, device), normalise, compute, device)
+    noisy, true = torch.from_numpy(data.y_train), torch.from_numpy(data.y_train_true)
+    corrupted = torch.from_numpy(data.label_noise["corrupted_positions"])
+    return {
+        "share": data.label_noise["share"],
+        "corrupted": data.label_noise["corrupted"],
+        "images": len(noisy),
+        "acc_noisy": accuracy(logits, noisy),
+        "acc_true": accuracy(logits, true),
+        "corrupted_acc_noisy": accuracy(logits[corrupted], noisy[corrupted]) if len(corrupted) else None,
+        "corrupted_acc_true": accuracy(logits[corrupted], true[corrupted]) if len(corrupted) else None,
+    }
 
 
 def temperature_scaled_metrics(logits: dict, data: StudyData, ece_bins: int) -> tuple[dict, dict]:
@@ -138,10 +161,14 @@ def best_validation_metrics(member: Trainer, data: StudyData, normalise) -> dict
 def evaluate_during_training(pack: PackedTrainer, index: int, row: dict, data: StudyData, normalise, device, final: bool) -> None:
     """Add this epoch's optional columns to ``row``: test accuracy every ``evaluation.every``
     epochs; validation accuracy and NLL every ``evaluation.val_every`` epochs and at the last,
-    where the member also keeps the weights of its best validation epoch."""
+    where the member also keeps the weights of its best validation epoch; with corrupted training
+    labels, every epoch, the training images' accuracy against them and against the true labels."""
     member = pack.members[index]
     evaluation, compute = member.config["evaluation"], member.config["compute"]
     every, val_every = evaluation["every"], evaluation["val_every"]
+    if data.y_train_true is not None:
+        fit = label_fit(pack.sync(index).model, data, normalise, compute, device)
+        row["train_acc_noisy"], row["train_acc_true"] = fit["acc_noisy"], fit["acc_true"]
     if every and row["epoch"] % every == 0:
         logits = split_logits(pack.sync(index).model, engine.to_device_images(data.x_test, device), normalise, compute, device)
         row["test_acc"] = accuracy(logits, torch.from_numpy(data.y_test))

@@ -83,10 +83,10 @@ def mixing_examples_figure(
 
 def study_examples(params: dict) -> tuple[np.ndarray, np.ndarray]:
     """The study's training subset, as training sees it."""
-    from mixstudy.data import load_study_data, subset_file
+    from mixstudy.data import load_study_data, params_subset_file
 
     try:
-        data = load_study_data(params["data"]["out"], subset_file(params["subset"], params["data"]["name"]))
+        data = load_study_data(params["data"]["out"], params_subset_file(params))
     except DataError as err:
         raise MissingFigureData(str(err)) from err
     return data.x_train, data.y_train

@@ -17,7 +17,7 @@ from mixstudy.analysis import best_mixing, read_histories
 from mixstudy.figure_base import ACC_LABEL, BASELINE_COLOUR, FigureContext, MissingFigureData, config_colour
 from mixstudy.statistics import CONFIDENCE
 from mixstudy.tables import calibration_cells, calibration_table
-from mixstudy.theory_tables import smoothness_table
+from mixstudy.theory_tables import BETWEEN_MEASURES, between_table, smoothness_table
 
 
 def compared_configs(context: FigureContext) -> list[tuple[str, pd.Series, object]]:
@@ -223,4 +223,29 @@ def smoothness_vs_accuracy(context: FigureContext) -> plt.Figure:
     ax.set_ylabel("‖∂ logits / ∂ input‖ (Frobenius), mean over test images")
     ax.set_title("Input-gradient smoothness against accuracy, per configuration")
     ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def between_vs_lambda(context: FigureContext) -> plt.Figure:
+    """Zhang et al.'s Figure 2 on these runs: miss rate and the loss's input-gradient norm at points
+    between training images, against lambda, one line per sweep configuration (baseline vs mixup)."""
+    table = between_table(context.analysis)
+    if table is None:
+        raise MissingFigureData("no sweep run has an evaluation.json with in-between measures (theory.between_pairs > 0)")
+    cells = context.analysis.stage("sweep").set_index("name")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    styles = ["-", "--", ":", "-."]
+    for index, (name, rows) in enumerate(table.data.groupby("name", sort=False)):
+        cell = cells.loc[name]
+        for ax, (key, (_, _, _, heading)) in zip(axes, BETWEEN_MEASURES.items()):
+            errors = np.nan_to_num(np.array([rows[f"{key}_mean"] - rows[f"{key}_low"], rows[f"{key}_high"] - rows[f"{key}_mean"]]))
+            ax.errorbar(rows["lambda"], rows[f"{key}_mean"], yerr=errors, color=config_colour(context, cell),
+                        ls=styles[index % len(styles)], marker="s" if name == study.BASELINE else "o", ms=5, capsize=2,
+                        label=cell["label"])
+            ax.set_xlabel("λ (the point λ x_i + (1 − λ) x_j)")
+            ax.set_ylabel(f"{heading}, mean and {CONFIDENCE:.0%} interval over seeds")
+    axes[0].set_title("Predictions neither y_i nor y_j")
+    axes[1].set_title("Input-gradient norm of the loss")
+    axes[0].legend(fontsize=8, loc="best")
+    fig.tight_layout()
     return fig

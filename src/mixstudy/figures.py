@@ -13,6 +13,7 @@
   test_curves           test accuracy every evaluation.every epochs, for the runs that recorded it
   published_vs_ours     each Table 1 and Table 3 cell we ran against the study's, identity line
   smoothness_vs_accuracy  input-Jacobian norm against test accuracy per configuration (evaluation.json)
+  between_vs_lambda     miss rate and loss-gradient norm between training images against lambda (evaluation.json)
 
 Every number comes from :func:`mixstudy.analysis.analyse` (accuracies in percent, std with ddof=1).
 A figure whose data is absent is skipped with a warning, and any stale copy of it is removed.
@@ -42,8 +43,8 @@ from mixstudy.fileio import written_together
 from mixstudy.figure_examples import fig1_mixing_examples, study_examples
 from mixstudy.figure_grids import acc_vs_alpha, acc_vs_alpha_panels, sweep_acc_heatmap, sweep_delta_heatmap, tuning_bars
 from mixstudy.figure_runs import (
-    calibration_scaling, published_vs_ours, reliability, reliability_scaled, smoothness_vs_accuracy, test_curves,
-    training_curves,
+    between_vs_lambda, calibration_scaling, published_vs_ours, reliability, reliability_scaled, smoothness_vs_accuracy,
+    test_curves, training_curves,
 )
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ FIGURES: dict[str, Callable[[FigureContext], plt.Figure]] = {
     "test_curves": test_curves,
     "published_vs_ours": published_vs_ours,
     "smoothness_vs_accuracy": smoothness_vs_accuracy,
+    "between_vs_lambda": between_vs_lambda,
 }
 
 

@@ -4,11 +4,16 @@ This module is the one answer to where alpha acts: the draws (:meth:`Mixer.draw`
 drawn point (:meth:`Mixer.mix`, and :func:`member_mixes` for each member of a pack), the mixed
 targets (:meth:`Mixer.targets`) and the loss on them (:meth:`Mixer.loss_fn`).
 
-The variants are named options of one mixer (``method``, ``lambda_per``, ``loss``), not copies:
+The variants are named options of one mixer (``method``, ``lambda_per``, ``loss``, ``targets``), not copies:
 
 * ``mixup``    - mix at point 0 (the input);
 * ``manifold`` - mix at a point k drawn uniformly from the set S (``layers``) each batch;
-* ``cutmix``   - paste a box of the permuted batch into the input; lambda becomes the kept area.
+* ``cutmix``   - paste a box of the permuted batch into the input; lambda becomes the kept area;
+* ``targets``  - ``mixed``: the targets mixed with the same lambda and partner; ``hard``: the inputs are
+  mixed but each row keeps its own label, the first of its pair (Zhang et al.'s "mix input only").
+
+Label smoothing composes as in Zhang et al. (and timm's ``mixup_target``): each one-hot target is
+smoothed first, then the smoothed targets are mixed (or, ``hard``, kept).
 
 All random draws (lambda, k, permutation, box) come from one numpy Generator, so a seed fixes
 them on any device. Mixing arithmetic follows ``torchvision.transforms.v2.MixUp``/``CutMix``
@@ -28,6 +33,7 @@ from mixstudy.errors import ConfigError
 
 METHODS = ("none", "mixup", "manifold", "cutmix")
 LOSSES = ("soft_ce", "bce")
+TARGETS = ("mixed", "hard")
 
 
 # --- pure functions -------------------------------------------------------------------------
@@ -132,6 +138,7 @@ class Mixer:
         loss: str,
         label_smoothing: float,
         num_classes: int,
+        targets: str,
     ):
         if method not in METHODS:
             raise ConfigError(f"mixing.method: unknown method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -139,7 +146,9 @@ class Mixer:
             raise ConfigError(f"mixing.lambda_per: {lambda_per!r}; choose batch or sample")
         if loss not in LOSSES:
             raise ConfigError(f"mixing.loss: unknown loss {loss!r}; choose one of: {', '.join(LOSSES)}")
-        self.method, self.alpha, self.loss = method, float(alpha), loss
+        if targets not in TARGETS:
+            raise ConfigError(f"mixing.targets: unknown targets {targets!r}; choose one of: {', '.join(TARGETS)}")
+        self.method, self.alpha, self.loss, self.target_mode = method, float(alpha), loss, targets
         self.layers = tuple(layers) if method == "manifold" else (0,)
         self.lambda_per = lambda_per
         self.label_smoothing = float(label_smoothing)
@@ -147,6 +156,7 @@ class Mixer:
 
     @classmethod
     def from_params(cls, mixing: dict, num_classes: int) -> "Mixer":
+        """``mixing``: a run's section, settings added later filled in (study.with_settings_added_later)."""
         return cls(
             method=mixing["method"],
             alpha=mixing["alpha"],
@@ -155,6 +165,7 @@ class Mixer:
             loss=mixing["loss"],
             label_smoothing=mixing["label_smoothing"],
             num_classes=num_classes,
+            targets=mixing["targets"],
         )
 
     @property
@@ -187,9 +198,12 @@ class Mixer:
         return mix_tensors(h, draw.perm, draw.lam)
 
     def targets(self, labels: torch.Tensor, draw: MixDraw | None) -> torch.Tensor:
-        """One-hot targets, smoothed when asked, then mixed with the draw's permutation."""
+        """One-hot targets, smoothed when asked, then mixed with the draw's permutation (``targets:
+        mixed``) or left as each row's own (``hard``)."""
         onehot = smooth(one_hot(labels, self.num_classes), self.label_smoothing)
-        return onehot if draw is None else mix_tensors(onehot, draw.perm, draw.lam)
+        if draw is None or self.target_mode == "hard":
+            return onehot
+        return mix_tensors(onehot, draw.perm, draw.lam)
 
     def loss_fn(self, logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
         return mixed_loss(logits, soft_targets, self.loss)

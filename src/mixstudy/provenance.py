@@ -46,6 +46,12 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return platform.processor() or platform.machine()
 
 
+def precision_of(amp: str, device_type: str) -> str:
+    """What ``compute.amp`` resolves to: ``on`` is bfloat16 autocast on any device, ``auto``
+    bfloat16 on CUDA only; otherwise float32."""
+    return "bfloat16" if amp == "on" or (amp == "auto" and device_type == "cuda") else "float32"
+
+
 def cpu_bf16_unit(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     """The CPU's bf16 hardware as its flags name it: ``amx_bf16`` (Intel AMX, a bf16 matrix unit),
     else ``avx512_bf16`` (bf16 dot-product vector instructions), else None. Under

@@ -32,6 +32,7 @@ FIGURE_CAPTIONS = {
     "test_curves": "Test accuracy during training (every evaluation.every epochs), mean ± sd over seeds.",
     "published_vs_ours": "Each published cell we ran: our mean ± sd over seeds against the study's mean of five runs.",
     "smoothness_vs_accuracy": "Input-Jacobian norm of the logits against test accuracy, per configuration; lines 95% intervals over seeds.",
+    "between_vs_lambda": "Between training images: miss rate and the loss's input-gradient norm against λ, per configuration; lines 95% intervals over seeds.",
 }
 
 
@@ -63,6 +64,7 @@ def runs_section(analysis: Analysis, max_problems: int = 20) -> str:
         f"Compute time of the runs with results: {analysis.compute_hours():.1f} hours "
         f"(tuning {analysis.compute_hours('tuning'):.1f}, sweep {analysis.compute_hours('sweep'):.1f}).\n"
     )
+    text += precision_sentence(analysis)
     problems = analysis.problems
     if not problems.empty:
         shown = problems.head(max_problems)[["run_id", "problem", "reason"]]
@@ -71,6 +73,19 @@ def runs_section(analysis: Analysis, max_problems: int = 20) -> str:
         if more:
             text += f"\n… and {more} more, all listed in `problems.csv` (written by `mixstudy aggregate`).\n"
     return text
+
+
+def precision_sentence(analysis: Analysis) -> str:
+    """What the finished runs trained in (``compute.amp`` as resolved), and any configuration whose
+    seeds trained in different precisions, flagged like a stale run."""
+    precisions = analysis.precisions()
+    if not precisions:
+        return ""
+    text = "\nPrecision: " + ", ".join(f"{n} finished runs trained in {precision}" for precision, n in precisions.items()) + "."
+    mixed = analysis.counts()["mixed_precision"]
+    if mixed:
+        text += f" **{mixed} runs belong to configurations whose seeds trained in different precisions** (‡ in the tables)."
+    return text + "\n"
 
 
 def figure_markdown(name: str, figures_dir: Path, report_dir: Path) -> str:

@@ -5,6 +5,12 @@
 2. A mixup model should see transformed data at test time: accuracy up and ECE down with inputs
    shrunk and logits divided by theta_bar (paired interval over the same runs), judged where the
    paper claims it (input mixup) and reported as what it is elsewhere.
+
+And one of Zhang et al. (2018, Figure 2), where runs were measured between training images:
+
+3. Between training images a mixup model misses less often (a prediction neither y_i nor y_j) and
+   the input gradient of its loss is smaller than the baseline's: per lambda below 1, Welch intervals
+   of the difference to the baseline wholly below zero.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from mixstudy.tables import format_interval, format_signed
 from mixstudy.theory_tables import effect_verdict, theory_tables
 
 SOURCE = 'Carratino et al., "On Mixup Regularization" (JMLR 2022)'
+ZHANG = 'Zhang et al., "mixup: Beyond Empirical Risk Minimization" (ICLR 2018)'
+MIXING_METHODS = ("mixup", "manifold", "cutmix")
 
 
 def smoothness_verdict(rows: pd.DataFrame) -> str:
@@ -71,6 +79,45 @@ def transformation_claims(data: pd.DataFrame) -> list[str]:
     return claims
 
 
+def interval_counts(rows: pd.DataFrame, key: str) -> tuple[int, int, int]:
+    """Of the rows with an interval for ``key``'s difference to the baseline: how many lie wholly below
+    zero, wholly above, and how many are judged at all."""
+    judged = rows[rows[f"{key}_ci_low"].notna()]
+    return int((judged[f"{key}_ci_high"] < 0).sum()), int((judged[f"{key}_ci_low"] > 0).sum()), len(judged)
+
+
+def between_claims(data: pd.DataFrame, labels: dict[str, str]) -> list[str]:
+    """Per mixing configuration: smaller miss rate and gradient norm than the baseline, judged at each
+    lambda below 1 (lambda = 1 is the training image itself)."""
+    claims = []
+    mixing = data[data["method"].isin(MIXING_METHODS) & (data["lambda"] < 1)]  # the claim is about mixing models
+    for name, rows in mixing.groupby("name", sort=False):
+        parts, verdicts = [], []
+        for key, measure in (("miss", "miss rate"), ("grad", "gradient norm")):
+            smaller, larger, judged = interval_counts(rows, key)
+            if not judged:
+                verdicts.append(None)
+                parts.append(f"{measure}: no interval (two finished seeds needed on each side)")
+                continue
+            verdicts.append("smaller" if smaller == judged else "larger" if larger else "mixed" if smaller else "unclear")
+            parts.append(f"{measure} smaller than the baseline's at {smaller} of {judged} λ < 1, larger at {larger}")
+        if None in verdicts:
+            verdict = "**cannot be judged here**"
+        elif verdicts == ["smaller", "smaller"]:
+            verdict = "**holds here**"
+        elif "larger" in verdicts:
+            verdict = "**does not hold here**"
+        else:
+            verdict = "**not shown here**" if verdicts == ["unclear", "unclear"] else "**partly**"
+        halfway = rows[rows["lambda"] == rows["lambda"].min()].iloc[0]
+        numbers = (f"at λ = {halfway['lambda']:g}: Δmiss {format_signed(halfway['miss_diff'], 1)} points "
+                   f"{format_interval(halfway['miss_ci_low'], halfway['miss_ci_high'], 1)}, Δ‖∇‖ "
+                   f"{format_signed(halfway['grad_diff'], 3)} {format_interval(halfway['grad_ci_low'], halfway['grad_ci_high'], 3)}")
+        claims.append(f"In-between behaviour ({ZHANG.split(',')[0]}), {labels.get(name, name)}: {verdict}: "
+                      f"{'; '.join(parts)} ({numbers}).")
+    return claims
+
+
 def theory_section(analysis: Analysis, table_markdown, figure) -> str:
     """The section (empty when no run has been evaluated with ``mixstudy evaluate``)."""
     tables = {table.name: table for table in theory_tables(analysis)}
@@ -87,6 +134,12 @@ def theory_section(analysis: Analysis, table_markdown, figure) -> str:
     if "table8_test_time" in tables:
         parts.append(table_markdown(tables["table8_test_time"]))
         claims += transformation_claims(tables["table8_test_time"].data)
+    if "table9_between" in tables:
+        parts += [f"Between training images ({ZHANG}, Figure 2): at λ x_i + (1 − λ) x_j, how often a prediction is "
+                  "neither y_i nor y_j, and the input-gradient norm of the loss; a mixup model should do better on both.\n",
+                  table_markdown(tables["table9_between"]), figure("between_vs_lambda")]
+        labels = dict(zip(analysis.stage("sweep")["name"], analysis.stage("sweep")["label"]))
+        claims += between_claims(tables["table9_between"].data, labels)
     if claims:
         parts.append("Checked on these runs:\n\n" + "\n".join(f"- {claim}" for claim in claims) + "\n")
     return "\n".join(parts)

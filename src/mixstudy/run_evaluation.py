@@ -8,7 +8,9 @@
     images (every run);
   - ``shrinkage``: the test metrics with the paper's test-time transformation (inputs shrunk
     towards the training mean image, logits divided by theta_bar, and both), for runs that mix
-    with a Beta(alpha, alpha) draw; nothing for the others.
+    with a Beta(alpha, alpha) draw; nothing for the others;
+  - ``between`` (``theory.between_pairs`` > 0): Zhang et al.'s in-between measures, the miss rate and
+    the loss's input-gradient norm at points between seeded pairs of training images, per lambda.
 
 Nothing here chooses anything: theta_bar comes from the run's alpha and the mean image from its
 training images, so the test set is only ever measured. The measures live beside the run's files
@@ -31,8 +33,11 @@ from mixstudy.evaluation import evaluate_all, limit_test_set, split_logits
 from mixstudy.fileio import remove_temporaries, sha256_file, write_json
 from mixstudy.metrics import summarise
 from mixstudy.provenance import code_revision
-from mixstudy.study import EVALUATION_FILE, evaluation_is_current, read_run_record, sweep_runs, unfinished_reason
-from mixstudy.theory import jacobian_norms, shrink_towards_mean, theta_bar
+from mixstudy.study import (
+    EVALUATION_FILE, WEIGHTS, WEIGHTS_LEFT_OUT_FILE, evaluation_is_current, read_run_record, sweep_runs, unfinished_reason,
+)
+from mixstudy.theory import BETWEEN_SEED, between_measures, between_pairs, jacobian_norms, shrink_towards_mean, theta_bar
+from mixstudy.trainer import training_precision
 
 # Mixing methods whose lambda is drawn from Beta(alpha, alpha), and so have a theta_bar.
 BETA_MIXING = ("mixup", "manifold", "cutmix")
@@ -95,6 +100,18 @@ def shrinkage(model, data: StudyData, normalise, config: dict, device) -> dict:
     return result
 
 
+def between(model, data: StudyData, normalise, pairs: int, device) -> dict:
+    """Zhang et al.'s in-between measures on ``pairs`` seeded pairs of the run's training images (no
+    augmentation; labels as the run trained on them), per lambda of theory.BETWEEN_LAMBDAS."""
+    started = time.perf_counter()
+    x = normalise(engine.to_float(engine.to_device_images(data.x_train, device), channels_last=False))
+    first, second = between_pairs(len(x), pairs, BETWEEN_SEED)
+    labels = torch.from_numpy(data.y_train).to(device)
+    return {"pairs": pairs, "seed": BETWEEN_SEED, "labels": "as trained",
+            "by_lambda": between_measures(model, x, labels, first, second),
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
 def check_subset(checkpoint: Path, data: StudyData) -> None:
     """A run's measures need its own training images (their mean image): refuse another subset."""
     if not (checkpoint.parent / "metrics.json").is_file():
@@ -138,12 +155,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data: StudyData, params: dict, l
         result["smoothness"] = smoothness(model, data, normalise, images, device)
     if mixing_transformation_scope(config["mixing"]) is not None:
         result["shrinkage"] = shrinkage(model, data, normalise, config, device)
+    if params["theory"]["between_pairs"]:
+        result["between"] = between(model, data, normalise, params["theory"]["between_pairs"], device)
     result["provenance"] = {
         "model_sha256": sha256_file(checkpoint),
         "theory": params["theory"],
         "subset_sha256": data.subset_sha256,
         "code_revision": code_revision(),
         "device": str(device),
+        "precision": training_precision(device, params["compute"]["amp"]),  # what these measures computed in
     }
     return result
 
@@ -154,10 +174,18 @@ def evaluate_stale_runs(params: dict, runs_root: str | Path, data_npz: str | Pat
     folders = [spec.folder(runs_root) for spec in sweep_runs(params)]
     stale = [folder for folder in folders
              if unfinished_reason(folder, None) is None and not evaluation_is_current(folder, params["theory"])]
-    if not stale:
-        return []
-    data = load_study_data(data_npz, subset_file)
-    for folder in stale:
-        remove_temporaries([folder / EVALUATION_FILE])  # what a killed run of this command left
-        write_json(folder / EVALUATION_FILE, evaluate_checkpoint(folder / "model.pt", data, params))
+    # weights left out on purpose cannot be measured again: said after the others are done
+    unmeasurable = [folder for folder in stale if not (folder / WEIGHTS).is_file()]
+    stale = [folder for folder in stale if folder not in unmeasurable]
+    if stale:
+        data = load_study_data(data_npz, subset_file)
+        for folder in stale:
+            remove_temporaries([folder / EVALUATION_FILE])  # what a killed run of this command left
+            write_json(folder / EVALUATION_FILE, evaluate_checkpoint(folder / WEIGHTS, data, params))
+    if unmeasurable:
+        raise ConfigError(
+            f"{len(unmeasurable)} runs need a new {EVALUATION_FILE} but their weights were left out "
+            f"({WEIGHTS_LEFT_OUT_FILE}), e.g. {unmeasurable[0]}; put back the model.pt its "
+            f"{WEIGHTS_LEFT_OUT_FILE} names, or keep the theory settings they were measured with"
+        )
     return stale

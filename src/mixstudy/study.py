@@ -25,8 +25,9 @@ import yaml
 
 from mixstudy.config import config_hash, deep_merge, parse_yaml
 from mixstudy.errors import ConfigError
-from mixstudy.fileio import sha256_bytes, sha256_file
+from mixstudy.fileio import sha256_bytes, sha256_file, write_json
 from mixstudy.networks import network_settings
+from mixstudy.provenance import precision_of
 
 RUN_SECTIONS = ("model", "train", "mixing", "evaluation", "compute")
 RUNS_ROOT = "results/runs"  # where the workflow and the CLI keep run folders (dvc.yaml names it too)
@@ -250,6 +251,7 @@ def run_config(params: dict, seed: int, overrides: dict | None = None, selection
     config = {key: copy.deepcopy(params[key]) for key in RUN_SECTIONS}
     config["model"] = network_settings(config["model"])  # the chosen network's settings only
     config["compute"].pop("pack_size", None)  # how runs are grouped, not what one computes
+    config["compute"].pop("jobs", None)  # how many run at once (dvc.yaml's runs stage)
     config["evaluation"].pop("every_only", None)  # which runs; each run's own `every` says it
     if selection is not None:
         config = deep_merge(config, selection_overrides(selection))
@@ -259,7 +261,7 @@ def run_config(params: dict, seed: int, overrides: dict | None = None, selection
     config["seed"] = int(seed)
     if params["data"]["name"] != DEFAULT_DATASET:  # CIFAR-10's configuration stays as it was recorded
         config["data"] = {"name": params["data"]["name"]}
-    return config
+    return without_settings_that_do_not_act(config)
 
 
 def config_dataset(config: dict) -> str:
@@ -317,6 +319,10 @@ def packs(specs: list[RunSpec], pack_size: int) -> list[Pack]:
 # --- finished runs, recognised by content -----------------------------------------------------
 
 RUN_OUTPUTS = ("metrics.json", "history.tsv", "model.pt")
+# What the workflow declares as a training job's outputs. model.pt is checked by content instead
+# (`unfinished_reason`: a run with a lost or damaged model.pt is rebuilt), because a finished run's
+# weights may be left out on purpose, and Snakemake would retrain a job with any declared output missing.
+WORKFLOW_OUTPUTS = ("metrics.json", "history.tsv")
 
 
 # Settings added after runs were recorded, with the value that reproduces what the code did before
@@ -324,10 +330,27 @@ RUN_OUTPUTS = ("metrics.json", "history.tsv", "model.pt")
 # comparable; nothing is rewritten on disk).
 SETTINGS_ADDED_LATER = {
     ("train", "augment", "crop_padding_mode"): "zero",
+    ("mixing", "targets"): "mixed",
 }
 # Not among them: `data`. A configuration without it is CIFAR-10's (run_config writes it only for
 # another data set), so a CIFAR-10 run's configuration and training hash are what they always were,
 # and a run of another data set can never share a CIFAR-10 run's training hash.
+
+
+def mixes(mixing: dict) -> bool:
+    """Whether a run's mixing section mixes anything (mixing.Mixer.active)."""
+    return mixing["method"] != "none" and float(mixing["alpha"]) > 0
+
+
+def without_settings_that_do_not_act(config: dict) -> dict:
+    """``config`` less ``mixing.targets`` where it does not act: at ``mixed`` (what every run did
+    before the setting existed) and in a run that does not mix. Such a run's configuration, and so its
+    files, resume points and training hash, are what they were before the setting, byte for byte; a
+    record without it reads as ``mixed`` (:data:`SETTINGS_ADDED_LATER`)."""
+    mixing = config["mixing"]
+    if mixing.get("targets") == SETTINGS_ADDED_LATER[("mixing", "targets")] or not mixes(mixing):
+        mixing.pop("targets", None)
+    return config
 
 
 def with_settings_added_later(config: dict) -> dict:
@@ -361,6 +384,16 @@ def recorded_training_hash(record: dict) -> str:
     return training_hash(record.get("config") or {}, (record.get("provenance") or {}).get("subset_sha256"))
 
 
+def recorded_precision(record: dict) -> str:
+    """The precision a run trained in: recorded since runs record it; before, what its
+    ``compute.amp`` resolved to on its device (float32 for every CPU run that did not ask for bf16)."""
+    provenance = record.get("provenance") or {}
+    if provenance.get("precision"):
+        return provenance["precision"]
+    amp = ((record.get("config") or {}).get("compute") or {}).get("amp", "off")
+    return precision_of(amp, str(provenance.get("device", "cpu")).split(":")[0])
+
+
 def read_run_record(folder: str | Path) -> dict:
     """A run folder's metrics.json; ConfigError naming the file when it is unreadable."""
     path = Path(folder) / "metrics.json"
@@ -371,6 +404,28 @@ def read_run_record(folder: str | Path) -> dict:
     if not isinstance(record, dict) or "config" not in record or "status" not in record:
         raise ConfigError(f"{path} is not a run record; delete it and train the run again")
     return record
+
+
+# A finished run's weights left out of a repository on purpose (12 MB a run of the study's
+# network): this file, written by `mixstudy leave-out-weights` once the run's evaluation.json was
+# computed from them, records the sha256 of the model.pt left out. Such a run stays finished (never
+# retrained); a model.pt that is there is checked as always, and a model.pt gone without this file,
+# or with one naming other weights, is damaged.
+WEIGHTS_LEFT_OUT_FILE = "weights-left-out.json"
+WEIGHTS = "model.pt"
+
+
+def weights_left_out(folder: str | Path, record: dict) -> bool:
+    """Whether the run's model.pt is absent on purpose: the left-out file names the very weights
+    its metrics.json records."""
+    folder = Path(folder)
+    if (folder / WEIGHTS).exists():
+        return False
+    try:
+        left_out = json.loads((folder / WEIGHTS_LEFT_OUT_FILE).read_text())
+        return left_out["sha256"] == (record.get("files") or {})[WEIGHTS]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 # A digest of the record over its other fields, written with it (runs trained before it existed
@@ -414,9 +469,12 @@ def _output_state(folder: Path, name: str, recorded: dict) -> str | None:
 
 
 def damaged_outputs(folder: str | Path, record: dict) -> list[str]:
-    """Outputs of a finished run that are missing, empty, or differ from the sha256 its metrics.json records."""
+    """Outputs of a finished run that are missing, empty, or differ from the sha256 its metrics.json
+    records (weights left out on purpose are neither missing nor damaged)."""
     folder, recorded = Path(folder), record.get("files") or {}
     states = {name: _output_state(folder, name, recorded) for name in RUN_OUTPUTS[1:]}
+    if states[WEIGHTS] == "missing" and weights_left_out(folder, record):
+        states[WEIGHTS] = None
     return [
         f"{name} is missing or empty" if state in ("missing", "empty") else f"{name} differs from the sha256 in metrics.json"
         for name, state in states.items()
@@ -444,15 +502,47 @@ def integrity_problems(folder: str | Path, record: dict) -> list[str]:
     return ([tampered] if tampered else []) + altered_outputs(folder, record)
 
 
+def leave_out_weights(folder: str | Path, theory_settings: dict) -> dict:
+    """Record that a finished run's model.pt will be left out (``mixstudy leave-out-weights``): only
+    for an intact run whose evaluation.json was computed from these weights (with these ``theory``
+    settings), since nothing can measure the model again once it is gone. Returns the record written."""
+    folder = Path(folder)
+    reason = unfinished_reason(folder, None)
+    if reason is not None:
+        raise ConfigError(f"{folder} does not hold a finished, intact run ({reason}); its weights cannot be left out")
+    record = read_run_record(folder)
+    if not (folder / WEIGHTS).is_file():
+        raise ConfigError(f"{folder}: its weights are already left out ({WEIGHTS_LEFT_OUT_FILE})")
+    if not evaluation_is_current(folder, theory_settings):
+        raise ConfigError(
+            f"{folder}: compute its {EVALUATION_FILE} from {WEIGHTS} first (mixstudy evaluate --runs-root ...), "
+            "then leave the weights out"
+        )
+    left_out = {"sha256": record["files"][WEIGHTS], "size_bytes": (folder / WEIGHTS).stat().st_size,
+                "why": "weights not committed; evaluation.json was computed from them"}
+    write_json(folder / WEIGHTS_LEFT_OUT_FILE, left_out)
+    return left_out
+
+
 # A finished run's model.pt measured after training (`mixstudy evaluate`: the theory section's
 # input-gradient norms and test-time transformation). Not part of the run's training identity: it
 # is recomputed from model.pt whenever the model or the `theory` settings change.
 EVALUATION_FILE = "evaluation.json"
 
 
+# `theory` settings added after evaluations were recorded, at the value that computes what the code
+# computed before they existed (an evaluation.json without one measured nothing of it).
+THEORY_SETTINGS_ADDED_LATER = {"between_pairs": 0}
+
+
+def theory_settings_as_read(settings) -> dict | None:
+    """``theory`` settings with those added later filled in at their earlier behaviour."""
+    return {**THEORY_SETTINGS_ADDED_LATER, **settings} if isinstance(settings, dict) else None
+
+
 def evaluation_is_current(folder: str | Path, theory_settings: dict) -> bool:
     """Whether the folder's evaluation.json was computed from its model.pt (the sha256 its
-    metrics.json records) with these ``theory`` settings."""
+    metrics.json records) with these ``theory`` settings (a setting it predates: at its earlier behaviour)."""
     folder = Path(folder)
     try:
         evaluation = json.loads((folder / EVALUATION_FILE).read_text())
@@ -460,7 +550,8 @@ def evaluation_is_current(folder: str | Path, theory_settings: dict) -> bool:
         recorded = evaluation["provenance"]
     except (OSError, ValueError, KeyError, TypeError, ConfigError):
         return False
-    return recorded.get("model_sha256") == model_sha256 and recorded.get("theory") == theory_settings
+    return (recorded.get("model_sha256") == model_sha256
+            and theory_settings_as_read(recorded.get("theory")) == theory_settings_as_read(theory_settings))
 
 
 def unfinished_reason(folder: str | Path, expected_hash: str | None) -> str | None:

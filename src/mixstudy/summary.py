@@ -1,5 +1,6 @@
-"""The flat summary of the tables for ``dvc metrics diff`` (``metrics/summary.json``), and the
-per-epoch curves for ``dvc plots`` (``results/tables/curves.tsv``)."""
+"""What DVC shows of the tables: the headline (``metrics/headline.json``, the metrics `dvc exp show`
+and `dvc metrics diff` show by default), the flat detail of every configuration
+(``metrics/summary.json``), and the per-epoch curves for ``dvc plots`` (``results/tables/curves.tsv``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import pandas as pd
 
 from mixstudy.analysis import Analysis, best_mixing, read_histories
 from mixstudy.selection import best_tuning
+from mixstudy.tables import published_best_cell, published_cell
+
+HEADLINE_FILE = "headline.json"  # beside the summary (metrics/headline.json)
 
 
 def _put(summary: dict, key: str, value) -> None:
@@ -60,6 +64,38 @@ def summary_metrics(analysis: Analysis, differences: pd.DataFrame) -> dict:
     if best is not None:
         _put(summary, "sweep.best.delta_acc", by_name.loc[best["name"], "diff"])
     return summary
+
+
+def headline_metrics(analysis: Analysis, differences: pd.DataFrame) -> dict:
+    """The report's headline as numbers: the gain in test accuracy of the mixup cell fixed in advance
+    (``report.published.best_mixup_config``; where it has no finished run, our best cell, and
+    ``fixed_in_advance`` false) over the baseline with its Welch interval (points), both arms'
+    accuracy (%), NLL and ECE, and how many runs are finished and stale (another configuration).
+
+    Nested, short keys: `dvc exp show` prints them as ``gain.points``, ``mixup.acc``, ``runs.stale``.
+    """
+    counts = analysis.counts()
+    headline: dict = {}
+    base, cell = analysis.baseline(), published_best_cell(analysis)
+    if cell is not None and base["n"] > 0:
+        row = differences.set_index("name").loc[cell["name"]]
+        fixed = published_cell(analysis, analysis.params["report"]["published"]["best_mixup_config"])
+        headline["gain"] = _rounded({"points": row["diff"], "low": row["ci_low"], "high": row["ci_high"]}, 2)
+        headline["mixup"] = _arm(cell)
+        headline["baseline"] = _arm(base)
+        headline["fixed_in_advance"] = bool(fixed is not None and fixed["name"] == cell["name"])
+    headline["runs"] = {"finished": counts["finished"], "stale": counts["mismatched"], "expected": counts["expected"]}
+    return headline
+
+
+def _arm(cell: pd.Series) -> dict:
+    arm = _rounded({"acc": cell["acc_mean"]}, 2) | _rounded({"nll": cell["nll_mean"], "ece": cell["ece_mean"]}, 4)
+    return arm | {"seeds": int(cell["n"])}
+
+
+def _rounded(values: dict, digits: int) -> dict:
+    """Finite values rounded for reading; undefined ones (one seed: no interval) left out."""
+    return {key: round(float(value), digits) for key, value in values.items() if value is not None and not pd.isna(value)}
 
 
 def _put_best(summary: dict, prefix: str, cell: pd.Series | None) -> None:

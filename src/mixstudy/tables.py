@@ -20,17 +20,18 @@ import numpy as np
 import pandas as pd
 
 from mixstudy import study
-from mixstudy.analysis import BASE_METRICS, DATASET_COLUMN, REGULARISERS, Analysis, best_mixing, mixing_differences
+from mixstudy.analysis import BASE_METRICS, DATASET_COLUMN, MIXED, REGULARISERS, Analysis, best_mixing, mixing_differences
 from mixstudy.data import dataset
 from mixstudy.fileio import write_text
 from mixstudy.statistics import CONFIDENCE, mean_interval
 
 INCOMPLETE = "†"  # marks a cell with fewer finished seeds than asked
+MIXED_PRECISION = "‡"  # flags a configuration whose seeds trained in different precisions
 TABLE_METRICS = ("acc", "nll", "ece")
 DIGITS = {"acc": 2, "nll": 3, "ece": 3, "brier": 3}
 METRIC_LABELS = {"acc": "test accuracy (%)", "nll": "test NLL", "ece": "test ECE", "brier": "test Brier score"}
 # LaTeX for the few non-ASCII characters the display tables use (applied after pandas escaping).
-LATEX_SYMBOLS = {"±": r"$\pm$", INCOMPLETE: r"$^{\dagger}$", "—": "--", "α": r"$\alpha$", "Δ": r"$\Delta$"}
+LATEX_SYMBOLS = {"±": r"$\pm$", INCOMPLETE: r"$^{\dagger}$", MIXED_PRECISION: r"$^{\ddagger}$", "—": "--", "α": r"$\alpha$", "Δ": r"$\Delta$"}
 
 
 def format_stat(mean: float, std: float, n: int, asked: int, digits: int) -> str:
@@ -64,6 +65,29 @@ def incomplete_note(cells: pd.DataFrame) -> list[str]:
         return []
     listed = "; ".join(f"{cell['label']}: {cell['n']}/{cell['asked']}" for _, cell in short.iterrows())
     return [f"{INCOMPLETE} fewer finished seeds than asked (finished/asked): {listed}."]
+
+
+def precision_note(cells: pd.DataFrame) -> list[str]:
+    """The precision the cells' finished runs trained in (``compute.amp`` as resolved; per run in
+    runs.csv), and each configuration whose seeds trained in different precisions, flagged."""
+    trained = cells[cells["n"] > 0]
+    if "precision" not in trained or trained.empty:
+        return []
+    mixed = trained[trained["precision"].str.contains(MIXED, regex=False)]
+    by_precision = trained[~trained.index.isin(mixed.index)].groupby("precision", sort=True)["label"].agg(list)
+    if len(by_precision) == 1 and mixed.empty:
+        notes = [f"Trained in {by_precision.index[0]}."]
+    else:
+        notes = ["Trained in " + "; ".join(f"{precision}: {', '.join(labels)}" for precision, labels in by_precision.items()) + "."]
+    if not mixed.empty:
+        listed = "; ".join(f"{cell['label']} ({cell['precision']})" for _, cell in mixed.iterrows())
+        notes.append(f"{MIXED_PRECISION} seeds trained in different precisions, averaged all the same (problems.csv): {listed}.")
+    return notes
+
+
+def cell_notes(cells: pd.DataFrame) -> list[str]:
+    """Every table's footnotes on its cells: seeds missing, and the precision they trained in."""
+    return incomplete_note(cells) + precision_note(cells)
 
 
 @dataclass
@@ -113,11 +137,13 @@ def _latex_escape(text: str) -> str:
 
 
 def cell_texts(cells: pd.DataFrame, metric: str, mark_incomplete: bool = True) -> list[str]:
-    """``mean ± std`` of one metric for each configuration, with † where seeds are missing."""
+    """``mean ± std`` of one metric for each configuration, with † where seeds are missing and ‡
+    where they trained in different precisions."""
     texts = []
     for _, cell in cells.iterrows():
         asked = cell["asked"] if mark_incomplete else cell["n"]
-        texts.append(format_stat(cell[f"{metric}_mean"], cell[f"{metric}_std"], cell["n"], asked, DIGITS[metric]))
+        text = format_stat(cell[f"{metric}_mean"], cell[f"{metric}_std"], cell["n"], asked, DIGITS[metric])
+        texts.append(text + (MIXED_PRECISION if MIXED in str(cell.get("precision") or "") else ""))
     return texts
 
 
@@ -141,7 +167,7 @@ def tuning_table(analysis: Analysis) -> Table:
         METRIC_LABELS["acc"]: cell_texts(cells, "acc", mark_incomplete=False),  # the next column says it
         "seeds (finished/asked)": [f"{c.n}/{c.asked}" for c in cells.itertuples()],
     })
-    return Table("table1_tuning", "Table 1: baseline tuning, test accuracy over seeds", data, display)
+    return Table("table1_tuning", "Table 1: baseline tuning, test accuracy over seeds", data, display, precision_note(cells))
 
 
 def baseline_table(analysis: Analysis) -> Table:
@@ -159,7 +185,7 @@ def baseline_table(analysis: Analysis) -> Table:
         "mean ± std": [cell_texts(one, m)[0] for m in BASE_METRICS],
         "seeds (finished/asked)": f"{base['n']}/{base['asked']}",
     })
-    return Table("table2_baseline", "Final baseline (sweep/baseline) over seeds", data, display, incomplete_note(one))
+    return Table("table2_baseline", "Final baseline (sweep/baseline) over seeds", data, display, cell_notes(one))
 
 
 def alpha_column(alpha: float) -> str:
@@ -178,7 +204,7 @@ def sweep_grid(analysis: Analysis, metric: str) -> Table:
     display.columns.name = None
     data = cells[["S", "layers", "alpha", "asked", "n", f"{metric}_mean", f"{metric}_std"]]
     title = f"Table 3: {METRIC_LABELS[metric]}, manifold mixup over mixing sets S and alpha (mean ± std over seeds)"
-    return Table(f"table3_{metric}", title, data, display.reset_index(), incomplete_note(cells))
+    return Table(f"table3_{metric}", title, data, display.reset_index(), cell_notes(cells))
 
 
 def differences_table(analysis: Analysis, differences: pd.DataFrame) -> Table:
@@ -191,7 +217,7 @@ def differences_table(analysis: Analysis, differences: pd.DataFrame) -> Table:
     })
     title = "Difference in test accuracy to the final baseline (percentage points; configuration minus baseline)"
     compared = analysis.stage("sweep")
-    notes = incomplete_note(compared[compared["name"].isin([*differences["name"], "baseline"])])
+    notes = cell_notes(compared[compared["name"].isin([*differences["name"], "baseline"])])
     data = differences.drop(columns=["label", "summary_key"])  # the names a reader sees are in the display
     return Table("table3_delta_acc", title, data, display, notes)
 
@@ -215,7 +241,7 @@ def comparison_table(analysis: Analysis, differences: pd.DataFrame) -> Table | N
     statistics = [f"{m}_{stat}" for m in TABLE_METRICS for stat in ("mean", "std")]
     data = cells[["name", "method", "strength", "asked", "n", *statistics, "diff", "ci_low", "ci_high", "p"]]
     title = "Comparison regularisers: CutMix, label smoothing, Cutout (mean ± std over seeds; Δ to the final baseline)"
-    return Table("table4_comparison", title, data, display, incomplete_note(cells))
+    return Table("table4_comparison", title, data, display, cell_notes(cells))
 
 
 def format_mean_interval(values: np.ndarray, digits: int = 3) -> str:

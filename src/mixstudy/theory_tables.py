@@ -4,7 +4,9 @@
   with the norm's difference to the baseline (Welch, as every difference to the baseline);
 * :func:`transformation_table` - mixup's test-time transformation (Carratino et al.): accuracy and ECE
   without it, with shrunk inputs, with logits divided by theta_bar, and with both, per mixing
-  configuration; the effect of "both" as a paired difference over the same runs.
+  configuration; the effect of "both" as a paired difference over the same runs;
+* :func:`between_table` - Zhang et al.'s in-between measures per configuration and lambda: the miss
+  rate and the loss's input-gradient norm, each with its Welch difference to the baseline.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from mixstudy.analysis import Analysis
+from mixstudy.analysis import BETWEEN_GRADIENT, BETWEEN_MISS, Analysis
 from mixstudy.statistics import CONFIDENCE, mean_interval, welch_difference
 from mixstudy.tables import Table, format_interval, format_mean_interval, format_signed, named_tables
 
@@ -115,8 +117,54 @@ def is_claimed(cell: pd.Series) -> bool:
     return cell["method"] == "mixup" or (cell["method"] == "manifold" and cell["layers"] == "0")
 
 
+def between_lambdas(analysis: Analysis) -> list[float]:
+    """The lambdas of the in-between measures that runs recorded (their columns ``between_miss@<lambda>``)."""
+    return sorted(float(column.split("@")[1]) for column in analysis.done if column.startswith(f"{BETWEEN_MISS}@"))
+
+
+# The in-between measures, each: its column prefix, its scale in the table, its digits and its heading.
+BETWEEN_MEASURES = {"miss": (BETWEEN_MISS, 100.0, 1, "miss rate (%)"), "grad": (BETWEEN_GRADIENT, 1.0, 3, "‖∇ₓ loss‖")}
+
+
+def between_table(analysis: Analysis) -> Table | None:
+    lambdas = between_lambdas(analysis)
+    cells = measured_cells(analysis, f"{BETWEEN_MISS}@{lambdas[0]:g}") if lambdas else []
+    if not cells:
+        return None
+    rows, display = [], []
+    for cell in cells:
+        runs = sweep_runs_of(analysis, cell["name"])
+        baseline = sweep_runs_of(analysis, "baseline")
+        for lam in lambdas:
+            measured = runs[runs[f"{BETWEEN_MISS}@{lam:g}"].notna()]
+            row = {"name": cell["name"], "method": cell["method"], "layers": cell["layers"], "lambda": lam, "n": len(measured)}
+            shown = {"configuration": cell["label"], "λ": f"{lam:g}"}
+            for key, (prefix, scale, digits, heading) in BETWEEN_MEASURES.items():
+                column = f"{prefix}@{lam:g}"
+                values = measured[column].to_numpy(dtype=float) * scale
+                row[f"{key}_mean"], row[f"{key}_low"], row[f"{key}_high"] = mean_interval(values)
+                reference = baseline[column].dropna().to_numpy(dtype=float) * scale
+                difference = welch_difference(values, reference) if cell["name"] != "baseline" else {}
+                row.update({f"{key}_{part}": difference.get(part, math.nan) for part in ("diff", "ci_low", "ci_high", "p")})
+                shown[heading] = format_mean_interval(values, digits)
+                shown[f"Δ {heading} to the baseline"] = "" if cell["name"] == "baseline" else (
+                    f"{format_signed(row[f'{key}_diff'], digits)} {format_interval(row[f'{key}_ci_low'], row[f'{key}_ci_high'], digits)}")
+            shown["seeds"] = len(measured)
+            rows.append(row)
+            display.append(shown)
+    pairs = analysis.params["theory"]["between_pairs"]
+    title = (f"Between training images (Zhang et al., Figure 2): at λ x_i + (1 − λ) x_j, the share of predictions "
+             f"neither y_i nor y_j (miss) and the input-gradient norm of the loss (mean [{CONFIDENCE:.0%} t-interval] "
+             "over seeds; Δ: Welch interval against the baseline)")
+    notes = [f"{pairs} seeded pairs of distinct training images (theory.between_pairs), labels as each run trained on "
+             "them; the loss is the cross-entropy against λ y_i + (1 − λ) y_j, its gradient taken with respect to "
+             "the normalised input; λ = 1 is the training image itself."]
+    return Table("table9_between", title, pd.DataFrame(rows), pd.DataFrame(display), notes)
+
+
 def theory_tables(analysis: Analysis) -> list[Table]:
-    tables = [table for table in (smoothness_table(analysis), transformation_table(analysis)) if table is not None]
+    tables = [table for table in (smoothness_table(analysis), transformation_table(analysis), between_table(analysis))
+              if table is not None]
     return named_tables(tables, analysis.params)
 
 

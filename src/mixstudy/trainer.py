@@ -24,6 +24,8 @@ from mixstudy.mixing import Mixer, member_mixes
 from mixstudy.models import build_model
 from mixstudy.networks import mixing_points
 from mixstudy.packing import pack_modules, pack_optimizer_state, unpack_optimizer_state, unpack_state
+from mixstudy.provenance import precision_of
+from mixstudy.study import with_settings_added_later
 
 SCHEDULERS = ("step", "cosine", "warm_restarts")
 
@@ -159,7 +161,7 @@ def make_trainer(config: dict, device: torch.device, num_classes: int) -> Traine
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
-        mixer=Mixer.from_params(config["mixing"], num_classes),
+        mixer=Mixer.from_params(with_settings_added_later(config)["mixing"], num_classes),  # mixing.targets: recorded where it acts
         data_gen=data_gen,
         mix_rng=np.random.Generator(np.random.PCG64(seeds.mixing)),
         dropout_gen=_dropout_generator(device, seeds.init),
@@ -213,9 +215,8 @@ class PackedTrainer:
 
 
 def training_precision(device: torch.device, amp: str) -> str:
-    """What ``compute.amp`` resolves to on this device: ``on`` is bfloat16 on any device, ``auto``
-    bfloat16 on CUDA only; otherwise float32."""
-    return "bfloat16" if amp == "on" or (amp == "auto" and device.type == "cuda") else "float32"
+    """What ``compute.amp`` resolves to on this device (:func:`mixstudy.provenance.precision_of`)."""
+    return precision_of(amp, device.type)
 
 
 def autocast_context(device: torch.device, amp: str):

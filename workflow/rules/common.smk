@@ -13,10 +13,9 @@ import re
 import shlex
 from pathlib import Path
 
-from mixstudy import study
+from mixstudy import reruns, study
 from mixstudy.config import validate_params, with_data_paths
-from mixstudy.data import check_subset_fits, subset_file
-from mixstudy.errors import ConfigError
+from mixstudy.data import check_subset_fits, params_subset_file
 
 config.update(with_data_paths(config))  # data.npz_path and data.out of data.name ({name} replaced)
 validate_params(config)  # schema + mixing points: a bad parameter stops here, before any job
@@ -24,7 +23,7 @@ check_subset_fits(config)  # an impossible subset too, with the line `mixstudy s
 
 RUNS = study.RUNS_ROOT
 DATA = config["data"]["out"]
-SUBSET = str(subset_file(config["subset"], config["data"]["name"]))
+SUBSET = str(params_subset_file(config))
 SELECTION = "results/tuning/selection.yaml"
 TUNING_RUNS = study.tuning_runs(config)
 SWEEP_RUNS = study.sweep_runs(config)
@@ -49,106 +48,41 @@ def params_json(*sections):
 
 
 def run_spec_arguments(specs):
-    """`--run-spec JSON` per run: what the grid asks of it (run sections, seed, own settings)."""
-    sections = {key: config[key] for key in study.RUN_SECTIONS} | {"data": {"name": config["data"]["name"]}}
-    specs_json = [
-        json.dumps({"run_id": spec.run_id, "sections": sections, "seed": spec.seed, "overrides": spec.overrides}, sort_keys=True)
-        for spec in specs
-    ]
+    """`--run-spec JSON` per run: what the grid asks of it (its run sections as the run sees them,
+    before the tuning's choice; seed; own settings). Only what the run computes from is in it, so a
+    setting it does not read (train.lr for a tuning run) leaves its job's params unchanged."""
+    specs_json = [json.dumps(reruns.run_spec(config, spec), sort_keys=True) for spec in specs]
     return " ".join(f"--run-spec {shlex.quote(text)}" for text in specs_json)
 
 
-# --- what is finished, by content (read only) ----------------------------------------------------
+# --- what is finished, by content (read only; decided in mixstudy.reruns) ----------------------
 
-
-def _subset_sha256():
-    try:
-        return json.loads(Path(SUBSET).read_text())["train_sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _current_selection():
-    try:
-        return study.read_selection(SELECTION)
-    except ConfigError:
-        return None
-
-
-SUBSET_SHA256 = _subset_sha256()
-CURRENT_SELECTION = _current_selection()
-
-
-def run_state(spec, selection):
-    """None when the run's folder holds a finished, intact run of what is asked; else why not."""
-    if SUBSET_SHA256 is None:
-        return "the subset is not made yet"
-    expected = study.training_hash(study.spec_config(config, spec, selection), SUBSET_SHA256)
-    return study.unfinished_reason(spec.folder(RUNS), expected)
-
-
-TUNING_STATE = {spec.run_id: run_state(spec, None) for spec in TUNING_RUNS}
-# The tuning's choice cannot change in this invocation when every tuning run is finished and
-# selection.yaml exists; otherwise sweep runs that read it wait for `select_baseline`, and the
-# training command keeps each one whose configuration did not change.
-SELECTION_SETTLED = CURRENT_SELECTION is not None and not any(TUNING_STATE.values())
-def recorded_selection(spec):
-    """The tuning's choice a finished sweep run was trained with (None without a readable run)."""
-    try:
-        train = study.read_run_record(spec.folder(RUNS))["config"]["train"]
-        return {"scheduler": train["scheduler"]["name"], "momentum": train["momentum"], "weight_decay": train["weight_decay"]}
-    except (ConfigError, KeyError, TypeError):
-        return None
-
-
-def sweep_state(spec):
-    """A sweep run's state; before the selection is settled (tuning runs to train), a run whose
-    recorded training differs in anything besides the tuning's choice is already known to be stale.
-    Otherwise undecided (None is not returned then): its selection input decides, by content."""
-    if SELECTION_SETTLED or not study.needs_selection(config, spec):
-        return run_state(spec, CURRENT_SELECTION)
-    selection = recorded_selection(spec)
-    return run_state(spec, selection) if selection is not None else "the tuning's choice is not settled"
-
-
-SWEEP_STATE = {spec.run_id: sweep_state(spec) for spec in SWEEP_RUNS}
-SWEEP_STATE = {
-    run_id: reason
-    for run_id, reason in SWEEP_STATE.items()
-    if reason is not None or SELECTION_SETTLED or not study.needs_selection(config, RUN_BY_ID[run_id])
-}
-FINISHED = {run_id for run_id, reason in {**TUNING_STATE, **SWEEP_STATE}.items() if reason is None}
-# Runs with outputs on disk that are not what is asked (another configuration, damaged files):
-# a rebuild request (a temporary file made by a job) makes Snakemake run them.
-REBUILD = {
-    run_id: reason
-    for run_id, reason in {**TUNING_STATE, **SWEEP_STATE}.items()
-    if reason is not None and (RUN_BY_ID[run_id].folder(RUNS) / "metrics.json").exists()
-}
-
-
-def rebuild_request(run_id):
-    return f"results/rebuild/{run_id}.txt"
-
-
-# The target rules (`all`, `train_all`) ask for every rebuild request themselves. A missing file
-# that only a training job asks for is made only when that job already has another reason to run
-# (Snakemake reaches upstream from jobs that must run); without metadata and with older inputs
-# (a DVC experiment workspace, a fresh clone) a stale run would have none, and be kept.
-REBUILD_REQUESTS = [rebuild_request(run_id) for run_id in sorted(REBUILD)]
+PLAN = reruns.plan_runs(
+    config, TUNING_RUNS, SWEEP_RUNS, RUNS, reruns.subset_sha256(SUBSET), reruns.current_selection(SELECTION)
+)
+SELECTION_SETTLED = PLAN.selection_settled
+FINISHED = PLAN.finished
+# Runs with outputs on disk that are not what is asked get a rebuild request, named by the training
+# hash asked, that their training job waits for. The target rules (`all`, `train_all`) ask for every
+# request themselves: a missing file that only a training job asks for is made only when that job
+# already has another reason to run, and without metadata and with older inputs (a DVC experiment
+# workspace, a fresh clone) a stale run would have none, and be kept.
+REBUILD = PLAN.rebuild
+REBUILD_REQUESTS = PLAN.requests()
 
 
 def run_inputs(specs):
     """A training job's inputs: unchanged inputs of finished runs are ancient (their modification
-    times do not matter); runs to rebuild wait for their rebuild request."""
+    times do not matter); runs to rebuild wait for their rebuild request (a finished run keeps
+    the request it was trained for while it is there: its set of inputs does not change)."""
     inputs = {"data": DATA, "subset": SUBSET}
     if any(study.needs_selection(config, spec) for spec in specs):
         inputs["selection"] = SELECTION
+    requests = [path for path in map(PLAN.request, (spec.run_id for spec in specs)) if path]
+    if requests:
+        inputs["rebuild"] = requests
     if all(spec.run_id in FINISHED for spec in specs):
         inputs = {key: ancient(path) for key, path in inputs.items()}
-    rebuild = [rebuild_request(spec.run_id) for spec in specs if spec.run_id in REBUILD]
-    if rebuild:
-        inputs["rebuild"] = rebuild
     return inputs
 
 
@@ -159,16 +93,16 @@ def run_files(specs, name="metrics.json"):
 def run_outputs(specs):
     """A run's results; `update`: Snakemake leaves them in place for the training command, which
     keeps a finished run of the same configuration (and restores them if the job fails)."""
-    return [update(path) for name in study.RUN_OUTPUTS for path in run_files(specs, name)]
+    return [update(path) for name in study.WORKFLOW_OUTPUTS for path in run_files(specs, name)]
 
 
 def run_outputs_of(run_id_pattern):
     """The outputs of the run (or the `{run_id}` wildcard) under RUNS, as `run_outputs` gives them."""
-    return [update(f"{RUNS}/{run_id_pattern}/{name}") for name in study.RUN_OUTPUTS]
+    return [update(f"{RUNS}/{run_id_pattern}/{name}") for name in study.WORKFLOW_OUTPUTS]
 
 
 def every_run_file(specs):
-    return [path for name in study.RUN_OUTPUTS for path in run_files(specs, name)]
+    return [path for name in study.WORKFLOW_OUTPUTS for path in run_files(specs, name)]
 
 
 # The training command of every training job: `runs` is one `--run-spec`, or several (a pack).
@@ -195,10 +129,12 @@ def evaluation_files(specs):
 
 
 def evaluation_inputs(spec):
-    """An evaluation job's inputs: the run's model.pt, data and subset; all ancient when the run's
-    evaluation.json is current by content (computed from this model.pt with these settings), so a
-    clone or a checkout measures nothing again."""
-    inputs = {"model": str(spec.folder(RUNS) / "model.pt"), "data": DATA, "subset": SUBSET}
-    if study.evaluation_is_current(spec.folder(RUNS), config["theory"]):
+    """An evaluation job's inputs: the run's record (its model.pt is checked by content, and may be
+    left out on purpose once measured), data and subset; all ancient when the run is not trained in
+    this invocation and its evaluation.json is current by content (computed from this model.pt with
+    these settings), so a clone or a checkout measures nothing again, and a retrained run is always
+    measured again."""
+    inputs = {"record": str(spec.folder(RUNS) / "metrics.json"), "data": DATA, "subset": SUBSET}
+    if reruns.evaluation_settled(PLAN, spec, config["theory"]):
         inputs = {key: ancient(path) for key, path in inputs.items()}
     return inputs

@@ -11,6 +11,7 @@ rule evaluate_run:
     output:
         f"{RUNS}/{{run_id}}/{study.EVALUATION_FILE}",
     params:
+        model=lambda wildcards: RUN_BY_ID[wildcards.run_id].folder(RUNS) / study.WEIGHTS,
         params=params_json("evaluation", "theory", "compute"),
     wildcard_constraints:
         run_id=SWEEP_RUN_ID_PATTERN,
@@ -22,5 +23,5 @@ rule evaluate_run:
     conda:
         "../envs/mixstudy.yaml"
     shell:
-        "mixstudy evaluate {input.model} --data {input.data} --subset {input.subset}"
+        "mixstudy evaluate {params.model} --data {input.data} --subset {input.subset}"
         " --params-json {params.params} --set compute.threads={threads} --out {output} > {log} 2>&1"

@@ -6,6 +6,7 @@ rule aggregate:
         subset=SUBSET,
     output:
         summary="metrics/summary.json",
+        headline="metrics/headline.json",
         runs="results/tables/runs.csv",
     params:
         params=params_json(),
@@ -15,7 +16,8 @@ rule aggregate:
         "logs/aggregate.log",
     shell:
         "mixstudy aggregate --params-json {params.params} --out-dir results/tables"
-        " --summary {output.summary} --selection {input.selection} --subset {input.subset} > {log} 2>&1"
+        " --summary {output.summary} --headline {output.headline} --selection {input.selection}"
+        " --subset {input.subset} > {log} 2>&1"
 
 
 rule figures:

@@ -2,8 +2,9 @@
 # together in one process (compute.pack_size > 1; docs/performance.md). Either way each run
 # writes the same folder, results/runs/<stage>/<name>/seed<seed>, so everything downstream is
 # the same. Training jobs ask for gpu=1, so `--resources gpu=1` runs one at a time.
-# Every target asks for each run's metrics.json, history.tsv and model.pt: a lost or damaged
-# output of a finished run is rebuilt.
+# Every target asks for each run's metrics.json and history.tsv; model.pt is checked by content
+# (common.smk, run_state): a lost or damaged output of a finished run is rebuilt, weights left out
+# on purpose (`mixstudy leave-out-weights`) are not.
 
 PACK_SIZE = config["compute"]["pack_size"]  # validated in common.smk: every key is present
 
@@ -36,9 +37,10 @@ rule train_all:
         REBUILD_REQUESTS,
 
 
-# A run with outputs that are not what is asked (another configuration, damaged files): a
-# temporary request file, made by a job, that its training job waits for and the target rules
-# ask for (common.smk, REBUILD_REQUESTS).
+# A run with outputs that are not what is asked (another configuration, damaged files): a request
+# file named by the training hash asked (results/rebuild/<run id>/<key>.txt), made by a job, that its
+# training job waits for and the target rules ask for (mixstudy.reruns). Writing it removes the run's
+# requests of other keys, so no later change finds one already made.
 # It only writes one line, so it runs where Snakemake runs, never as a cluster job.
 localrules:
     rebuild_request,
@@ -46,14 +48,12 @@ localrules:
 
 rule rebuild_request:
     output:
-        temp(rebuild_request("{run_id}")),
-    params:
-        reason=lambda wildcards: shlex.quote(REBUILD.get(wildcards.run_id, "requested")),
+        reruns.rebuild_request("{run_id}", "{key}"),
     wildcard_constraints:
         run_id=RUN_ID_PATTERN,
+        key="[0-9a-f]{16}",
     log:
-        "logs/rebuild/{run_id}.log",
-    conda:
-        "../envs/mixstudy.yaml"
-    shell:
-        "echo {params.reason} > {output} 2> {log}"
+        "logs/rebuild/{run_id}/{key}.log",
+    run:
+        # the reason is no param: a param would make Snakemake remake a finished run's request
+        reruns.write_rebuild_request(output[0], REBUILD[wildcards.run_id].reason if wildcards.run_id in REBUILD else "requested")
