@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 LOCK_FILE = ".train.lock"
 # Every file mixstudy writes in a run folder, and those only a run begun or trained leaves there
 # (its log, resume point, progress or failure): what tells a run folder from a folder of one's own.
-RUN_FOLDER_FILES = (*study.RUN_OUTPUTS, "train.log", RESUME_FILE, PROGRESS_FILE, "failure.json", study.EVALUATION_FILE)
+RUN_FOLDER_FILES = (*study.RUN_OUTPUTS, "train.log", RESUME_FILE, PROGRESS_FILE, "failure.json", study.EVALUATION_FILE,
+                    study.WEIGHTS_LEFT_OUT_FILE)
 RUN_BEGUN_FILES = ("train.log", RESUME_FILE, PROGRESS_FILE, "failure.json")
 # The files training writes atomically: a killed write's temporary is removed under the lock.
 TRAINING_WRITES = (*study.RUN_OUTPUTS, RESUME_FILE, PROGRESS_FILE, "failure.json")
