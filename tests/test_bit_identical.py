@@ -37,7 +37,9 @@ RUNS = {
     "cnn13_manifold": ["--set", "mixing.method=manifold", "--set", "mixing.alpha=2.0", "--set", "mixing.layers=[0,1,2]"],
     "convnet_cutmix": ["--set", "model.name=convnet", "--set", "mixing.method=cutmix", "--set", "mixing.alpha=1.0"],
 }
-VARYING = ("wall_time_s", "provenance", "code_revision")  # when and where a run ran, not what it computed
+# When and where a run ran, not what it computed; and the digest of the record, which covers them
+# (records of the reference commit have none).
+VARYING = ("wall_time_s", "provenance", "code_revision", "record_sha256")
 
 
 def _source_tree(commit: str, into: Path) -> Path:

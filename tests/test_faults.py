@@ -254,7 +254,8 @@ def test_replace_trains_into_a_folder_of_ones_own_and_leaves_its_other_files(tmp
 
 
 @pytest.mark.parametrize("files", [(), ("progress.json",), ("resume.pt", "train.log"), ("history.tsv", "model.pt", "train.log"),
-                                   (".model.pt.k2j3.tmp",), ("metrics.json", "train.log", "failure.json")])
+                                   (".model.pt.k2j3.tmp",), ("metrics.json", "train.log", "failure.json"),
+                                   ("metrics.json", "history.tsv", "train.log", study.WEIGHTS_LEFT_OUT_FILE)])
 def test_a_folder_a_run_began_in_is_a_run_folder(tmp_path, files):
     from mixstudy.runfolder import foreign_content
 

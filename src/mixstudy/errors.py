@@ -17,5 +17,6 @@ class DivergedError(MixstudyError):
     """The training loss became non-finite."""
 
 
-class Interrupted(MixstudyError):
-    """Training stopped by Ctrl-C: the message says where, and what its resume point holds."""
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training, saying where it stopped and what its resume point holds (still a
+    KeyboardInterrupt to any code that handles one; the CLI prints it as one line)."""

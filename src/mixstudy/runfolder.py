@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 LOCK_FILE = ".train.lock"
 # Every file mixstudy writes in a run folder, and those only a run begun or trained leaves there
 # (its log, resume point, progress or failure): what tells a run folder from a folder of one's own.
-RUN_FOLDER_FILES = (*study.RUN_OUTPUTS, "train.log", RESUME_FILE, PROGRESS_FILE, "failure.json", study.EVALUATION_FILE)
+RUN_FOLDER_FILES = (*study.RUN_OUTPUTS, "train.log", RESUME_FILE, PROGRESS_FILE, "failure.json", study.EVALUATION_FILE,
+                    study.WEIGHTS_LEFT_OUT_FILE)
 RUN_BEGUN_FILES = ("train.log", RESUME_FILE, PROGRESS_FILE, "failure.json")
 # The files training writes atomically: a killed write's temporary is removed under the lock.
 TRAINING_WRITES = (*study.RUN_OUTPUTS, RESUME_FILE, PROGRESS_FILE, "failure.json")
@@ -99,10 +100,10 @@ def locked_run_folder(folder: Path):
         raise MixstudyError(
             f"{folder} is being written by another mixstudy process; wait for it to finish or choose another --out"
         ) from None
-    removed = remove_temporaries(folder / name for name in TRAINING_WRITES)
-    if removed:
-        log.info("%s: removed %s, left by a killed write", folder, ", ".join(path.name for path in removed))
     try:
+        removed = remove_temporaries(folder / name for name in TRAINING_WRITES)
+        if removed:
+            log.info("%s: removed %s, left by a killed write", folder, ", ".join(path.name for path in removed))
         yield
     finally:
         (folder / LOCK_FILE).unlink(missing_ok=True)  # while held: a waiter on the old file sees it unlinked and retries
