@@ -269,6 +269,7 @@ def test_recreating_an_unchanged_selection_retrains_nothing(smoke_project):
 def test_weights_left_out_on_purpose_retrain_and_remeasure_nothing(smoke_project):
     """A finished, measured run committed without its model.pt (`mixstudy leave-out-weights`) is
     finished: the dry run plans nothing; the same file gone without that record is rebuilt."""
+    snakemake(smoke_project)  # settle what earlier tests left (rebuilt jobs are scheduled once more)
     folder = smoke_project / "results/runs/sweep/manifold_S0-2_alpha1/seed0"
     weights = (folder / "model.pt").read_bytes()
     run(["mixstudy", "leave-out-weights", "--params", "config/smoke.yaml", "--params", "config/test-data.yaml",
