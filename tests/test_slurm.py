@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mixstudy.study import RECORD_DIGEST, record_tampering
 from pipeline_helpers import copy_project, env, jobs_by_rule, snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -211,8 +212,10 @@ def _minutes(limit: str) -> int:
 
 def _run_record(path: Path) -> dict:
     record = json.loads(path.read_text())
+    assert record_tampering(record) is None, path  # the record's digest holds: it is its own content's
     record.pop("wall_time_s")  # the fields that depend on when and where the run ran:
     record["files"].pop("history.tsv")  # the history's elapsed_s column (model.pt's hash stays compared)
+    record.pop(RECORD_DIGEST)  # and the digest over them all
     return record
 
 
