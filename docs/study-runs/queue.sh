@@ -24,13 +24,24 @@ run_config() {  # run_config NAME CONFIG... : snakemake over these config files,
   local tree=$(dirname "$ROOT")/queue-${name//\//-}  # beside the checkout: data.npz_path ../shared/ holds
   if [ ! -d "$tree" ]; then
     git -C "$ROOT" worktree add --detach "$tree" "$REVISION" >/dev/null
+  elif [ "$(git -C "$tree" rev-parse HEAD)" != "$REVISION" ]; then
+    # a worktree of an earlier queue (one session's processes end with it): the current commit now
+    git -C "$tree" checkout --quiet --detach "$REVISION"
   fi
   mkdir -p "$ROOT/docs/study-runs/$name/runs" "$tree/results"
   ln -sfn "$ROOT/docs/study-runs/$name/runs" "$tree/results/runs"
+  # The data and the subset first: until the subset exists the workflow cannot tell a committed
+  # finished run from a stale one, and would hand every one to its training and evaluation jobs
+  # (which keep the run, but measure its test set again).
+  (cd "$tree" && PATH=$BIN:$PATH PYTHONPATH=$tree/src nice -n 10 \
+    snakemake subset --cores 1 --configfile "$@" >> "$LOGS/${name//\//-}.log" 2>&1)
   (cd "$tree" && PATH=$BIN:$PATH PYTHONPATH=$tree/src nice -n 10 \
     snakemake ${TARGETS:-} --cores "$JOBS" --resources gpu="$JOBS" --rerun-incomplete ${SNAKEMAKE_OPTIONS:-} --configfile "$@" >> "$LOGS/${name//\//-}.log" 2>&1)
 }
 
+# The rest is one block, which bash reads whole before running it, then exits: the script can be
+# edited (a commit, a checkout) while a queue runs without the running one reading the new text.
+{
 ARGS="$*"
 
 mkdir -p "$LOGS"
@@ -82,3 +93,5 @@ for phase in 1 2 3 4; do
     TARGETS=$TARGETS run_config study-net-bf16 $BF16_CONFIG
   fi
 done
+exit
+}
