@@ -59,10 +59,29 @@ def test_auto_device_falls_back_to_cpu_and_cuda_demand_is_explained(monkeypatch)
         engine.resolve_device("cuda")
 
 
-def test_host_to_device_keeps_values_and_dtype():
+def test_host_to_device_on_the_cpu_keeps_values_and_dtype_without_a_copy():
     array = np.array([3, 1, 2], dtype=np.int64)
     tensor = host_to_device(array, "cpu")
     assert tensor.dtype == torch.int64 and tensor.tolist() == [3, 1, 2]
+    assert tensor.data_ptr() == torch.from_numpy(array).data_ptr()  # the host's own memory, not pinned
+
+
+def test_host_to_device_on_cuda_pins_then_copies_without_waiting(monkeypatch):
+    """The CUDA branch, on a machine without CUDA: the tensor's pin and copy are recorded, not run."""
+    calls = []
+    real_to = torch.Tensor.to
+
+    def to(tensor, *args, **kwargs):
+        if args and torch.device(args[0]).type == "cuda":
+            calls.append(("to", str(args[0]), kwargs.get("non_blocking", False)))
+            return tensor
+        return real_to(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda tensor: calls.append("pin") or tensor)
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    tensor = host_to_device(np.array([[3, 1], [2, 0]], dtype=np.int64)[:, 0], "cuda:0")  # a strided view
+    assert calls == ["pin", ("to", "cuda:0", True)]
+    assert tensor.tolist() == [3, 2] and tensor.is_contiguous()
 
 
 def test_evaluation_images_stay_uint8_until_each_batch():

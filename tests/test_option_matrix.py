@@ -1,18 +1,24 @@
-"""Every documented option works to the end of a run: a tiny real run per option value, through
-the final writes (metrics.json, history.tsv, model.pt) and back through aggregate, figures and report.
+"""Every documented option works to the end of a run, and acts: a tiny real run per option value,
+through the final writes (metrics.json, history.tsv, model.pt) and back through aggregate, figures
+and report; and for each row, a second run with the option at another value, which must differ
+where the option acts (its weights, its learning rates, a metric, what evaluation was asked to do).
 
 `MATRIX` holds one row per option value; `test_every_option_has_a_row` fails when the schema
-gains an option that is neither in the matrix nor listed with the reason it is covered elsewhere.
+gains an option that is neither in the matrix nor listed with the reason it is covered elsewhere,
+and `test_every_row_says_where_its_option_acts` when a row has no contrast in `EFFECTS`.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 
 import pytest
 
-from mixstudy import study, training
+import torch
+
+from mixstudy import evaluation, study, training
 from mixstudy.checkpoint import load_checkpoint
 from mixstudy.config import _schema, load_params
 from mixstudy.errors import Interrupted, MixstudyError
@@ -65,8 +71,8 @@ MATRIX = [
     ("mixing.method", "manifold", MANIFOLD),
     ("mixing.method", "cutmix", CUTMIX),
     ("mixing.method", "none", BASELINE),
-    ("mixing.alpha", "0.5", MANIFOLD),
-    ("mixing.layers", "[1]", MANIFOLD),
+    ("mixing.alpha", "0.5", SINGLE),  # a sweep cell sets its own alpha and S: the single run reads these
+    ("mixing.layers", "[1]", SINGLE),
     ("mixing.lambda_per", "sample", MANIFOLD),
     ("mixing.lambda_per", "sample", CUTMIX),
     ("mixing.loss", "bce", MANIFOLD),
@@ -142,12 +148,27 @@ def test_every_option_has_a_row():
     assert uncovered == [], f"options without a row in MATRIX (or a reason in COVERED_ELSEWHERE): {uncovered}"
 
 
+# The scheduler each scheduler setting belongs to (params.yaml's is warm restarts), with what makes
+# the setting act within the tiny runs' epochs.
+SCHEDULER_OF = {
+    "train.scheduler.step_size": ["train.scheduler.name=step"],
+    "train.scheduler.gamma": ["train.scheduler.name=step", "train.scheduler.step_size=1"],
+    "train.scheduler.t_max": ["train.scheduler.name=cosine"],
+    "train.scheduler.eta_min": ["train.scheduler.name=cosine"],
+    "train.scheduler.t_0": ["train.scheduler.name=warm_restarts"],
+    "train.scheduler.t_mult": ["train.scheduler.name=warm_restarts", "train.scheduler.t_0=1", "train.epochs=3"],
+}
+
+
 def _row_params(option: str, value: str) -> dict:
     extra = ["sweep.cutout_sizes=[8]"] if option == "train.augment.cutout" else []
+    extra += SCHEDULER_OF.get(option, [])
     if option.startswith("mixing."):
         extra.append("mixing.alpha=1.0")  # params.yaml's alpha 0 means no mixing; the row may set its own
-    if option == "mixing.layers":
+    if option in ("mixing.alpha", "mixing.layers"):
         extra.append("mixing.method=manifold")  # the set S applies to manifold mixup only
+    if option == "evaluation.every_only":
+        extra.append("evaluation.every=1")  # which runs get the every-N test pass, when there is one
     network = {"model.cnn13": "cnn13", "model.preactresnet18": "preactresnet18"}.get(option.rsplit(".", 1)[0])
     if option == "model.name" or network:
         extra += ["model.cnn13.widths=[4,8,8,8,4]", "model.preactresnet18.base_width=8"]  # tiny, like TINY's convnet (8: the least params.yaml allows)
@@ -194,14 +215,159 @@ def _through_the_results(params: dict, root, tmp_path, in_grid: bool = True) -> 
 
 @pytest.mark.parametrize("option, value, run_id", MATRIX, ids=[f"{o}={v}@{(r or 'single/run').split('/')[1]}" for o, v, r in MATRIX])
 def test_option_runs_to_the_end(tmp_path, option, value, run_id):
+    params, config, folder = _train_row(option, value, run_id, tmp_path / "runs")
+    _check_run_folder(folder, config)
+    _through_the_results(params, tmp_path / "runs", tmp_path, in_grid=run_id is not None)
+
+
+def _train_row(option: str, value: str, run_id: str | None, root) -> tuple[dict, dict, object]:
+    """One row's tiny run, trained into its folder under ``root``: (params, run config, folder)."""
     params = _row_params(option, value)
     spec = study.find_run(params, run_id or BASELINE)
     config = study.spec_config(params, spec, None) if run_id else study.run_config(params, 0)
-    root = tmp_path / "runs"
     data = make_study_data(n_val_per_class=params["subset"]["val_per_class"])
     training.train_runs([config], data, [spec.folder(root)], progress="lines")
-    _check_run_folder(spec.folder(root), config)
-    _through_the_results(params, root, tmp_path, in_grid=run_id is not None)
+    return params, config, spec.folder(root)
+
+
+# Where an option acts, read from a finished run folder (and from what its evaluation was asked to
+# do, for the settings that change how fast, not what: `seen` holds the evaluation calls' arguments).
+def _weights(folder, seen):
+    """The trained network's parameters and buffers, as one digest (layout aside: channels_last)."""
+    model, _ = load_checkpoint(folder / "model.pt")
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode() + tensor.detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _history(column):
+    def read(folder, seen):
+        with open(folder / "history.tsv", newline="") as handle:
+            return [(row["epoch"], row.get(column) or None) for row in csv.DictReader(handle, delimiter="\t")]
+    return read
+
+
+def _metrics(split, keys=False):
+    def read(folder, seen):
+        metrics = _strict_json(folder / "metrics.json")["metrics"].get(split)
+        return sorted(metrics) if keys and metrics is not None else metrics
+    return read
+
+
+def _record(*path):
+    def read(folder, seen):
+        value = _strict_json(folder / "metrics.json")
+        for key in path:
+            value = value[key]
+        return value
+    return read
+
+
+def _evaluation_calls(argument):
+    def read(folder, seen):
+        return sorted(set(call[argument] for call in seen if call is not SAVED))
+    return read
+
+
+LEARNING_RATES = _history("lr")
+WEIGHTS = _weights
+# (option, row's value, another value, run id, where it acts): every MATRIX row's option appears
+# here with its value; the two runs must differ where it acts.
+EFFECTS = [
+    ("train.scheduler.name", "step", "cosine", BASELINE, LEARNING_RATES),
+    ("train.scheduler.name", "cosine", "step", BASELINE, LEARNING_RATES),
+    ("train.scheduler.name", "warm_restarts", "step", BASELINE, LEARNING_RATES),
+    ("train.scheduler.step_size", "1", "30", BASELINE, LEARNING_RATES),
+    ("train.scheduler.gamma", "0.5", "0.1", BASELINE, LEARNING_RATES),
+    ("train.scheduler.t_max", "1", "100", BASELINE, LEARNING_RATES),
+    ("train.scheduler.t_0", "1", "10", BASELINE, LEARNING_RATES),
+    ("train.scheduler.t_mult", "2", "1", BASELINE, LEARNING_RATES),
+    ("train.scheduler.eta_min", "0.001", "0.0", BASELINE, LEARNING_RATES),
+    ("train.nesterov", "true", "false", BASELINE, WEIGHTS),
+    ("train.augment.crop_padding", "0", "4", BASELINE, WEIGHTS),
+    ("train.augment.crop_padding_mode", "zero", "reflect", BASELINE, WEIGHTS),
+    ("train.augment.flip", "false", "true", BASELINE, WEIGHTS),
+    ("train.augment.cutout", "8", "0", SINGLE, WEIGHTS),
+    ("mixing.method", "mixup", "none", SINGLE, WEIGHTS),
+    ("mixing.method", "manifold", "none", SINGLE, WEIGHTS),
+    ("mixing.method", "cutmix", "none", SINGLE, WEIGHTS),
+    ("mixing.method", "none", "mixup", SINGLE, WEIGHTS),
+    ("mixing.alpha", "0.5", "1.0", SINGLE, WEIGHTS),
+    ("mixing.layers", "[1]", "[0]", SINGLE, WEIGHTS),
+    ("mixing.lambda_per", "sample", "batch", MANIFOLD, WEIGHTS),
+    ("mixing.lambda_per", "sample", "batch", CUTMIX, WEIGHTS),
+    ("mixing.loss", "bce", "soft_ce", MANIFOLD, WEIGHTS),
+    ("mixing.loss", "soft_ce", "bce", CUTMIX, WEIGHTS),
+    ("mixing.label_smoothing", "0.1", "0.0", SINGLE, WEIGHTS),
+    ("mixing.targets", "hard", "mixed", MANIFOLD, WEIGHTS),
+    ("evaluation.ece_bins", "5", "15", BASELINE, _record("reliability", "test", "bin_edges")),
+    ("evaluation.fgsm_epsilons", "[0.01]", "[]", BASELINE, _metrics("test", keys=True)),
+    ("evaluation.every", "1", "0", BASELINE, _history("test_acc")),
+    ("evaluation.every_only", "[baseline]", "[manifold_S0-2_alpha1]", BASELINE, _history("test_acc")),
+    ("evaluation.test_limit", "10", "0", BASELINE, _metrics("test")),
+    ("evaluation.val_every", "1", "10", BASELINE, _history("val_acc")),
+    ("evaluation.val_every", "0", "1", BASELINE, _history("val_acc")),
+    ("evaluation.best_by", "val_nll", "val_acc", BASELINE, _metrics("test_best_val", keys=True)),
+    ("evaluation.temperature_scaling", "false", "true", BASELINE, _metrics("test_ts")),
+    ("train.checkpoint_every", "1", "0", BASELINE, _evaluation_calls("resume_points")),
+    ("compute.channels_last", "true", "false", BASELINE, _evaluation_calls("channels_last")),
+    ("compute.channels_last", "false", "true", MANIFOLD, _evaluation_calls("channels_last")),
+    ("compute.amp", "off", "on", BASELINE, WEIGHTS),
+    ("compute.amp", "on", "off", MANIFOLD, WEIGHTS),
+    ("compute.threads", "2", "1", BASELINE, _record("provenance", "threads")),
+    ("compute.eval_batch_size", "1000", "7", BASELINE, _evaluation_calls("batch_size")),
+    ("model.name", "preactresnet18", "convnet", MANIFOLD, WEIGHTS),
+    ("model.name", "cnn13", "convnet", MANIFOLD, WEIGHTS),
+    ("model.cnn13.widths", "[3,5,6,5,3]", "[4,8,8,8,4]", BASELINE, WEIGHTS),
+    ("model.cnn13.dropout", "0.0", "0.5", BASELINE, WEIGHTS),
+    ("model.cnn13.leaky_slope", "0.3", "0.1", BASELINE, WEIGHTS),
+    ("model.convnet.widths", "[3,5,6]", "[4,8,8]", BASELINE, WEIGHTS),
+    ("model.convnet.dropout", "0.0", "0.25", BASELINE, WEIGHTS),
+    ("model.convnet.leaky_slope", "0.3", "0.1", BASELINE, WEIGHTS),
+    ("model.preactresnet18.base_width", "16", "8", BASELINE, WEIGHTS),
+    ("subset.val_per_class", "1", "2", BASELINE, _metrics("val")),
+]
+
+
+def test_every_row_says_where_its_option_acts():
+    contrasted = {(option, value) for option, value, *_ in EFFECTS}
+    assert [(option, value) for option, value, _ in MATRIX if (option, value) not in contrasted] == []
+
+
+@pytest.fixture
+def evaluation_calls(monkeypatch):
+    """What each evaluation pass was asked (batch size, channels_last and the network's layout) and
+    how many resume points training saved before it: the settings of speed, not of results."""
+    seen = []  # the evaluation calls' arguments, and a SAVED mark per resume point written
+    real_predict, real_save = evaluation.predict, training.save_resume_point
+
+    def predict(model, images, normalise, batch_size, *rest):
+        channels_last = rest[1] if len(rest) > 1 else False
+        weights = next(p for p in model.parameters() if p.dim() == 4)
+        layout = weights.is_contiguous(memory_format=torch.channels_last) and not weights.is_contiguous()
+        saved = sum(call is SAVED for call in seen)
+        seen.append({"batch_size": batch_size, "channels_last": (channels_last, layout), "resume_points": saved})
+        return real_predict(model, images, normalise, batch_size, *rest)
+
+    monkeypatch.setattr(evaluation, "predict", predict)
+    monkeypatch.setattr(training, "save_resume_point", lambda *args: (seen.append(SAVED), real_save(*args)))
+    return seen
+
+
+SAVED = object()
+
+
+@pytest.mark.parametrize("option, value, other, run_id, acts", EFFECTS, ids=[f"{o}={v}-vs-{w}" for o, v, w, _, _ in EFFECTS])
+def test_option_acts(tmp_path, evaluation_calls, option, value, other, run_id, acts):
+    """The row's run and one with the option at another value differ where the option acts (an
+    option silently ignored, or overridden by what the run id sets itself, leaves them equal)."""
+    observed = []
+    for name, setting in (("row", value), ("other", other)):
+        evaluation_calls.clear()
+        _, _, folder = _train_row(option, setting, run_id, tmp_path / name)
+        observed.append(acts(folder, evaluation_calls))
+    assert observed[0] != observed[1], f"{option}={value} and ={other} give the same {observed[0]!r}"
 
 
 def test_resume_across_a_checkpoint_finishes_the_same_run(tmp_path, monkeypatch):
