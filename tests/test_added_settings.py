@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mixstudy import study
-from mixstudy.config import load_params
-from mixstudy.trainer import make_trainer
+from mixstudy.runs import study
+from mixstudy.core.config import load_params
+from mixstudy.train.trainer import make_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 # committed runs, the parameter files that asked for them, and the subset they were trained on

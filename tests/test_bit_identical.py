@@ -92,7 +92,7 @@ def _history_without_times(path: Path) -> list[list[str]]:
 def real_prepared_npz(tmp_path) -> Path:
     """The real CIFAR-10, prepared by this checkout: its normalisation statistics are computed from
     the data (the reference commit's were constants), so only the real images show them equal."""
-    from mixstudy.data import prepare_data
+    from mixstudy.data.datasets import prepare_data
 
     assert REAL_NPZ.is_file(), f"the offline CIFAR-10 copy is expected at {REAL_NPZ}"
     out = tmp_path / "prepared" / "cifar10.npz"

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mixstudy import study
-from mixstudy.config import load_params
-from mixstudy.fileio import sha256_file
+from mixstudy.runs import study
+from mixstudy.core.config import load_params
+from mixstudy.core.fileio import sha256_file
 from pipeline_helpers import copy_project, run, training_jobs
 
 pytestmark = pytest.mark.slow

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mixstudy import data
-from mixstudy.data import DataError
-from mixstudy.errors import DataError as _DataError  # the same class, imported where it is defined
+from mixstudy.data import datasets as data
+from mixstudy.data.datasets import DataError
+from mixstudy.core.errors import DataError as _DataError  # the same class, imported where it is defined
 
 from torchvision.datasets import CIFAR10
 

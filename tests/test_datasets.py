@@ -22,13 +22,15 @@ import scipy.io
 import torch
 from torchvision.datasets import CIFAR100, SVHN
 
-from mixstudy import data, study
-from mixstudy.analysis import analyse
-from mixstudy.checkpoint import load_checkpoint
+from mixstudy.data import datasets as data
+
+from mixstudy.runs import study
+from mixstudy.results.analysis import analyse
+from mixstudy.train.checkpoint import load_checkpoint
 from mixstudy.cli import main
-from mixstudy.config import load_params
-from mixstudy.errors import DataError
-from mixstudy.training import train_runs
+from mixstudy.core.config import load_params
+from mixstudy.core.errors import DataError
+from mixstudy.train.training import train_runs
 
 from conftest import CIFAR10_MEAN, CIFAR10_STD, PARAMS_FILE, REAL_NPZ, TINY_OVERRIDES
 

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import yaml
 
-from mixstudy import data
+from mixstudy.data import datasets as data
 from mixstudy.cli import main
-from mixstudy.config import deep_merge, load_params, read_yaml
+from mixstudy.core.config import deep_merge, load_params, read_yaml
 
 dvc_repo = pytest.importorskip("dvc.repo")
 

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mixstudy import data, study
-from mixstudy.errors import DataError
+from mixstudy.data import datasets as data
+
+from mixstudy.runs import study
+from mixstudy.core.errors import DataError
 
 SUBSET = {"draw": "seeded", "per_class": 4, "val_per_class": 2, "seed": 0}
 OLD_KEYS = {"params", "train_indices", "val_indices", "train_sha256", "val_sha256", "data_sha256"}
@@ -88,7 +90,7 @@ def test_changed_corrupted_labels_are_refused(tmp_path, noisy_and_plain, prepare
 
 
 def test_training_records_the_fit_to_corrupted_and_to_true_labels(tmp_path, tiny_data, tiny_config):
-    from mixstudy.training import train_runs
+    from mixstudy.train.training import train_runs
 
     true = tiny_data.y_train
     positions, noisy = data.corrupt_labels(true, 0.25, seed=0, num_classes=10)
@@ -111,7 +113,7 @@ def test_training_records_the_fit_to_corrupted_and_to_true_labels(tmp_path, tiny
 
 
 def test_the_report_says_which_share_was_corrupted_and_that_test_labels_are_true(params):
-    from mixstudy.report_setting import setting_lines
+    from mixstudy.report.setting import setting_lines
 
     noisy = {**params, "data": {**params["data"], "label_noise": 0.2}}
     assert "Corrupted labels: 20% of the training labels (100 of 500)" in setting_lines(noisy)

@@ -7,10 +7,10 @@ import json
 
 from test_aggregate import small_params, write_all_runs
 
-from mixstudy import study
-from mixstudy.analysis import analyse
-from mixstudy.report_results import runs_section
-from mixstudy.tables import MIXED_PRECISION, study_tables
+from mixstudy.runs import study
+from mixstudy.results.analysis import analyse
+from mixstudy.report.results import runs_section
+from mixstudy.results.tables import MIXED_PRECISION, study_tables
 
 
 def _trained_in(root, run_id: str, precision: str) -> None:

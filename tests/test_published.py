@@ -11,11 +11,11 @@ from importlib import resources
 import pandas as pd
 import pytest
 
-from mixstudy import published
-from mixstudy.report import render_report
-from mixstudy.report_comparison import headline_section
-from mixstudy.aggregation import aggregate
-from mixstudy.analysis import analyse, mixing_differences
+from mixstudy.results import published
+from mixstudy.report.document import render_report
+from mixstudy.report.comparison import headline_section
+from mixstudy.results.aggregation import aggregate
+from mixstudy.results.analysis import analyse, mixing_differences
 
 from test_aggregate import ACCURACY, small_params, write_all_runs, write_run
 

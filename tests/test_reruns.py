@@ -1,4 +1,4 @@
-"""What the workflow makes again, decided from the run folders (mixstudy.reruns): finished runs,
+"""What the workflow makes again, decided from the run folders (mixstudy.runs.reruns): finished runs,
 stale runs and their rebuild requests named by the training hash asked, evaluations after a retrain,
 and the run spec a training job gets."""
 
@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mixstudy import reruns, runfolder, study
-from mixstudy.config import apply_override, load_params
+from mixstudy.runs import reruns, study
+
+from mixstudy.train import runfolder
+from mixstudy.core.config import apply_override, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSET = "a" * 64

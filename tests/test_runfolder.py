@@ -1,4 +1,4 @@
-"""A run folder (mixstudy.runfolder): its path checked, its lock, a finished run kept or refused,
+"""A run folder (mixstudy.train.runfolder): its path checked, its lock, a finished run kept or refused,
 a damaged one cleared, its log, history.tsv written by hand-checked rules, its finished files."""
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ import logging
 import pytest
 import torch
 
-from mixstudy import runfolder, study
-from mixstudy.errors import ConfigError, MixstudyError
-from mixstudy.fileio import RESUME_FILE
-from mixstudy.progress import PROGRESS_FILE
+from mixstudy.train import runfolder
+
+from mixstudy.runs import study
+from mixstudy.core.errors import ConfigError, MixstudyError
+from mixstudy.core.fileio import RESUME_FILE
+from mixstudy.runs.progress import PROGRESS_FILE
 
 SUBSET = "0" * 64
 
@@ -146,18 +148,18 @@ def test_run_logs_appends_this_processs_mixstudy_lines_to_every_runs_log_and_the
     (folders[0] / "train.log").write_text("earlier process\n")
     try:
         with runfolder.run_logs(folders):
-            logging.getLogger("mixstudy.training").info("epoch %d done", 1)
-            logging.getLogger("mixstudy.training").debug("not logged")
+            logging.getLogger("mixstudy.train.training").info("epoch %d done", 1)
+            logging.getLogger("mixstudy.train.training").debug("not logged")
             logging.getLogger("other").warning("not ours")
             assert logger.level == logging.INFO
-        logging.getLogger("mixstudy.training").warning("after the run")
+        logging.getLogger("mixstudy.train.training").warning("after the run")
         assert logger.level == logging.WARNING
     finally:
         logger.setLevel(level)
     first = (folders[0] / "train.log").read_text().splitlines()
     second = (folders[1] / "train.log").read_text().splitlines()
     assert first[0] == "earlier process" and len(first) == 2 and len(second) == 1
-    assert first[1] == second[0] and second[0].endswith(" INFO mixstudy.training: epoch 1 done")
+    assert first[1] == second[0] and second[0].endswith(" INFO mixstudy.train.training: epoch 1 done")
 
 
 def test_run_logs_records_info_lines_when_the_mixstudy_logger_has_no_level_of_its_own(tmp_path):
@@ -166,11 +168,11 @@ def test_run_logs_records_info_lines_when_the_mixstudy_logger_has_no_level_of_it
     logger.setLevel(logging.NOTSET)  # the usual case: the root logger's WARNING would apply
     try:
         with runfolder.run_logs([tmp_path]):
-            logging.getLogger("mixstudy.training").info("resuming")
+            logging.getLogger("mixstudy.train.training").info("resuming")
         assert logger.level == logging.NOTSET
     finally:
         logger.setLevel(level)
-    assert (tmp_path / "train.log").read_text().endswith(" INFO mixstudy.training: resuming\n")
+    assert (tmp_path / "train.log").read_text().endswith(" INFO mixstudy.train.training: resuming\n")
 
 
 def test_run_logs_opens_no_file_when_nothing_is_logged(tmp_path):

@@ -10,11 +10,11 @@ import statistics
 import pytest
 from scipy import stats
 
-from mixstudy import study
-from mixstudy.analysis import analyse
-from mixstudy.report_theory import between_claims, smoothness_claims, transformation_claims, theory_section
-from mixstudy.theory import theta_bar
-from mixstudy.theory_tables import between_table, smoothness_table, transformation_table
+from mixstudy.runs import study
+from mixstudy.results.analysis import analyse
+from mixstudy.report.theory import between_claims, smoothness_claims, transformation_claims, theory_section
+from mixstudy.model.theory import theta_bar
+from mixstudy.results.theory_tables import between_table, smoothness_table, transformation_table
 from test_aggregate import small_params, welch_by_hand, write_all_runs
 
 # Input-Jacobian norms per configuration, seeds 0, 1, 2: every mixing cell below the baseline.

@@ -8,10 +8,12 @@ import json
 import pytest
 import torch
 
-from mixstudy import runfolder, study
+from mixstudy.train import runfolder
+
+from mixstudy.runs import study
 from mixstudy.cli import main
-from mixstudy.errors import ConfigError
-from mixstudy.fileio import sha256_file, write_json
+from mixstudy.core.errors import ConfigError
+from mixstudy.core.fileio import sha256_file, write_json
 
 THEORY = {"jacobian_images": 10}
 

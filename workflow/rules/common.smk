@@ -1,4 +1,4 @@
-# Shared helpers. The grids are expanded by mixstudy.study (never here), so the workflow,
+# Shared helpers. The grids are expanded by mixstudy.runs.study (never here), so the workflow,
 # DVC and the CLI agree on every run and its folder.
 #
 # Nothing is written while the rules are read: every job gets its settings through its own
@@ -13,9 +13,9 @@ import re
 import shlex
 from pathlib import Path
 
-from mixstudy import reruns, study
-from mixstudy.config import validate_params, with_data_paths
-from mixstudy.data import check_subset_fits, params_subset_file
+from mixstudy.runs import reruns, study
+from mixstudy.core.config import validate_params, with_data_paths
+from mixstudy.data.datasets import check_subset_fits, params_subset_file
 
 config.update(with_data_paths(config))  # data.npz_path and data.out of data.name ({name} replaced)
 validate_params(config)  # schema + mixing points: a bad parameter stops here, before any job
@@ -55,7 +55,7 @@ def run_spec_arguments(specs):
     return " ".join(f"--run-spec {shlex.quote(text)}" for text in specs_json)
 
 
-# --- what is finished, by content (read only; decided in mixstudy.reruns) ----------------------
+# --- what is finished, by content (read only; decided in mixstudy.runs.reruns) ----------------------
 
 PLAN = reruns.plan_runs(
     config, TUNING_RUNS, SWEEP_RUNS, RUNS, reruns.subset_sha256(SUBSET), reruns.current_selection(SELECTION)
