@@ -13,7 +13,7 @@ import torch._dynamo  # noqa: F401  (the first optimizer imports it, seconds; mu
 
 from mixstudy.train import checkpoint
 from mixstudy.core.errors import DataError
-from mixstudy.core.fileio import RESUME_FILE
+from mixstudy.runs.run_folder import RESUME_FILE
 from mixstudy.train.trainer import make_trainer
 
 CPU = torch.device("cpu")

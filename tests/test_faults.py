@@ -18,7 +18,7 @@ import pytest
 
 from mixstudy import cli
 
-from mixstudy.runs import study
+from mixstudy.runs import run_folder, study
 from mixstudy.results.analysis import analyse
 from mixstudy.core.config import load_params
 from mixstudy.report.document import write_report
@@ -35,7 +35,7 @@ def _sign(folder: Path, model: bytes | None = None) -> dict:
     if model is not None:
         (folder / "model.pt").write_bytes(model)
         record["files"]["model.pt"] = hashlib.sha256(model).hexdigest()
-    (folder / "metrics.json").write_text(json.dumps(study.with_record_digest(record), indent=2))
+    (folder / "metrics.json").write_text(json.dumps(run_folder.with_record_digest(record), indent=2))
     return record
 
 
@@ -110,28 +110,28 @@ def test_a_hand_edited_record_is_not_finished_and_training_replaces_it(tmp_path,
 
     folder, config = tmp_path / "run", tiny_config()
     [record] = train_runs([config], tiny_data, [folder], progress="lines")
-    assert record[study.RECORD_DIGEST] == json.loads((folder / "metrics.json").read_text())[study.RECORD_DIGEST]
+    assert record[run_folder.RECORD_DIGEST] == json.loads((folder / "metrics.json").read_text())[run_folder.RECORD_DIGEST]
     expected = study.training_hash(config, tiny_data.subset_sha256)
-    assert study.unfinished_reason(folder, expected) is None
+    assert run_folder.unfinished_reason(folder, expected) is None
     acc = record["metrics"]["test"]["acc"]
     _set_test_acc(folder, 0.986)
-    assert study.unfinished_reason(folder, expected) == (
+    assert run_folder.unfinished_reason(folder, expected) == (
         "metrics.json was changed after training (its content does not match its record_sha256)"
     )
     [again] = train_runs([config], tiny_data, [folder], progress="lines")  # no --replace: its own run, damaged
     assert f"{folder}: replacing its damaged run" in caplog.messages
     assert again["metrics"]["test"]["acc"] == acc
-    assert study.unfinished_reason(folder, expected) is None
+    assert run_folder.unfinished_reason(folder, expected) is None
 
 
 def test_the_digest_is_of_the_content_not_of_its_layout():
     record = {"status": "ok", "config": {"b": 1, "a": [0.1, 2]}, "metrics": {"test": {"acc": 0.5}}}
-    signed = study.with_record_digest(dict(record))
+    signed = run_folder.with_record_digest(dict(record))
     relaid = json.loads(json.dumps(signed, indent=None, sort_keys=True))  # another layout, same content
-    assert study.record_tampering(relaid) is None
-    assert study.record_tampering(record) is None  # no digest: a record written before digests
+    assert run_folder.record_tampering(relaid) is None
+    assert run_folder.record_tampering(record) is None  # no digest: a record written before digests
     relaid["metrics"]["test"]["acc"] = 0.51
-    assert study.record_tampering(relaid) is not None
+    assert run_folder.record_tampering(relaid) is not None
 
 
 @pytest.mark.parametrize(
@@ -148,7 +148,7 @@ def test_the_committed_runs_have_no_digest_and_stay_finished(params_files, runs)
     assert analysis.problems.empty
     assert analysis.counts()["finished"] == analysis.counts()["expected"]
     for spec in study.all_runs(params):
-        assert study.RECORD_DIGEST not in study.read_run_record(spec.folder(REPO / runs))
+        assert run_folder.RECORD_DIGEST not in run_folder.read_run_record(spec.folder(REPO / runs))
 
 
 def test_select_refuses_a_hand_edited_tuning_record_naming_it(signed_root):
@@ -251,15 +251,15 @@ def test_replace_trains_into_a_folder_of_ones_own_and_leaves_its_other_files(tmp
         train_runs([tiny_config()], tiny_data, [folder], progress="lines")
     assert sorted(path.name for path in folder.iterdir()) == ["metrics.json", "notes.txt"]
     [record] = train_runs([tiny_config()], tiny_data, [folder], progress="lines", replace=True)
-    assert study.read_run_record(folder) == json.loads(json.dumps(record))
+    assert run_folder.read_run_record(folder) == json.loads(json.dumps(record))
     assert (folder / "notes.txt").read_text() == "mine\n"
 
 
 @pytest.mark.parametrize("files", [(), ("progress.json",), ("resume.pt", "train.log"), ("history.tsv", "model.pt", "train.log"),
                                    (".model.pt.k2j3.tmp",), ("metrics.json", "train.log", "failure.json"),
-                                   ("metrics.json", "history.tsv", "train.log", study.WEIGHTS_LEFT_OUT_FILE)])
+                                   ("metrics.json", "history.tsv", "train.log", run_folder.WEIGHTS_LEFT_OUT_FILE)])
 def test_a_folder_a_run_began_in_is_a_run_folder(tmp_path, files):
-    from mixstudy.train.runfolder import foreign_content
+    from mixstudy.train.run_writer import foreign_content
 
     for name in files:
         (tmp_path / name).write_text("damaged")
@@ -304,7 +304,7 @@ def test_a_training_killed_at_a_rename_leaves_no_temporary_once_run_again(tmp_pa
     assert cli.main(argv) == 0
     names = sorted(path.name for path in (tmp_path / "run").iterdir())
     assert names == ["history.tsv", "metrics.json", "model.pt", "train.log"]
-    assert study.unfinished_reason(tmp_path / "run", None) is None
+    assert run_folder.unfinished_reason(tmp_path / "run", None) is None
 
 
 def test_evaluate_out_removes_what_a_killed_evaluate_left_beside_it(tmp_path, monkeypatch, capsys):
@@ -362,8 +362,8 @@ def test_ctrl_c_in_training_is_one_line_saying_where_and_how_to_resume_exit_130(
     import shlex
 
     assert cli.main(shlex.split(resume)[1:]) == 0
-    assert study.unfinished_reason(run, None) is None
-    assert study.read_run_record(run)["epochs_completed"] == 5
+    assert run_folder.unfinished_reason(run, None) is None
+    assert run_folder.read_run_record(run)["epochs_completed"] == 5
 
 
 def test_ctrl_c_before_the_first_resume_point_says_the_run_starts_again(tmp_path):

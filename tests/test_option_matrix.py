@@ -18,7 +18,7 @@ from mixstudy.train import training
 from mixstudy.train.checkpoint import load_checkpoint
 from mixstudy.core.config import _schema, load_params
 from mixstudy.core.errors import Interrupted, MixstudyError
-from mixstudy.core.fileio import RESUME_FILE
+from mixstudy.runs.run_folder import RESUME_FILE
 from mixstudy.figures.registry import make_figures
 from mixstudy.report.document import write_report
 from mixstudy.results.aggregation import aggregate

@@ -11,7 +11,7 @@ from mixstudy.runs import study
 
 from mixstudy.train import training
 from mixstudy.core.errors import ConfigError, DivergedError
-from mixstudy.core.fileio import RESUME_FILE
+from mixstudy.runs.run_folder import RESUME_FILE
 from mixstudy.model.models import build_model
 from mixstudy.model.packing import check_packable, pack_modules
 

@@ -13,8 +13,7 @@ import torch
 from mixstudy.train import training
 from mixstudy.train.checkpoint import load_checkpoint
 from mixstudy.train.evaluation import predict, split_logits
-from mixstudy.core.fileio import RESUME_FILE
-from mixstudy.train.runfolder import LOCK_FILE
+from mixstudy.runs.run_folder import LOCK_FILE, RESUME_FILE
 from mixstudy.train.trainer import build_scheduler
 from mixstudy.core.errors import ConfigError, DataError, DivergedError
 from mixstudy.model.metrics import summarise

@@ -173,7 +173,7 @@ def cmd_evaluate(args) -> None:
     from mixstudy.data.datasets import params_subset_file
     from mixstudy.core.fileio import remove_temporaries, write_json
     from mixstudy.train.run_evaluation import evaluate_run_files, evaluate_stale_runs
-    from mixstudy.runs.study import EVALUATION_FILE
+    from mixstudy.runs.run_folder import EVALUATION_FILE
 
     params = _params(args)
     data_npz, subset = args.data or params["data"]["out"], args.subset or params_subset_file(params)
@@ -194,7 +194,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_leave_out_weights(args) -> None:
-    from mixstudy.runs.study import WEIGHTS_LEFT_OUT_FILE, leave_out_weights
+    from mixstudy.runs.run_folder import WEIGHTS_LEFT_OUT_FILE, leave_out_weights
 
     params = _params(args)
     for folder in args.folders:

@@ -12,8 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-RESUME_FILE = "resume.pt"  # a run's resumable checkpoint, beside its other files (mixstudy.train.training)
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

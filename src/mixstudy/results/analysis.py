@@ -3,7 +3,7 @@
 One row per expected run (:func:`collect_runs`): its recorded settings, status and metrics, or
 the reason it is missing; a run whose recorded training differs from what the grid asks is
 ``mismatched`` and never averaged; a run whose record or output files are not what the record
-claims (:func:`mixstudy.runs.study.integrity_problems`: a record changed after training, a damaged
+claims (:func:`mixstudy.runs.run_folder.integrity_problems`: a record changed after training, a damaged
 model.pt) is ``damaged`` and has no row at all. Then the statistics over seeds per configuration:
 the mean; the sample standard deviation (ddof=1), undefined below two seeds; and each
 configuration's difference to the baseline (:func:`mixstudy.results.statistics.welch_difference`). Only
@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mixstudy.runs import study
+from mixstudy.runs import run_folder, study
+from mixstudy.runs.run_folder import FAILURE_FILE, HISTORY_FILE, METRICS_FILE, RESUME_FILE
 from mixstudy.core.config import config_hash
 from mixstudy.core.errors import ConfigError
-from mixstudy.core.fileio import RESUME_FILE
 from mixstudy.results.statistics import welch_difference
 
 # The first column of runs.csv, problems.csv and every table: the data set, so that no table of one
@@ -74,8 +74,8 @@ def expected_runs(params: dict) -> pd.DataFrame:
 
 
 def read_history(folder: Path) -> pd.DataFrame | None:
-    """A run folder's history.tsv (None when it has none); its metrics.json: :func:`mixstudy.runs.study.read_run_record`."""
-    path = Path(folder) / "history.tsv"
+    """A run folder's history.tsv (None when it has none); its metrics.json: :func:`mixstudy.runs.run_folder.read_run_record`."""
+    path = Path(folder) / HISTORY_FILE
     return pd.read_csv(path, sep="\t") if path.is_file() else None
 
 
@@ -90,7 +90,7 @@ def record_columns(record: dict) -> dict:
         "epochs": train.get("epochs"),
         "lr": train.get("lr"),
         "status": record.get("status"),
-        "precision": study.recorded_precision(record),  # float32 | bfloat16 (compute.amp as resolved)
+        "precision": run_folder.recorded_precision(record),  # float32 | bfloat16 (compute.amp as resolved)
         "wall_time_s": record.get("wall_time_s"),
         "epochs_completed": record.get("epochs_completed"),
     }
@@ -117,9 +117,9 @@ SHRINKAGE_VARIANTS = {"plain": "tt_plain", "inputs_shrunk": "tt_inputs", "logits
 def evaluation_columns(folder: Path, theory_settings: dict) -> dict:
     """The theory measures of a run's evaluation.json (``mixstudy evaluate``), when it was computed
     from the run's model.pt with these settings; none otherwise (not evaluated yet, or stale)."""
-    if not study.evaluation_is_current(folder, theory_settings):
+    if not run_folder.evaluation_is_current(folder, theory_settings):
         return {}
-    evaluation = json.loads((Path(folder) / study.EVALUATION_FILE).read_text())
+    evaluation = json.loads((Path(folder) / run_folder.EVALUATION_FILE).read_text())
     smoothness, shrinkage = evaluation.get("smoothness") or {}, evaluation.get("shrinkage") or {}
     row = {key: smoothness[key] for key in ("jacobian_logits", "jacobian_log_softmax") if key in smoothness}
     if shrinkage:
@@ -174,7 +174,7 @@ def config_mismatches(expected: dict, actual: dict, prefix: str = "") -> list[st
 
 
 def missing_reason(folder: Path) -> str:
-    failure = folder / "failure.json"
+    failure = folder / FAILURE_FILE
     if failure.is_file():
         try:
             error = json.loads(failure.read_text()).get("error")
@@ -232,13 +232,13 @@ def inspect_run(params: dict, spec: study.RunSpec, runs_root: str | Path, expect
     described = describe_spec(spec)
     problem = {DATASET_COLUMN: spec.dataset, **{key: described[key] for key in ("run_id", "stage", "name", "seed")}}
     folder = spec.folder(runs_root)
-    if not (folder / "metrics.json").is_file():
+    if not (folder / METRICS_FILE).is_file():
         return None, {**problem, "problem": "missing", "reason": missing_reason(folder)}
     try:
-        record = study.read_run_record(folder)
+        record = run_folder.read_run_record(folder)
     except ConfigError as err:
         return None, {**problem, "problem": "missing", "reason": f"metrics.json cannot be read ({err})"}
-    damage = study.integrity_problems(folder, record)
+    damage = run_folder.integrity_problems(folder, record)
     if damage:  # nothing it records can be believed: no row, in no table
         return None, {**problem, "problem": "damaged", "reason": "; ".join(damage)}
     row = {**described, **record_columns(record), **best_test_epoch(folder),
@@ -265,7 +265,7 @@ def absent_grid_runs(params: dict, runs_root: str | Path, expectation: Expectati
     other = []
     for spec in present:
         try:
-            record = study.read_run_record(spec.folder(runs_root))
+            record = run_folder.read_run_record(spec.folder(runs_root))
         except ConfigError:
             return None  # a run of the grid in progress, or with a damaged record: listed as such
         differences = configuration_mismatches(params, spec, record, expectation)

@@ -13,7 +13,8 @@ import yaml
 from mixstudy.results.analysis import Analysis, Expectation, inspect_run
 from mixstudy.core.errors import MixstudyError
 from mixstudy.core.fileio import write_text
-from mixstudy.runs.study import read_run_record, tuning_runs
+from mixstudy.runs.study import tuning_runs
+from mixstudy.runs.run_folder import METRICS_FILE, read_run_record
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def select_best(params: dict, runs_root: str | Path) -> dict:
     rows, missing = [], []
     for spec in tuning_runs(params):
         row, problem = inspect_run(params, spec, runs_root, Expectation())
-        if row is None and (spec.folder(runs_root) / "metrics.json").is_file():
+        if row is None and (spec.folder(runs_root) / METRICS_FILE).is_file():
             read_run_record(spec.folder(runs_root))  # raises, naming the damaged file and the fix
         if problem and problem["problem"] == "damaged":  # its numbers cannot be believed: no choice from it
             raise MixstudyError(

@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mixstudy.runs import study
+from mixstudy.runs import run_folder, study
+from mixstudy.runs.run_folder import METRICS_FILE, PROGRESS_FILE
 from mixstudy.core.errors import ConfigError
 
-PROGRESS_FILE = "progress.json"
 # A running run rewrites its progress file every epoch; one untouched for this many of its own epochs
 # (and at least STOPPED_AFTER_MIN_S, for test passes and checkpoints between epochs) has stopped.
 STOPPED_AFTER_EPOCHS = 5
@@ -48,10 +48,10 @@ def _epochs(params: dict, spec: study.RunSpec) -> int:
 def run_state(params: dict, spec: study.RunSpec, runs_root: str | Path) -> RunState:
     folder = spec.folder(runs_root)
     epochs = _epochs(params, spec)
-    metrics, progress = folder / "metrics.json", folder / PROGRESS_FILE
+    metrics, progress = folder / METRICS_FILE, folder / PROGRESS_FILE
     if metrics.is_file():
         try:
-            record = study.read_run_record(folder)
+            record = run_folder.read_run_record(folder)
             return RunState(spec, "finished", epochs, epochs, float(record.get("wall_time_s") or 0))
         except (ConfigError, ValueError, TypeError):
             pass  # being written or damaged: not finished

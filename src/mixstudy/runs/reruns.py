@@ -6,7 +6,7 @@ bring new times and no metadata). This module decides it from the folders themse
 invocation, before any job runs:
 
 - a run is *finished* when its folder holds an intact run of the training hash asked for
-  (:func:`mixstudy.runs.study.unfinished_reason`); its training job gets ancient inputs;
+  (:func:`mixstudy.runs.run_folder.unfinished_reason`); its training job gets ancient inputs;
 - a run whose folder holds another training (or damaged files) is *stale*: it gets a rebuild
   request, ``results/rebuild/<run id>/<key>.txt``, that its training job waits for. The key is the
   training hash the request was made for, so a request left from an earlier change never counts as
@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mixstudy.runs import study
+from mixstudy.runs import run_folder, study
 from mixstudy.core.errors import ConfigError
 
 REBUILD_ROOT = "results/rebuild"  # rebuild requests (not versioned: a fresh clone needs none)
@@ -60,7 +60,7 @@ def current_selection(path: str | Path) -> dict | None:
 def recorded_selection(folder: str | Path) -> dict | None:
     """The tuning's choice a finished sweep run was trained with (None without a readable run)."""
     try:
-        train = study.read_run_record(folder)["config"]["train"]
+        train = run_folder.read_run_record(folder)["config"]["train"]
         return {"scheduler": train["scheduler"]["name"], "momentum": train["momentum"], "weight_decay": train["weight_decay"]}
     except (ConfigError, KeyError, TypeError):
         return None
@@ -80,7 +80,7 @@ def run_state(params: dict, spec: study.RunSpec, runs_root: str | Path, subset: 
     key = asked_hash(params, spec, subset, selection)
     if key is None:
         return RunState("the subset is not made yet", None)
-    return RunState(study.unfinished_reason(spec.folder(runs_root), key), key)
+    return RunState(run_folder.unfinished_reason(spec.folder(runs_root), key), key)
 
 
 @dataclass
@@ -105,7 +105,7 @@ class Plan:
         return {
             run_id: state
             for run_id, state in self.states.items()
-            if state.reason is not None and state.key is not None and (self._folders[run_id] / "metrics.json").exists()
+            if state.reason is not None and state.key is not None and (self._folders[run_id] / run_folder.METRICS_FILE).exists()
         }
 
     def request(self, run_id: str) -> str | None:
@@ -175,7 +175,7 @@ def evaluation_settled(plan: Plan, spec: study.RunSpec, theory: dict) -> bool:
     """Whether a sweep run's evaluation job can have ancient inputs: the run is not trained in this
     invocation (finished now) and its evaluation.json was computed from its model.pt with these
     ``theory`` settings. A run trained now is always evaluated after its training."""
-    return spec.run_id in plan.finished and study.evaluation_is_current(spec.folder(plan.runs_root), theory)
+    return spec.run_id in plan.finished and run_folder.evaluation_is_current(spec.folder(plan.runs_root), theory)
 
 
 def run_spec(params: dict, spec: study.RunSpec) -> dict:

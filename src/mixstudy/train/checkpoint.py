@@ -17,8 +17,9 @@ import torch
 
 from mixstudy.core.config import config_hash
 from mixstudy.core.errors import DataError
-from mixstudy.core.fileio import RESUME_FILE, write_bytes
+from mixstudy.core.fileio import write_bytes
 from mixstudy.model.models import build_model
+from mixstudy.runs.run_folder import RESUME_FILE
 from mixstudy.train.trainer import Trainer, make_trainer
 
 log = logging.getLogger(__name__)

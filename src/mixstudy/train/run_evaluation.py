@@ -14,7 +14,7 @@
 
 Nothing here chooses anything: theta_bar comes from the run's alpha and the mean image from its
 training images, so the test set is only ever measured. The measures live beside the run's files
-(:data:`mixstudy.runs.study.EVALUATION_FILE`) and outside its training identity, so runs trained before
+(:data:`mixstudy.runs.run_folder.EVALUATION_FILE`) and outside its training identity, so runs trained before
 they existed get them from their ``model.pt`` without training again.
 """
 
@@ -33,9 +33,10 @@ from mixstudy.train.evaluation import evaluate_all, limit_test_set, split_logits
 from mixstudy.core.fileio import remove_temporaries, sha256_file, write_json
 from mixstudy.model.metrics import summarise
 from mixstudy.core.provenance import code_revision
-from mixstudy.runs.study import (
-    EVALUATION_FILE, WEIGHTS, WEIGHTS_LEFT_OUT_FILE, evaluation_is_current, read_run_record, sweep_runs, unfinished_reason,
+from mixstudy.runs.run_folder import (
+    EVALUATION_FILE, METRICS_FILE, WEIGHTS, WEIGHTS_LEFT_OUT_FILE, evaluation_is_current, read_run_record, unfinished_reason,
 )
+from mixstudy.runs.study import sweep_runs
 from mixstudy.model.theory import BETWEEN_SEED, between_measures, between_pairs, jacobian_norms, shrink_towards_mean, theta_bar
 from mixstudy.train.trainer import training_precision
 
@@ -114,7 +115,7 @@ def between(model, data: StudyData, normalise, pairs: int, device) -> dict:
 
 def check_subset(checkpoint: Path, data: StudyData) -> None:
     """A run's measures need its own training images (their mean image): refuse another subset."""
-    if not (checkpoint.parent / "metrics.json").is_file():
+    if not (checkpoint.parent / METRICS_FILE).is_file():
         return  # a model.pt copied out of its folder: nothing to check against
     try:
         trained_on = read_run_record(checkpoint.parent)["provenance"]["subset_sha256"]

@@ -2,7 +2,7 @@
 
 Several configurations train as one pack (mixstudy.train.trainer, mixstudy.model.packing; one alone is a plain
 run), each seeded, resumable (mixstudy.train.checkpoint), evaluated (mixstudy.train.evaluation) and written
-atomically to its own locked folder (mixstudy.train.runfolder, which lists a run folder's files).
+atomically to its own locked folder (mixstudy.train.run_writer, which lists a run folder's files).
 
 The pack loop looks :func:`train_epoch`, :func:`save_resume_point` and (for ``progress.json``)
 :func:`write_json` up in this module, so a test may replace them here
@@ -35,9 +35,9 @@ from mixstudy.train.evaluation import (
 )
 from mixstudy.core.fileio import write_json
 from mixstudy.model.packing import check_packable
-from mixstudy.runs.progress import PROGRESS_FILE
+from mixstudy.runs.run_folder import PROGRESS_FILE
 from mixstudy.core.provenance import cpu_bf16_unit, provenance
-from mixstudy.train.runfolder import (
+from mixstudy.train.run_writer import (
     check_run_folder_path,
     clear_other_run,
     kept_record,

@@ -1,14 +1,5 @@
-"""A run folder: one writer at a time, kept or cleared before training, its logs, its finished files.
-
-A run folder holds, when complete:
-  metrics.json  - status, the full resolved configuration, metrics, provenance, wall time
-  history.tsv   - per-epoch train loss/accuracy and learning rate; validation accuracy and NLL
-                  every ``evaluation.val_every`` epochs and test accuracy every ``evaluation.every``
-                  epochs (empty cells where an epoch has none)
-  model.pt      - final weights and configuration, loadable by ``mixstudy evaluate``
-  train.log     - the mixstudy log lines of every process that trained it
-While it runs it holds ``resume.pt`` (mixstudy.train.checkpoint), ``progress.json`` (mixstudy.runs.progress)
-and its lock file; a run that diverged under ``on_diverge="error"`` leaves ``failure.json``.
+"""Writing a run folder (its files are named in mixstudy.runs.run_folder): one writer at a time,
+kept or cleared before training, its logs, its finished files.
 
 * :func:`check_run_folder_path`, :func:`locked_run_folder` - one writer per folder;
 * :func:`refuse_foreign_folder` - a folder that does not hold a mixstudy run is not written into;
@@ -26,22 +17,30 @@ import logging
 from contextlib import contextmanager
 from pathlib import Path
 
-from mixstudy.runs import study
-from mixstudy.train.checkpoint import torch_bytes
 from mixstudy.core.errors import ConfigError, MixstudyError
-from mixstudy.core.fileio import RESUME_FILE, is_temporary, remove_temporaries, sha256_bytes, write_bytes, write_json
-from mixstudy.runs.progress import PROGRESS_FILE
+from mixstudy.core.fileio import is_temporary, remove_temporaries, sha256_bytes, write_bytes, write_json
+from mixstudy.runs import study
+from mixstudy.runs.run_folder import (
+    FAILURE_FILE,
+    HISTORY_FILE,
+    LOCK_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    PROGRESS_FILE,
+    RESUME_FILE,
+    RUN_BEGUN_FILES,
+    RUN_FOLDER_FILES,
+    RUN_OUTPUTS,
+    TRAINING_WRITES,
+    WEIGHTS,
+    read_run_record,
+    recorded_training_hash,
+    unfinished_reason,
+    with_record_digest,
+)
+from mixstudy.train.checkpoint import torch_bytes
 
 log = logging.getLogger(__name__)
-
-LOCK_FILE = ".train.lock"
-# Every file mixstudy writes in a run folder, and those only a run begun or trained leaves there
-# (its log, resume point, progress or failure): what tells a run folder from a folder of one's own.
-RUN_FOLDER_FILES = (*study.RUN_OUTPUTS, "train.log", RESUME_FILE, PROGRESS_FILE, "failure.json", study.EVALUATION_FILE,
-                    study.WEIGHTS_LEFT_OUT_FILE)
-RUN_BEGUN_FILES = ("train.log", RESUME_FILE, PROGRESS_FILE, "failure.json")
-# The files training writes atomically: a killed write's temporary is removed under the lock.
-TRAINING_WRITES = (*study.RUN_OUTPUTS, RESUME_FILE, PROGRESS_FILE, "failure.json")
 
 
 def check_run_folder_path(folder: Path) -> None:
@@ -60,9 +59,9 @@ def foreign_content(folder: Path) -> str | None:
     names = sorted(path.name for path in folder.iterdir() if path.name != LOCK_FILE and not is_temporary(path.name))
     if not names:
         return None
-    if (folder / "metrics.json").is_file():
+    if (folder / METRICS_FILE).is_file():
         try:
-            study.read_run_record(folder)
+            read_run_record(folder)
             return None
         except ConfigError:
             pass
@@ -72,7 +71,7 @@ def foreign_content(folder: Path) -> str | None:
         return f"it holds {shown}, which mixstudy does not write"
     if any(name in RUN_BEGUN_FILES for name in names):
         return None  # a run begun here (its record, if any, damaged): cleared and trained again
-    if "metrics.json" in names:
+    if METRICS_FILE in names:
         return "its metrics.json is not a mixstudy run record"
     return f"it holds {', '.join(names)} but no record, log or resume point of a mixstudy run"
 
@@ -112,20 +111,20 @@ def locked_run_folder(folder: Path):
 
 def kept_record(folder: Path, config: dict, subset_sha256: str) -> dict | None:
     """The record of a finished, intact run of this very training in ``folder``, else None."""
-    if study.unfinished_reason(folder, study.training_hash(config, subset_sha256)) is not None:
+    if unfinished_reason(folder, study.training_hash(config, subset_sha256)) is not None:
         return None
     log.info("%s: already finished with this training configuration and subset; kept as it is", folder)
-    return study.read_run_record(folder)
+    return read_run_record(folder)
 
 
 def clear_other_run(folder: Path, config: dict, subset_sha256: str, replace: bool) -> None:
     """Before training: a finished run of another configuration is refused (or removed with
     ``replace``); outputs of an unfinished or damaged run of this one are removed."""
-    metrics = folder / "metrics.json"
+    metrics = folder / METRICS_FILE
     if not metrics.is_file():
         return
     try:
-        other = study.recorded_training_hash(study.read_run_record(folder)) != study.training_hash(config, subset_sha256)
+        other = recorded_training_hash(read_run_record(folder)) != study.training_hash(config, subset_sha256)
     except ConfigError:
         other = False  # a damaged record: nothing finished to protect
     if other and not replace:
@@ -134,7 +133,7 @@ def clear_other_run(folder: Path, config: dict, subset_sha256: str, replace: boo
             "or pass --replace to train over it"
         )
     log.warning("%s: replacing its %s run", folder, "other" if other else "damaged")
-    for name in ("metrics.json", *study.RUN_OUTPUTS[1:], "failure.json", "train.log"):
+    for name in (*RUN_OUTPUTS, FAILURE_FILE, LOG_FILE):
         (folder / name).unlink(missing_ok=True)
 
 
@@ -142,7 +141,7 @@ def clear_other_run(folder: Path, config: dict, subset_sha256: str, replace: boo
 def run_logs(out_dirs: list[Path]):
     """Append this process's mixstudy log lines to each trained run's train.log (a pack's runs share them)."""
     logger = logging.getLogger("mixstudy")
-    handlers = [logging.FileHandler(out_dir / "train.log", delay=True) for out_dir in out_dirs]  # opened at the first line
+    handlers = [logging.FileHandler(out_dir / LOG_FILE, delay=True) for out_dir in out_dirs]  # opened at the first line
     level = logger.level
     logger.setLevel(min(level or logging.INFO, logging.INFO))
     for handler in handlers:
@@ -181,17 +180,17 @@ def write_finished_run(out_dir: Path, record: dict, history: list[dict], model: 
     the files of a run in progress go."""
     history_bytes = history_tsv(history).encode()
     model_bytes = torch_bytes(model)
-    record["files"] = {"history.tsv": sha256_bytes(history_bytes), "model.pt": sha256_bytes(model_bytes)}
-    study.with_record_digest(record)  # a later hand edit of the record is seen (study.record_tampering)
-    write_bytes(out_dir / "history.tsv", history_bytes)
-    write_bytes(out_dir / "model.pt", model_bytes)
-    write_json(out_dir / "metrics.json", record)
+    record["files"] = {HISTORY_FILE: sha256_bytes(history_bytes), WEIGHTS: sha256_bytes(model_bytes)}
+    with_record_digest(record)  # a later hand edit of the record is seen (run_folder.record_tampering)
+    write_bytes(out_dir / HISTORY_FILE, history_bytes)
+    write_bytes(out_dir / WEIGHTS, model_bytes)
+    write_json(out_dir / METRICS_FILE, record)
     (out_dir / RESUME_FILE).unlink(missing_ok=True)
     (out_dir / PROGRESS_FILE).unlink(missing_ok=True)
-    (out_dir / "failure.json").unlink(missing_ok=True)
+    (out_dir / FAILURE_FILE).unlink(missing_ok=True)
 
 
 def write_failure(out_dir: Path, record: dict) -> None:
     """A diverged run that raises: its record in failure.json; its resume point stays, metrics.json is not written."""
-    write_json(out_dir / "failure.json", record)
+    write_json(out_dir / FAILURE_FILE, record)
     (out_dir / PROGRESS_FILE).unlink(missing_ok=True)
