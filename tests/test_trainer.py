@@ -388,4 +388,4 @@ def test_mixing_points_the_network_lacks_are_refused_naming_them_and_the_valid_o
     config = tiny_config(mixing={"method": "manifold", "alpha": 1.0, "layers": [5, 0, 4]})
     with pytest.raises(ConfigError) as refused:
         trainer.check_run_config(config)
-    assert str(refused.value) == "mixing.layers: point(s) [4, 5] do not exist in convnet; valid points are [0, 1, 2]"
+    assert str(refused.value) == "mixing.layers: mixing point(s) [4, 5] do not exist in convnet; valid points are [0, 1, 2] (0 = input)"

@@ -272,16 +272,19 @@ def check_mixing_settings(mixing: dict) -> None:
 
 def check_mixing_points(params: dict) -> None:
     """Every mixing point named in ``mixing.layers`` and ``sweep.layer_sets`` must exist in the network."""
-    valid = mixing_points(params["model"]["name"])
     named = {("mixing.layers", tuple(params["mixing"]["layers"]))}
     named |= {("sweep.layer_sets", tuple(s)) for s in params["sweep"]["layer_sets"]}
     for key, layer_set in sorted(named):
-        bad = sorted(set(layer_set) - set(valid))
-        if bad:
-            raise ConfigError(
-                f"{key}: mixing point(s) {bad} do not exist in {params['model']['name']}; "
-                f"valid points are {list(valid)} (0 = input)"
-            )
+        check_points_exist(key, layer_set, params["model"]["name"])
+
+
+def check_points_exist(key: str, layer_set, model_name: str) -> None:
+    """The one check that mixing points exist in a network, for params (every set the grids name)
+    and for one run's configuration (a run spec, checked again where it is trained)."""
+    valid = mixing_points(model_name)
+    bad = sorted(set(layer_set) - set(valid))
+    if bad:
+        raise ConfigError(f"{key}: mixing point(s) {bad} do not exist in {model_name}; valid points are {list(valid)} (0 = input)")
 
 
 def config_hash(config: dict) -> str:

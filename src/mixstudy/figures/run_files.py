@@ -14,7 +14,7 @@ from matplotlib.ticker import MaxNLocator
 
 from mixstudy.results import published
 
-from mixstudy.runs import study
+from mixstudy.runs import run_folder, study
 from mixstudy.results.analysis import best_mixing, read_histories
 from mixstudy.figures.base import ACC_LABEL, BASELINE_COLOUR, FigureContext, MissingFigureData, config_colour
 from mixstudy.results.statistics import CONFIDENCE
@@ -38,8 +38,7 @@ def compared_configs(context: FigureContext) -> list[tuple[str, pd.Series, objec
 
 
 def run_folders(context: FigureContext, cell: pd.Series) -> list[Path]:
-    done = context.analysis.done
-    rows = done[(done["stage"] == cell["stage"]) & (done["name"] == cell["name"])]
+    rows = context.analysis.runs_of(cell["name"], cell["stage"])
     return [context.runs_root / run_id for run_id in rows["run_id"]]
 
 
@@ -100,7 +99,7 @@ def pool_reliability(tables: list[dict]) -> dict:
 
 
 def pooled_reliability(folders: list[Path], split: str = "test") -> dict:
-    tables = [(study.read_run_record(folder).get("reliability") or {}).get(split) for folder in folders]
+    tables = [(run_folder.read_run_record(folder).get("reliability") or {}).get(split) for folder in folders]
     tables = [table for table in tables if table]
     if not tables:
         raise MissingFigureData("the finished runs hold no reliability bins")

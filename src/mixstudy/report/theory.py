@@ -20,6 +20,7 @@ import pandas as pd
 from mixstudy.results.analysis import Analysis
 from mixstudy.results.tables import format_interval, format_signed
 from mixstudy.results.theory_tables import effect_verdict, theory_tables
+from mixstudy.runs.study import INPUT_MIXUP_LAYERS
 
 SOURCE = 'Carratino et al., "On Mixup Regularization" (JMLR 2022)'
 ZHANG = 'Zhang et al., "mixup: Beyond Empirical Risk Minimization" (ICLR 2018)'
@@ -45,8 +46,8 @@ def smoothness_verdict(rows: pd.DataFrame) -> str:
 
 def smoothness_claims(data: pd.DataFrame) -> list[str]:
     mixing = data[data["method"] == "manifold"]
-    groups = {"input mixup (S={0})": mixing[mixing["layers"] == "0"],
-              "manifold mixup (other S)": mixing[mixing["layers"] != "0"]}
+    input_mixup = mixing["layers"] == INPUT_MIXUP_LAYERS
+    groups = {"input mixup (S={0})": mixing[input_mixup], "manifold mixup (other S)": mixing[~input_mixup]}
     claims = []
     for group, rows in groups.items():
         if rows.empty:

@@ -369,9 +369,12 @@ class Analysis:
         rows = self.configs[self.configs["stage"] == stage]
         return rows if method is None else rows[rows["method"] == method]
 
+    def runs_of(self, name: str, stage: str = "sweep") -> pd.DataFrame:
+        """The finished runs of one configuration (by default a sweep cell): the one filter for it."""
+        return self.done[(self.done["stage"] == stage) & (self.done["name"] == name)]
+
     def values(self, name: str, metric: str, stage: str = "sweep") -> np.ndarray:
-        rows = self.done[(self.done["stage"] == stage) & (self.done["name"] == name)]
-        return rows[metric].dropna().to_numpy(dtype=float)
+        return self.runs_of(name, stage)[metric].dropna().to_numpy(dtype=float)
 
     def baseline(self) -> pd.Series:
         return self.configs[(self.configs["stage"] == "sweep") & (self.configs["name"] == "baseline")].iloc[0]

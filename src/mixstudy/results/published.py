@@ -92,10 +92,6 @@ def _ran(analysis: Analysis) -> pd.DataFrame:
     return cells[cells["n"] > 0].copy()
 
 
-def _label(layers: str, alpha: float) -> str:
-    return f"S={study.set_notation(layers)}, α={study.fmt(alpha)}"
-
-
 def every_cell_beats_the_baseline(analysis: Analysis) -> Claim:
     cells, base = _ran(analysis), analysis.baseline()
     text = "Every cell beats the baseline."
@@ -104,7 +100,7 @@ def every_cell_beats_the_baseline(analysis: Analysis) -> Claim:
     losers = cells[cells["acc_mean"] <= base["acc_mean"]]
     evidence = f"{len(cells) - len(losers)} of {len(cells)} cells we ran have a higher mean than the baseline ({base['acc_mean']:.2f}%)"
     if not losers.empty:
-        evidence += "; not: " + ", ".join(f"{_label(c.layers, c.alpha)} ({c.acc_mean:.2f}%)" for c in losers.itertuples())
+        evidence += "; not: " + ", ".join(f"{study.manifold_label(c.layers, c.alpha)} ({c.acc_mean:.2f}%)" for c in losers.itertuples())
     return Claim(text, losers.empty, evidence)
 
 
@@ -158,10 +154,10 @@ def manifold_beats_input_mixup(analysis: Analysis) -> Claim:
     text = "Manifold mixup beats input mixup (S={0})."
     parts, verdicts = [], []
     for alpha, group in _ran(analysis).groupby("alpha"):
-        if "0" not in set(group["layers"]) or len(group) < 2:
+        if study.INPUT_MIXUP_LAYERS not in set(group["layers"]) or len(group) < 2:
             continue
-        input_mixup = group[group["layers"] == "0"].iloc[0]
-        others = group[group["layers"] != "0"]
+        input_mixup = group[group["layers"] == study.INPUT_MIXUP_LAYERS].iloc[0]
+        others = group[group["layers"] != study.INPUT_MIXUP_LAYERS]
         best = others.loc[others["acc_mean"].idxmax()]
         verdicts.append(best["acc_mean"] > input_mixup["acc_mean"])
         parts.append(f"α={study.fmt(alpha)}: best manifold S={study.set_notation(best['layers'])} {best['acc_mean']:.2f}% "
@@ -200,7 +196,7 @@ def check_claims(analysis: Analysis) -> list[Claim]:
 
 def _cell_names(table: pd.DataFrame) -> list[str]:
     if "layers" in table:
-        return [_label(row.layers, row.alpha) for row in table.itertuples()]
+        return [study.manifold_label(row.layers, row.alpha) for row in table.itertuples()]
     return [f"{row.scheduler}, momentum {study.fmt(row.momentum)}, wd {study.fmt(row.weight_decay)}" for row in table.itertuples()]
 
 

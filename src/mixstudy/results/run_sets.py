@@ -36,8 +36,7 @@ def per_seed(a: Analysis, b: Analysis, labels: tuple[str, str]) -> pd.DataFrame:
     and precision."""
     rows = []
     for name, label in shared_configurations(a, b):
-        sets = [analysis.done[(analysis.done["stage"] == "sweep") & (analysis.done["name"] == name)].set_index("seed")
-                for analysis in (a, b)]
+        sets = [analysis.runs_of(name).set_index("seed") for analysis in (a, b)]
         for seed in sorted(set(sets[0].index) | set(sets[1].index)):
             row = {"configuration": label, "name": name, "seed": int(seed)}
             for set_label, runs in zip(labels, sets):

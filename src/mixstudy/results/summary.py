@@ -108,7 +108,7 @@ def mean_curves(analysis: Analysis, runs_root: str | Path) -> pd.DataFrame:
     columns = {}
     best = best_mixing(analysis)
     for label, name in (("baseline", "baseline"), ("best_mixup", None if best is None else best["name"])):
-        rows = analysis.done[(analysis.done["stage"] == "sweep") & (analysis.done["name"] == name)]
+        rows = analysis.runs_of(name)
         histories = read_histories([Path(runs_root) / run_id for run_id in rows["run_id"]])
         if histories is None:
             continue

@@ -293,7 +293,7 @@ def calibration_table(analysis: Analysis) -> Table | None:
         return None
     rows, display = [], []
     for _, cell in cells.iterrows():
-        runs = analysis.done[(analysis.done["stage"] == "sweep") & (analysis.done["name"] == cell["name"])]
+        runs = analysis.runs_of(cell["name"])
         row = {"name": cell["name"], "n": len(runs)}
         for column in ("ece", "ts_ece", "nll", "ts_nll", "ts_temperature"):
             row[f"{column}_mean"], row[f"{column}_low"], row[f"{column}_high"] = mean_interval(runs[column])

@@ -19,6 +19,7 @@ import pandas as pd
 from mixstudy.results.analysis import BETWEEN_GRADIENT, BETWEEN_MISS, Analysis
 from mixstudy.results.statistics import CONFIDENCE, mean_interval, welch_difference
 from mixstudy.results.tables import Table, format_interval, format_mean_interval, format_signed, named_tables
+from mixstudy.runs.study import is_input_mixup
 
 JACOBIAN = "jacobian_logits"
 # Columns of the test-time transformation (analysis.SHRINKAGE_VARIANTS) and their headings.
@@ -30,27 +31,22 @@ TEST_TIME_VARIANTS = {
 SHOWN_VARIANTS = {"acc": tuple(TEST_TIME_VARIANTS), "ece": ("tt_plain", "tt_both"), "nll": ()}
 
 
-def sweep_runs_of(analysis: Analysis, name: str) -> pd.DataFrame:
-    done = analysis.done
-    return done[(done["stage"] == "sweep") & (done["name"] == name)]
-
-
 def measured_cells(analysis: Analysis, column: str) -> list[pd.Series]:
     """The sweep's configurations, in grid order, with at least one finished run that has ``column``."""
     if column not in analysis.done:
         return []
     cells = analysis.stage("sweep")
-    return [cell for _, cell in cells.iterrows() if sweep_runs_of(analysis, cell["name"])[column].notna().any()]
+    return [cell for _, cell in cells.iterrows() if analysis.runs_of(cell["name"])[column].notna().any()]
 
 
 def smoothness_table(analysis: Analysis) -> Table | None:
     cells = measured_cells(analysis, JACOBIAN)
     if not cells:
         return None
-    baseline = sweep_runs_of(analysis, "baseline")[JACOBIAN].dropna().to_numpy(dtype=float)
+    baseline = analysis.runs_of("baseline")[JACOBIAN].dropna().to_numpy(dtype=float)
     rows, display = [], []
     for cell in cells:
-        runs = sweep_runs_of(analysis, cell["name"])
+        runs = analysis.runs_of(cell["name"])
         runs = runs[runs[JACOBIAN].notna()]
         row = {"name": cell["name"], "method": cell["method"], "layers": cell["layers"], "n": len(runs)}
         for column in ("acc", JACOBIAN, "jacobian_log_softmax"):
@@ -85,7 +81,7 @@ def transformation_table(analysis: Analysis) -> Table | None:
         return None
     rows, display = [], []
     for cell in cells:
-        runs = sweep_runs_of(analysis, cell["name"])
+        runs = analysis.runs_of(cell["name"])
         runs = runs[runs["tt_plain_acc"].notna()]
         row = {"name": cell["name"], "method": cell["method"], "layers": cell["layers"], "n": len(runs),
                "theta_bar": float(runs["theta_bar"].iloc[0]), "claimed": is_claimed(cell)}
@@ -114,7 +110,7 @@ def transformation_table(analysis: Analysis) -> Table | None:
 
 def is_claimed(cell: pd.Series) -> bool:
     """Input mixup: the configuration the paper's test-time claim is about."""
-    return cell["method"] == "mixup" or (cell["method"] == "manifold" and cell["layers"] == "0")
+    return is_input_mixup(cell["method"], cell["layers"])
 
 
 def between_lambdas(analysis: Analysis) -> list[float]:
@@ -133,8 +129,8 @@ def between_table(analysis: Analysis) -> Table | None:
         return None
     rows, display = [], []
     for cell in cells:
-        runs = sweep_runs_of(analysis, cell["name"])
-        baseline = sweep_runs_of(analysis, "baseline")
+        runs = analysis.runs_of(cell["name"])
+        baseline = analysis.runs_of("baseline")
         for lam in lambdas:
             measured = runs[runs[f"{BETWEEN_MISS}@{lam:g}"].notna()]
             row = {"name": cell["name"], "method": cell["method"], "layers": cell["layers"], "lambda": lam, "n": len(measured)}

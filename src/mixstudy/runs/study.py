@@ -50,6 +50,24 @@ def set_notation(layers: str) -> str:
     return "{" + layers.replace("-", ",") + "}"
 
 
+# Manifold mixup whose one mixing point is the image itself, S={0}, is input mixup: the
+# configuration the paper's input-mixup claims are about (point 0 is always the image: models.py).
+INPUT_MIXUP_LAYERS = "0"
+
+
+def is_input_mixup(method: str, layers) -> bool:
+    """Whether a configuration mixes the images themselves: ``mixup``, or ``manifold`` at S={0}
+    (``layers``: the points, or their label as run names write it, ``0``)."""
+    if method != "manifold":
+        return method == "mixup"  # any other method's layers are not read (they may be absent)
+    return (layers if isinstance(layers, str) else layers_label(layers)) == INPUT_MIXUP_LAYERS
+
+
+def manifold_label(layers: str, alpha: float) -> str:
+    """A manifold mixup configuration as the text names it: ``S={0,2}, α=4``."""
+    return f"S={set_notation(layers)}, α={fmt(alpha)}"
+
+
 # --- configuration names: the one place a run name is formatted ------------------------------
 
 
@@ -125,7 +143,7 @@ class RunSpec:
         """The configuration as the text names it: ``S={0,2}, α=4``, ``CutMix α=1``, ``baseline``."""
         alpha = fmt(self.overrides["mixing"]["alpha"])
         labels = {
-            "manifold": lambda: f"S={set_notation(self.layers)}, α={alpha}",
+            "manifold": lambda: manifold_label(self.layers, self.overrides["mixing"]["alpha"]),
             "cutmix": lambda: f"CutMix α={alpha}",
             "label_smoothing": lambda: f"label smoothing ε={fmt(self.strength)}",
             "cutout": lambda: f"Cutout {int(self.strength)} px",

@@ -36,7 +36,7 @@ from mixstudy.core.provenance import code_revision
 from mixstudy.runs.run_folder import (
     EVALUATION_FILE, METRICS_FILE, WEIGHTS, WEIGHTS_LEFT_OUT_FILE, evaluation_is_current, read_run_record, unfinished_reason,
 )
-from mixstudy.runs.study import sweep_runs
+from mixstudy.runs.study import is_input_mixup, sweep_runs
 from mixstudy.model.theory import BETWEEN_SEED, between_measures, between_pairs, jacobian_norms, shrink_towards_mean, theta_bar
 from mixstudy.train.trainer import training_precision
 
@@ -50,7 +50,7 @@ def mixing_transformation_scope(mixing: dict) -> str | None:
     or None (no mixing: nothing to undo)."""
     if mixing["method"] not in BETA_MIXING or not mixing["alpha"] > 0:
         return None
-    if mixing["method"] == "mixup" or (mixing["method"] == "manifold" and list(mixing["layers"]) == [0]):
+    if is_input_mixup(mixing["method"], mixing.get("layers", ())):
         return "input mixup: the paper's claim"
     return f"{mixing['method']} (S={mixing['layers']}): the paper's transformation, where it makes no claim"
 

@@ -18,11 +18,10 @@ import numpy as np
 import torch
 
 from mixstudy.data import engine
-from mixstudy.core.config import check_finite, config_hash
+from mixstudy.core.config import check_finite, check_points_exist, config_hash
 from mixstudy.core.errors import ConfigError
 from mixstudy.model.mixing import Mixer, member_mixes
 from mixstudy.model.models import build_model
-from mixstudy.core.networks import mixing_points
 from mixstudy.model.packing import pack_modules, pack_optimizer_state, unpack_optimizer_state, unpack_state
 from mixstudy.core.provenance import precision_of
 from mixstudy.runs.study import with_settings_added_later
@@ -60,13 +59,7 @@ def check_run_config(config: dict) -> None:
     check_finite(config)
     if not isinstance(config["seed"], int) or config["seed"] < 0:
         raise ConfigError(f"seed: {config['seed']!r} is not a seed; give an integer >= 0 (--seed 0)")
-    points = mixing_points(config["model"]["name"])
-    mixing = config["mixing"]
-    bad = sorted(set(mixing["layers"]) - set(points))
-    if bad:
-        raise ConfigError(
-            f"mixing.layers: point(s) {bad} do not exist in {config['model']['name']}; valid points are {list(points)}"
-        )
+    check_points_exist("mixing.layers", config["mixing"]["layers"], config["model"]["name"])
 
 
 @dataclass
