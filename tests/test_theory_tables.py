@@ -1,4 +1,4 @@
-"""The theory section's tables and claims (theory_tables, report_theory) from fabricated run folders
+"""The theory section's tables and claims (results.theory_tables, report.theory) from fabricated run folders
 with evaluation.json files, checked against statistics computed by hand (scipy's t, the formulas)."""
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ drawing, or, when one cannot be written, those of the drawing before.
 Each layer set S has one colour and marker in every figure; the baseline is black, CutMix grey.
 
 This module holds the registry and the entry point of `mixstudy figures`; the figures are drawn in
-figure_examples (Figure 1), figure_grids (Tables 1 and 3) and figure_runs (the runs' own files),
-with what they share in figure_base.
+figures.examples (Figure 1), figures.grids (Tables 1 and 3) and figures.run_files (the runs' own
+files), with what they share in figures.base.
 """
 
 from __future__ import annotations

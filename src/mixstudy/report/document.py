@@ -6,7 +6,7 @@ The tables are computed afresh from the run folders (the same functions ``mixstu
 uses); the figures are linked by relative path from the figures folder ``mixstudy figures`` wrote.
 The report holds no timestamp, so the same runs always give the same file.
 
-This module assembles the sections (report_comparison, report_results, report_setting) and writes
+This module assembles the sections (report.comparison, report.results, report.setting) and writes
 the Markdown and its HTML rendering.
 """
 
