@@ -34,7 +34,7 @@ from mixstudy.data import engine
 
 from mixstudy.train import trainer
 from mixstudy.core.config import load_params
-from mixstudy.data.datasets import load_study_data, subset_file
+from mixstudy.data.subsets import load_study_data, subset_file
 from mixstudy.train.evaluation import predict
 from mixstudy.core.provenance import cpu_bf16_unit, cpu_model
 from mixstudy.runs.study import run_config

@@ -26,7 +26,7 @@ from mixstudy.runs import study
 
 from mixstudy.train import trainer
 from mixstudy.core.config import load_params
-from mixstudy.data.datasets import load_study_data, subset_file
+from mixstudy.data.subsets import load_study_data, subset_file
 
 
 def pack_configs(params: dict, size: int) -> list[dict]:

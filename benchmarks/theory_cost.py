@@ -23,7 +23,7 @@ from mixstudy.data import engine
 
 from mixstudy.train import evaluation, trainer
 from mixstudy.core.config import layered_on_defaults, load_params
-from mixstudy.data.datasets import load_study_data, subset_file
+from mixstudy.data.subsets import load_study_data, subset_file
 from mixstudy.runs.study import run_config
 from mixstudy.model.theory import jacobian_norms
 

@@ -21,7 +21,7 @@ from mixstudy.data import engine
 
 from mixstudy.train import evaluation, trainer
 from mixstudy.core.config import load_params
-from mixstudy.data.datasets import load_study_data, subset_file
+from mixstudy.data.subsets import load_study_data, subset_file
 from mixstudy.model.metrics import accuracy, nll
 from mixstudy.runs.study import run_config
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mixstudy.core.config import load_params
-from mixstudy.data.datasets import StudyData
+from mixstudy.data.subsets import StudyData
 from mixstudy.runs.study import run_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "mixstudy"
 TOP = {"cli"}  # the one module above the layers
 # Each DVC stage's command and the modules it enters the package through (besides cli and config).
-STAGE_ENTRIES = {"data": ["data.datasets"], "subset": ["data.datasets"],
-                 "aggregate": ["results.aggregation", "results.analysis", "data.datasets"],
+STAGE_ENTRIES = {"data": ["data.datasets"], "subset": ["data.subsets"],
+                 "aggregate": ["results.aggregation", "results.analysis", "data.datasets", "data.subsets"],
                  "figures": ["figures.registry"], "report": ["report.document"]}
 
 

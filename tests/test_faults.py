@@ -287,7 +287,7 @@ def test_a_training_killed_at_a_rename_leaves_no_temporary_once_run_again(tmp_pa
     import subprocess
     import sys
 
-    from mixstudy.data.datasets import make_subset
+    from mixstudy.data.subsets import make_subset
 
     from conftest import TINY_OVERRIDES
 
@@ -331,7 +331,7 @@ def _main_under_ctrl_c(argv: list[str]) -> int:
 
 def test_ctrl_c_in_training_is_one_line_saying_where_and_how_to_resume_exit_130(tmp_path, prepared_npz, monkeypatch, capsys):
     from mixstudy.train import training
-    from mixstudy.data.datasets import make_subset
+    from mixstudy.data.subsets import make_subset
 
     from conftest import TINY_OVERRIDES
 
@@ -524,7 +524,7 @@ IMPOSSIBLE_SUBSETS = {
 
 @pytest.mark.parametrize("case", list(IMPOSSIBLE_SUBSETS))
 def test_mixstudy_subset_and_the_package_check_give_the_same_line(case, tmp_path, prepared_npz, capsys, monkeypatch):
-    from mixstudy.data.datasets import check_subset_fits
+    from mixstudy.data.subsets import check_subset_fits
     from mixstudy.core.errors import DataError
 
     text, line = IMPOSSIBLE_SUBSETS[case]
@@ -539,7 +539,7 @@ def test_mixstudy_subset_and_the_package_check_give_the_same_line(case, tmp_path
 
 
 def test_a_subset_that_fits_passes_the_check():
-    from mixstudy.data.datasets import check_subset_fits
+    from mixstudy.data.subsets import check_subset_fits
 
     for overrides in ([], ["subset.per_class=4950"], ["subset.draw=all", "subset.val_per_class=4999"]):
         check_subset_fits(load_params([REPO / "params.yaml"], overrides))

@@ -88,7 +88,7 @@ def cmd_data(args) -> None:
 
 
 def cmd_subset(args) -> None:
-    from mixstudy.data.datasets import make_subset, params_subset_file
+    from mixstudy.data.subsets import make_subset, params_subset_file
 
     params = _params(args)
     out = args.out or params_subset_file(params)
@@ -97,7 +97,7 @@ def cmd_subset(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from mixstudy.data.datasets import load_study_data, params_subset_file
+    from mixstudy.data.subsets import load_study_data, params_subset_file
     from mixstudy.train.training import train_runs
 
     if args.run_spec:
@@ -170,7 +170,7 @@ def _compute_overrides(assignments: list[str]) -> dict:
 
 
 def cmd_evaluate(args) -> None:
-    from mixstudy.data.datasets import params_subset_file
+    from mixstudy.data.subsets import params_subset_file
     from mixstudy.core.fileio import remove_temporaries, write_json
     from mixstudy.train.run_evaluation import evaluate_run_files, evaluate_stale_runs
     from mixstudy.runs.run_folder import EVALUATION_FILE
@@ -244,7 +244,7 @@ def cmd_check_config(args) -> None:
     the subset they ask for against the data set's classes."""
     from mixstudy.runs import study
     from mixstudy.core.config import layered_on_defaults, load_params
-    from mixstudy.data.datasets import check_subset_fits
+    from mixstudy.data.subsets import check_subset_fits
 
     files = layered_on_defaults(args.files)
     params = load_params(files)
@@ -271,7 +271,7 @@ def cmd_aggregate(args) -> None:
 def _expectation(params: dict, args):
     """What runs are checked against: the tuning's choice and the subset, where they exist."""
     from mixstudy.runs import study
-    from mixstudy.data.datasets import params_subset_file
+    from mixstudy.data.subsets import params_subset_file
     from mixstudy.results.analysis import Expectation
 
     selection = study.read_selection(args.selection) if Path(args.selection).is_file() else None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mixstudy.runs import reruns, run_folder, study
 from mixstudy.core.config import validate_params, with_data_paths
-from mixstudy.data.datasets import check_subset_fits, params_subset_file
+from mixstudy.data.subsets import check_subset_fits, params_subset_file
 
 config.update(with_data_paths(config))  # data.npz_path and data.out of data.name ({name} replaced)
 validate_params(config)  # schema + mixing points: a bad parameter stops here, before any job

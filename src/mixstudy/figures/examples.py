@@ -83,7 +83,7 @@ def mixing_examples_figure(
 
 def study_examples(params: dict) -> tuple[np.ndarray, np.ndarray]:
     """The study's training subset, as training sees it."""
-    from mixstudy.data.datasets import load_study_data, params_subset_file
+    from mixstudy.data.subsets import load_study_data, params_subset_file
 
     try:
         data = load_study_data(params["data"]["out"], params_subset_file(params))

@@ -20,7 +20,7 @@ from contextlib import nullcontext
 import torch
 
 from mixstudy.data import engine
-from mixstudy.data.datasets import StudyData
+from mixstudy.data.subsets import StudyData
 from mixstudy.core.errors import ConfigError
 from mixstudy.model.metrics import accuracy, fgsm_perturb, fit_temperature, nll, summarise
 from mixstudy.train.trainer import PackedTrainer, Trainer, autocast_context

@@ -27,7 +27,7 @@ import torch
 
 from mixstudy.data import engine
 from mixstudy.train.checkpoint import load_checkpoint
-from mixstudy.data.datasets import StudyData, load_study_data
+from mixstudy.data.subsets import StudyData, load_study_data
 from mixstudy.core.errors import ConfigError, DataError
 from mixstudy.train.evaluation import evaluate_all, limit_test_set, split_logits
 from mixstudy.core.fileio import remove_temporaries, sha256_file, write_json

@@ -24,7 +24,7 @@ import torch
 from mixstudy.data import engine
 from mixstudy.train.checkpoint import resumed_or_new_members, save_resume_point
 from mixstudy.core.config import config_hash
-from mixstudy.data.datasets import StudyData
+from mixstudy.data.subsets import StudyData
 from mixstudy.core.errors import DivergedError, Interrupted
 from mixstudy.train.evaluation import (
     best_validation_metrics,
