@@ -92,8 +92,8 @@ test-other-cpu: install
 
 # Mutation testing (outside CI's time budget): mutmut mutates the modules whose mistakes change
 # results (mixing, metrics, selection, tables, report, and the training path: trainer, evaluation,
-# checkpoint, runfolder; [tool.mutmut] in pyproject.toml) and runs
-# their fast tests against each mutant. MUTANTS narrows the run, e.g. MUTANTS='mixstudy.selection*'.
+# checkpoint, run_writer; [tool.mutmut] in pyproject.toml) and runs
+# their fast tests against each mutant. MUTANTS narrows the run, e.g. MUTANTS='mixstudy.results.selection*'.
 # The score and every surviving mutant judged harmless, with the reason: docs/mutation.md.
 MUTANTS ?=
 mutation: install

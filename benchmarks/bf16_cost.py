@@ -30,12 +30,14 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from mixstudy import engine, trainer
-from mixstudy.config import load_params
-from mixstudy.data import load_study_data, subset_file
-from mixstudy.evaluation import predict
-from mixstudy.provenance import cpu_bf16_unit, cpu_model
-from mixstudy.study import run_config
+from mixstudy.data import engine
+
+from mixstudy.train import trainer
+from mixstudy.core.config import load_params
+from mixstudy.data.subsets import load_study_data, subset_file
+from mixstudy.train.evaluation import predict
+from mixstudy.core.provenance import cpu_bf16_unit, cpu_model
+from mixstudy.runs.study import run_config
 
 PRECISIONS = {"float32": "off", "bfloat16": "on"}  # compute.amp for each
 

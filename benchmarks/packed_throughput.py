@@ -20,9 +20,13 @@ import time
 
 import torch
 
-from mixstudy import engine, study, trainer
-from mixstudy.config import load_params
-from mixstudy.data import load_study_data, subset_file
+from mixstudy.data import engine
+
+from mixstudy.runs import study
+
+from mixstudy.train import trainer
+from mixstudy.core.config import load_params
+from mixstudy.data.subsets import load_study_data, subset_file
 
 
 def pack_configs(params: dict, size: int) -> list[dict]:

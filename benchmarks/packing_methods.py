@@ -1,7 +1,7 @@
 """Ways to train K copies of the study network in one process: time of one training step.
 
   loop     - K separate networks, one after the other (what K solo runs do)
-  grouped  - mixstudy.packing: one network with grouped convolutions (what compute.pack_size uses)
+  grouped  - mixstudy.model.packing: one network with grouped convolutions (what compute.pack_size uses)
   vmap     - torch.func.stack_module_state + functional_call under vmap; BatchNorm running
              statistics switched off (torch.func.replace_all_batch_norm_modules_), because vmap
              cannot update them in place
@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
-from mixstudy import engine
-from mixstudy.models import build_model
-from mixstudy.packing import pack_modules
+from mixstudy.data import engine
+from mixstudy.model.models import build_model
+from mixstudy.model.packing import pack_modules
 
 MODEL = {"name": "convnet", "widths": [32, 64, 128], "dropout": 0.0, "leaky_slope": 0.1}
 

@@ -19,11 +19,13 @@ import time
 
 import torch
 
-from mixstudy import engine, evaluation, trainer
-from mixstudy.config import layered_on_defaults, load_params
-from mixstudy.data import load_study_data, subset_file
-from mixstudy.study import run_config
-from mixstudy.theory import jacobian_norms
+from mixstudy.data import engine
+
+from mixstudy.train import evaluation, trainer
+from mixstudy.core.config import layered_on_defaults, load_params
+from mixstudy.data.subsets import load_study_data, subset_file
+from mixstudy.runs.study import run_config
+from mixstudy.model.theory import jacobian_norms
 
 JACOBIAN_BATCH = 100  # test images timed for the Jacobian (scaled to jacobian_images)
 TEST_PASSES = 3  # evaluate_all's test pass, and the transformation's plain and shrunk ones

@@ -27,11 +27,13 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from mixstudy import engine, trainer
-from mixstudy.config import load_params
-from mixstudy.data import load_study_data, subset_file
-from mixstudy.evaluation import predict
-from mixstudy.study import run_config
+from mixstudy.data import engine
+
+from mixstudy.train import trainer
+from mixstudy.core.config import load_params
+from mixstudy.data.subsets import load_study_data, subset_file
+from mixstudy.train.evaluation import predict
+from mixstudy.runs.study import run_config
 
 
 class ArrayDataset(Dataset):

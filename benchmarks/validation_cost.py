@@ -17,11 +17,13 @@ import time
 
 import torch
 
-from mixstudy import engine, evaluation, trainer
-from mixstudy.config import load_params
-from mixstudy.data import load_study_data, subset_file
-from mixstudy.metrics import accuracy, nll
-from mixstudy.study import run_config
+from mixstudy.data import engine
+
+from mixstudy.train import evaluation, trainer
+from mixstudy.core.config import load_params
+from mixstudy.data.subsets import load_study_data, subset_file
+from mixstudy.model.metrics import accuracy, nll
+from mixstudy.runs.study import run_config
 
 
 def median_seconds(action, repeats: int) -> float:

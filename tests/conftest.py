@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mixstudy.config import load_params
-from mixstudy.data import StudyData
-from mixstudy.study import run_config
+from mixstudy.core.config import load_params
+from mixstudy.data.subsets import StudyData
+from mixstudy.runs.study import run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_FILE = ROOT / "params.yaml"
@@ -73,7 +73,7 @@ def fake_npz(tmp_path_factory, fake_arrays) -> Path:
 @pytest.fixture(scope="session")
 def prepared_npz(tmp_path_factory, fake_npz) -> Path:
     """The normalised data (and manifest) written once by ``prepare_data`` from the fake source."""
-    from mixstudy.data import prepare_data
+    from mixstudy.data.datasets import prepare_data
 
     out = tmp_path_factory.mktemp("prepared") / "cifar10.npz"
     prepare_data(
@@ -117,7 +117,7 @@ def params() -> dict:
 @pytest.fixture
 def tiny_config(params):
     """Build a run configuration from params.yaml with the tiny overrides plus run-specific ones."""
-    from mixstudy.config import deep_merge
+    from mixstudy.core.config import deep_merge
 
     def build(seed: int = 0, **sections) -> dict:
         return run_config(params, seed, deep_merge({}, sections))

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mixstudy import study
-from mixstudy.config import load_params
-from mixstudy.trainer import make_trainer
+from mixstudy.runs import run_folder, study
+from mixstudy.core.config import load_params
+from mixstudy.train.trainer import make_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 # committed runs, the parameter files that asked for them, and the subset they were trained on
@@ -27,13 +27,13 @@ COMMITTED = [
 @pytest.mark.parametrize("root, files, run_id, subset", COMMITTED, ids=[c[2] + " " + c[0] for c in COMMITTED])
 def test_a_committed_run_keeps_its_training_hash_and_stays_finished(root, files, run_id, subset):
     params = load_params([ROOT / "params.yaml", *(ROOT / f for f in files)])
-    record = study.read_run_record(ROOT / root / run_id)
+    record = run_folder.read_run_record(ROOT / root / run_id)
     subset_sha256 = (json.loads((ROOT / subset).read_text())["train_sha256"] if subset
                      else record["provenance"]["subset_sha256"])
     expected = study.training_hash(study.spec_config(params, study.find_run(params, run_id), None), subset_sha256)
-    assert study.recorded_training_hash(record) == expected
+    assert run_folder.recorded_training_hash(record) == expected
     if root.startswith("docs/study-runs"):  # docs/real-runs keeps no weights (nor a note that they were left out)
-        assert study.unfinished_reason(ROOT / root / run_id, expected) is None
+        assert run_folder.unfinished_reason(ROOT / root / run_id, expected) is None
 
 
 def test_a_run_records_targets_only_where_they_act(params):

@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mixstudy import study
-from mixstudy.config import load_params
-from mixstudy.aggregation import aggregate
-from mixstudy.analysis import analyse, collect_runs, Expectation, missing_reason, mixing_differences
-from mixstudy.statistics import mean_interval
-from mixstudy.summary import mean_curves, summary_metrics
-from mixstudy.tables import (
+from mixstudy.runs import study
+from mixstudy.core.config import load_params
+from mixstudy.results.aggregation import aggregate
+from mixstudy.results.analysis import analyse, collect_runs, Expectation, missing_reason, mixing_differences
+from mixstudy.results.statistics import mean_interval
+from mixstudy.results.summary import mean_curves, summary_metrics
+from mixstudy.results.tables import (
     Table,
     best_epoch_table,
     calibration_table,
@@ -590,7 +590,7 @@ def test_run_on_another_subset_is_mismatched(complete_root, params):
 
 def test_table3_and_its_heatmap_order_alpha_numerically_whatever_order_the_runs_come_in(tmp_path):
     """A cross of the grid lists S={0} (alpha 4 only) first, and params may list alphas in any order."""
-    from mixstudy.figure_grids import sweep_pivot
+    from mixstudy.figures.grids import sweep_pivot
 
     params = small_params("sweep.alphas=[4.0, 1.0]", "sweep.cross={layers: [0, 2], alpha: 4.0}")
     manifold_names = [spec.name for spec in study.sweep_runs(params) if spec.name.startswith("manifold")]

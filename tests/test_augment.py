@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from mixstudy import engine
+from mixstudy.data import engine
 
 
 def _offsets(generator: torch.Generator, batch: int, padding: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,12 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mixstudy import engine, evaluation, training
+from mixstudy.data import engine
+
+from mixstudy.train import evaluation, training
 from mixstudy.cli import main
-from mixstudy.config import load_params
-from mixstudy.errors import ConfigError
-from mixstudy.metrics import fit_temperature, nll
-from mixstudy.mixing import Mixer, smooth
+from mixstudy.core.config import load_params
+from mixstudy.core.errors import ConfigError
+from mixstudy.model.metrics import fit_temperature, nll
+from mixstudy.model.mixing import Mixer, smooth
 
 from conftest import PARAMS_FILE, make_study_data
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mixstudy import study
-from mixstudy.config import load_params
-from mixstudy.fileio import sha256_file
+from mixstudy.runs import run_folder, study
+from mixstudy.core.config import load_params
+from mixstudy.core.fileio import sha256_file
 from pipeline_helpers import copy_project, run, training_jobs
 
 pytestmark = pytest.mark.slow
@@ -57,12 +57,12 @@ def check_every_run_is_what_is_asked(project: Path, params: dict) -> None:
     for spec in specs:
         folder = spec.folder(project / study.RUNS_ROOT)
         expected = study.training_hash(study.spec_config(params, spec, selection), subset)
-        assert study.unfinished_reason(folder, expected) is None, f"{spec.run_id}: {study.unfinished_reason(folder, expected)}"
-        record = study.read_run_record(folder)
+        assert run_folder.unfinished_reason(folder, expected) is None, f"{spec.run_id}: {run_folder.unfinished_reason(folder, expected)}"
+        record = run_folder.read_run_record(folder)
         lr = params["tuning"]["lr"] if spec.stage == "tuning" else params["train"]["lr"]
         assert record["status"] == "ok" and record["config"]["train"]["lr"] == lr, spec.run_id
         if spec.stage == "sweep":
-            evaluation = json.loads((folder / study.EVALUATION_FILE).read_text())
+            evaluation = json.loads((folder / run_folder.EVALUATION_FILE).read_text())
             assert evaluation["provenance"]["model_sha256"] == sha256_file(folder / "model.pt") == record["files"]["model.pt"], \
                 f"{spec.run_id}: evaluation.json measured another model"
     summary = json.loads((project / "metrics/summary.json").read_text())

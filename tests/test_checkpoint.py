@@ -1,4 +1,4 @@
-"""Checkpoints (mixstudy.checkpoint): a run's resume point saved and read back whole, refused when
+"""Checkpoints (mixstudy.train.checkpoint): a run's resume point saved and read back whole, refused when
 damaged or foreign, dropped for another configuration; a pack resumed only when every run can be;
 model.pt rebuilt."""
 
@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch._dynamo  # noqa: F401  (the first optimizer imports it, seconds; mutmut's fork server then imports it once)
 
-from mixstudy import checkpoint
-from mixstudy.errors import DataError
-from mixstudy.fileio import RESUME_FILE
-from mixstudy.trainer import make_trainer
+from mixstudy.train import checkpoint
+from mixstudy.core.errors import DataError
+from mixstudy.runs.run_folder import RESUME_FILE
+from mixstudy.train.trainer import make_trainer
 
 CPU = torch.device("cpu")
 
@@ -195,8 +195,8 @@ def test_a_resumed_run_says_which_folder_and_epoch_it_continues_from(tmp_path, t
     """The one line a user reads when a restarted queue picks a run up again (train.log)."""
     config = tiny_config(seed=1)
     checkpoint.save_resume_point(_trained(config, epochs=3), tmp_path)
-    with caplog.at_level(logging.INFO, logger="mixstudy.checkpoint"):
+    with caplog.at_level(logging.INFO, logger="mixstudy.train.checkpoint"):
         assert checkpoint.try_resume(make_trainer(config, CPU, 10), tmp_path) is True
-    assert [record.getMessage() for record in caplog.records if record.name == "mixstudy.checkpoint"] == [
+    assert [record.getMessage() for record in caplog.records if record.name == "mixstudy.train.checkpoint"] == [
         f"resuming {tmp_path} from epoch 3"
     ]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mixstudy import study
-from mixstudy.config import load_params
+from mixstudy.runs import study
+from mixstudy.core.config import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 CLAIMS = sorted((ROOT / "config" / "claims").glob("*.yaml"))

@@ -356,7 +356,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, in_tmp, capsys, m
 
 
 def test_set_values_parse_as_yaml_1_2_and_strings_stay_strings():
-    from mixstudy.config import load_params
+    from mixstudy.core.config import load_params
 
     digits = "1" * 64
     params = load_params([PARAMS_FILE], ["train.lr=1e6", "compute.amp=on", f"data.npz_sha256={digits}", "mixing.alpha=4"])

@@ -7,8 +7,8 @@ import copy
 import pytest
 import yaml
 
-from mixstudy import config as cfg
-from mixstudy.errors import ConfigError
+from mixstudy.core import config as cfg
+from mixstudy.core.errors import ConfigError
 
 from conftest import PARAMS_FILE, ROOT
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from mixstudy import engine
-from mixstudy.errors import ConfigError
-from mixstudy.mixing import Mixer, host_to_device, mixed_loss
-from mixstudy.models import convnet
-from mixstudy.trainer import autocast_context
+from mixstudy.data import engine
+from mixstudy.core.errors import ConfigError
+from mixstudy.model.mixing import Mixer, host_to_device, mixed_loss
+from mixstudy.model.models import convnet
+from mixstudy.train.trainer import autocast_context
 
 from conftest import CIFAR10_MEAN, CIFAR10_STD
 
@@ -100,7 +100,7 @@ def test_amp_on_means_bf16_autocast_on_cpu_too():
 
 
 def _trained(tiny_config, tiny_data, out, amp: str) -> tuple[dict, dict]:
-    from mixstudy import training
+    from mixstudy.train import training
 
     config = tiny_config(train={"epochs": 1}, compute={"amp": amp})
     training.train_runs([config], tiny_data, [out], progress="lines")
@@ -121,7 +121,7 @@ def test_amp_on_trains_in_bf16_on_cpu_and_auto_is_float32(tmp_path, tiny_config,
 
 
 def test_a_float32_cpu_run_on_a_cpu_with_a_bf16_unit_says_what_bf16_would_save():
-    from mixstudy.training import BF16_SPEEDUP, bf16_hint
+    from mixstudy.train.training import BF16_SPEEDUP, bf16_hint
 
     cpu = torch.device("cpu")
     hint = bf16_hint("cnn13", "float32", cpu, "amx_bf16")
@@ -133,7 +133,7 @@ def test_a_float32_cpu_run_on_a_cpu_with_a_bf16_unit_says_what_bf16_would_save()
 
 
 def test_the_hint_is_logged_once_at_the_start_of_a_float32_run(tmp_path, tiny_config, tiny_data, caplog, monkeypatch):
-    from mixstudy import training
+    from mixstudy.train import training
 
     monkeypatch.setattr(training, "BF16_SPEEDUP", {("convnet", "amx_bf16"): 3.0})
     monkeypatch.setattr(training, "provenance", lambda *args: {"cpu_bf16_unit": "amx_bf16", "precision": args[-1]})

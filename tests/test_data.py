@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mixstudy import data
-from mixstudy.data import DataError
-from mixstudy.errors import DataError as _DataError  # the same class, imported where it is defined
+from mixstudy.data import datasets as data
+from mixstudy.data import subsets
+from mixstudy.data.datasets import DataError
+from mixstudy.core.errors import DataError as _DataError  # the same class, imported where it is defined
 
 from torchvision.datasets import CIFAR10
 
@@ -291,7 +292,7 @@ def test_load_prepared_refuses_data_that_does_not_match_its_manifest(tmp_path, p
 
 def test_seeded_subset_counts_and_disjointness(fake_arrays):
     labels = fake_arrays["y_train"]
-    subset = data.seeded_subset(labels, per_class=7, val_per_class=3, seed=0)
+    subset = subsets.seeded_subset(labels, per_class=7, val_per_class=3, seed=0)
     train, val = subset.train_indices, subset.val_indices
     assert len(train) == 70 and len(val) == 30
     assert np.array_equal(np.bincount(labels[train], minlength=10), np.full(10, 7))
@@ -302,15 +303,15 @@ def test_seeded_subset_counts_and_disjointness(fake_arrays):
 
 
 def test_seeded_subset_without_validation(fake_arrays):
-    subset = data.seeded_subset(fake_arrays["y_train"], per_class=5, val_per_class=0, seed=3)
+    subset = subsets.seeded_subset(fake_arrays["y_train"], per_class=5, val_per_class=0, seed=3)
     assert len(subset.train_indices) == 50 and len(subset.val_indices) == 0
 
 
 def test_seeded_subset_is_deterministic_per_seed(fake_arrays):
     labels = fake_arrays["y_train"]
-    a = data.seeded_subset(labels, 10, 2, seed=5)
-    b = data.seeded_subset(labels, 10, 2, seed=5)
-    c = data.seeded_subset(labels, 10, 2, seed=6)
+    a = subsets.seeded_subset(labels, 10, 2, seed=5)
+    b = subsets.seeded_subset(labels, 10, 2, seed=5)
+    c = subsets.seeded_subset(labels, 10, 2, seed=6)
     assert np.array_equal(a.train_indices, b.train_indices)
     assert np.array_equal(a.val_indices, b.val_indices)
     assert not np.array_equal(a.train_indices, c.train_indices)
@@ -327,7 +328,7 @@ GOLDEN_VAL = [5, 6, 14, 17, 20, 52, 58, 61, 71, 75, 86, 98, 102, 129, 130, 134, 
 
 
 def test_seeded_subset_golden_pcg64_stream():
-    subset = data.seeded_subset(np.arange(200) % 10, per_class=3, val_per_class=2, seed=0)
+    subset = subsets.seeded_subset(np.arange(200) % 10, per_class=3, val_per_class=2, seed=0)
     assert subset.train_indices.tolist() == GOLDEN_TRAIN
     assert subset.val_indices.tolist() == GOLDEN_VAL
 
@@ -374,31 +375,31 @@ def test_golden_subset_is_what_a_from_scratch_shuffle_of_pcg64_gives():
 def test_subset_larger_than_a_class_is_refused_without_output(tmp_path, prepared_npz, fake_arrays):
     labels = fake_arrays["y_train"]
     with pytest.raises(DataError, match="per_class"):
-        data.seeded_subset(labels, per_class=4990, val_per_class=11, seed=0)
+        subsets.seeded_subset(labels, per_class=4990, val_per_class=11, seed=0)
     out = tmp_path / "subsets" / "too_big.json"
     with pytest.raises(DataError, match="per_class"):
-        data.make_subset(prepared_npz, {"draw": "seeded", "per_class": 5000, "val_per_class": 1, "seed": 0}, out)
+        subsets.make_subset(prepared_npz, {"draw": "seeded", "per_class": 5000, "val_per_class": 1, "seed": 0}, out)
     assert not out.exists()
 
 
 def test_subset_file_name_says_what_it_holds():
-    path = data.subset_file({"draw": "seeded", "per_class": 50, "val_per_class": 5, "seed": 3}, "cifar10", root="somewhere")
+    path = subsets.subset_file({"draw": "seeded", "per_class": 50, "val_per_class": 5, "seed": 3}, "cifar10", root="somewhere")
     assert path == Path("somewhere") / "cifar10_seeded_n50_val5_seed3.json"
 
 
 @pytest.fixture(scope="module")
 def subset_record(tmp_path_factory, prepared_npz):
     out = tmp_path_factory.mktemp("subsets") / "subset.json"
-    record = data.make_subset(prepared_npz, {"draw": "seeded", "per_class": 4, "val_per_class": 2, "seed": 0}, out)
+    record = subsets.make_subset(prepared_npz, {"draw": "seeded", "per_class": 4, "val_per_class": 2, "seed": 0}, out)
     return out, record
 
 
 def test_make_subset_and_load_study_data_round_trip(subset_record, prepared_npz, fake_arrays):
     path, record = subset_record
-    expected = data.seeded_subset(fake_arrays["y_train"], 4, 2, 0)
+    expected = subsets.seeded_subset(fake_arrays["y_train"], 4, 2, 0)
     assert record["train_indices"] == expected.train_indices.tolist()
     assert record["val_indices"] == expected.val_indices.tolist()
-    study = data.load_study_data(prepared_npz, path)
+    study = subsets.load_study_data(prepared_npz, path)
     train, val = expected.train_indices, expected.val_indices
     assert np.array_equal(study.x_train, fake_arrays["x_train"][train])
     assert np.array_equal(study.y_train, fake_arrays["y_train"][train].astype(np.int64))
@@ -431,7 +432,7 @@ def test_load_study_data_refuses_edited_train_index(tmp_path, subset_record, pre
         r["train_indices"][0] = replacement
 
     with pytest.raises(DataError, match="hash"):
-        data.load_study_data(prepared_npz, _tampered(tmp_path, path, edit))
+        subsets.load_study_data(prepared_npz, _tampered(tmp_path, path, edit))
 
 
 def test_load_study_data_refuses_edited_validation_index(tmp_path, subset_record, prepared_npz, fake_arrays):
@@ -445,7 +446,7 @@ def test_load_study_data_refuses_edited_validation_index(tmp_path, subset_record
         r["val_indices"][0] = replacement
 
     with pytest.raises(DataError):
-        data.load_study_data(prepared_npz, _tampered(tmp_path, path, edit))
+        subsets.load_study_data(prepared_npz, _tampered(tmp_path, path, edit))
 
 
 def test_load_study_data_refuses_out_of_range_index(tmp_path, subset_record, prepared_npz):
@@ -455,7 +456,7 @@ def test_load_study_data_refuses_out_of_range_index(tmp_path, subset_record, pre
         r["train_indices"][-1] = 50000  # one past the last training image
 
     with pytest.raises(DataError):
-        data.load_study_data(prepared_npz, _tampered(tmp_path, path, edit))
+        subsets.load_study_data(prepared_npz, _tampered(tmp_path, path, edit))
 
 
 def test_load_study_data_refuses_edited_hash(tmp_path, subset_record, prepared_npz):
@@ -465,7 +466,7 @@ def test_load_study_data_refuses_edited_hash(tmp_path, subset_record, prepared_n
         r["train_sha256"] = "0" * 64
 
     with pytest.raises(DataError, match="hash"):
-        data.load_study_data(prepared_npz, _tampered(tmp_path, path, edit))
+        subsets.load_study_data(prepared_npz, _tampered(tmp_path, path, edit))
 
 
 @pytest.mark.parametrize("keep", [0.3, 0.9])
@@ -475,12 +476,12 @@ def test_load_study_data_refuses_truncated_json(tmp_path, subset_record, prepare
     truncated = tmp_path / "truncated.json"
     truncated.write_text(text[: int(len(text) * keep)])
     with pytest.raises(DataError, match="subset"):
-        data.load_study_data(prepared_npz, truncated)
+        subsets.load_study_data(prepared_npz, truncated)
 
 
 def test_load_study_data_missing_subset_file(tmp_path, prepared_npz):
     with pytest.raises(DataError, match="mixstudy subset"):
-        data.load_study_data(prepared_npz, tmp_path / "absent.json")
+        subsets.load_study_data(prepared_npz, tmp_path / "absent.json")
 
 
 # --- real data (the offline copy beside the checkout, as in CI) ------------------------------
@@ -502,9 +503,9 @@ def test_real_offline_copy_matches_its_readme():
 
 def test_study_draw_on_fabricated_labels_is_stratified_and_independent_of_validation(fake_arrays):
     labels = fake_arrays["y_train"]
-    with_val = data.study_subset(labels, per_class=50, val_per_class=20, seed=0)
-    without_val = data.study_subset(labels, per_class=50, val_per_class=0, seed=0)
-    other_seed = data.study_subset(labels, per_class=50, val_per_class=20, seed=1)
+    with_val = subsets.study_subset(labels, per_class=50, val_per_class=20, seed=0)
+    without_val = subsets.study_subset(labels, per_class=50, val_per_class=0, seed=0)
+    other_seed = subsets.study_subset(labels, per_class=50, val_per_class=20, seed=1)
     assert np.array_equal(with_val.train_indices, without_val.train_indices)  # validation never moves a training image
     assert np.array_equal(with_val.train_indices, other_seed.train_indices)  # subset.seed draws validation only
     assert not np.array_equal(with_val.val_indices, other_seed.val_indices)
@@ -525,31 +526,31 @@ def test_study_draw_is_scikit_learns_second_split_after_seeding_numpys_global_ge
         splits = [train for train, _ in StratifiedShuffleSplit(n_splits=10, train_size=500, test_size=None).split(labels, labels)]
     finally:
         np.random.set_state(state)
-    assert np.array_equal(data.study_draw(labels, 50), splits[1])
+    assert np.array_equal(subsets.study_draw(labels, 50), splits[1])
     before = np.random.get_state()[1].copy()
-    data.study_draw(labels, 50)
+    subsets.study_draw(labels, 50)
     assert np.array_equal(np.random.get_state()[1], before)  # numpy's global generator is left alone
 
 
 def test_study_draw_refuses_a_size_it_cannot_split_evenly():
     labels = np.repeat(np.arange(10), [30] * 9 + [3])  # one small class: no 10 per class in 100 draws
     with pytest.raises(DataError, match="subset.draw: seeded"):
-        data.study_draw(labels, 10)
+        subsets.study_draw(labels, 10)
 
 
 def test_unknown_subset_draw_names_the_choices(fake_arrays):
     with pytest.raises(DataError, match="subset.draw.*study, seeded"):
-        data.draw_subset(fake_arrays["y_train"], {"draw": "random", "per_class": 5, "val_per_class": 0, "seed": 0})
+        subsets.draw_subset(fake_arrays["y_train"], {"draw": "random", "per_class": 5, "val_per_class": 0, "seed": 0})
 
 
 @pytest.mark.real_data
 def test_the_study_subset_of_real_cifar10():
     """The indices the study's notebook draws (README of shared/study: 8237, 19518, 20936, 11588, 869 first)."""
     labels = np.load(REAL_NPZ)["y_train"]
-    drawn = data.study_draw(labels, 50)
+    drawn = subsets.study_draw(labels, 50)
     assert drawn[:5].tolist() == [8237, 19518, 20936, 11588, 869]
     assert np.bincount(labels[drawn], minlength=10).tolist() == [50] * 10
     digest = hashlib.sha256(np.sort(drawn).astype(np.int64).tobytes()).hexdigest()
     assert digest == "1f2654e1b51b2a4fecd02ab231e46ae953a5e0c984d2a4c67cb3fa4bf987d277"
-    subset = data.draw_subset(labels, {"draw": "study", "per_class": 50, "val_per_class": 50, "seed": 0})
+    subset = subsets.draw_subset(labels, {"draw": "study", "per_class": 50, "val_per_class": 50, "seed": 0})
     assert np.array_equal(subset.train_indices, np.sort(drawn))

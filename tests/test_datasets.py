@@ -22,13 +22,16 @@ import scipy.io
 import torch
 from torchvision.datasets import CIFAR100, SVHN
 
-from mixstudy import data, study
-from mixstudy.analysis import analyse
-from mixstudy.checkpoint import load_checkpoint
+from mixstudy.data import datasets as data
+from mixstudy.data import subsets
+
+from mixstudy.runs import study
+from mixstudy.results.analysis import analyse
+from mixstudy.train.checkpoint import load_checkpoint
 from mixstudy.cli import main
-from mixstudy.config import load_params
-from mixstudy.errors import DataError
-from mixstudy.training import train_runs
+from mixstudy.core.config import load_params
+from mixstudy.core.errors import DataError
+from mixstudy.train.training import train_runs
 
 from conftest import CIFAR10_MEAN, CIFAR10_STD, PARAMS_FILE, REAL_NPZ, TINY_OVERRIDES
 
@@ -276,7 +279,7 @@ def test_svhn_extra_files_subsets_and_runs_never_pass_for_plain_svhns(tmp_path, 
     svhn = load_params([PARAMS_FILE, CONFIG / "svhn.yaml"])
     extra = load_params([PARAMS_FILE, CONFIG / "svhn.yaml", CONFIG / "svhn-extra.yaml"])
     assert extra["data"]["out"] == "data/svhn_extra/svhn_extra.npz" and svhn["data"]["out"] == "data/svhn/svhn.npz"
-    assert data.subset_file(extra["subset"], "svhn_extra").name == "svhn_extra_seeded_n50_val50_seed0.json"
+    assert subsets.subset_file(extra["subset"], "svhn_extra").name == "svhn_extra_seeded_n50_val50_seed0.json"
     assert study.sweep_runs(extra)[0].run_id == "svhn_extra/sweep/baseline/seed0"
     assert study.run_config(extra, 0)["data"] == {"name": "svhn_extra"}
     assert study.training_hash(study.run_config(extra, 0), "s") != study.training_hash(study.run_config(svhn, 0), "s")
@@ -367,8 +370,8 @@ def test_a_manifest_without_statistics_is_completed_from_the_data(tmp_path, prep
     manifest = json.loads(data.manifest_path_for(prepared_npz).read_text())
     data.manifest_path_for(old).write_text(json.dumps({k: manifest[k] for k in ("source", "arrays_sha256")}))
     subset = tmp_path / "subset.json"
-    data.make_subset(old, {"draw": "seeded", "per_class": 2, "val_per_class": 0, "seed": 0}, subset)
-    loaded = data.load_study_data(old, subset)
+    subsets.make_subset(old, {"draw": "seeded", "per_class": 2, "val_per_class": 0, "seed": 0}, subset)
+    loaded = subsets.load_study_data(old, subset)
     assert "predates" in caplog.text and "mixstudy data" in caplog.text
     assert loaded.info == {key: manifest[key] for key in data.INFO_KEYS}
 
@@ -378,7 +381,7 @@ def test_a_manifest_without_statistics_is_completed_from_the_data(tmp_path, prep
 
 def test_seeded_subset_of_a_100_class_set_has_per_class_of_each():
     labels = np.repeat(np.arange(100), 7)
-    subset = data.seeded_subset(labels, per_class=3, val_per_class=2, seed=0)
+    subset = subsets.seeded_subset(labels, per_class=3, val_per_class=2, seed=0)
     assert np.bincount(labels[subset.train_indices], minlength=100).tolist() == [3] * 100
     assert np.bincount(labels[subset.val_indices], minlength=100).tolist() == [2] * 100
     assert not set(subset.train_indices) & set(subset.val_indices)
@@ -386,28 +389,28 @@ def test_seeded_subset_of_a_100_class_set_has_per_class_of_each():
 
 def test_seeded_subset_of_unbalanced_classes_is_exact_or_names_the_largest_possible():
     labels = np.repeat(np.arange(10), SVHN_TRAIN_COUNTS)
-    subset = data.seeded_subset(labels, per_class=2, val_per_class=1, seed=0)
+    subset = subsets.seeded_subset(labels, per_class=2, val_per_class=1, seed=0)
     assert np.bincount(labels[subset.train_indices]).tolist() == [2] * 10  # not proportional to class sizes
     with pytest.raises(DataError, match="smallest class \\(3 images\\).*largest subset.per_class with this subset.val_per_class is 2"):
-        data.seeded_subset(labels, per_class=3, val_per_class=1, seed=0)
+        subsets.seeded_subset(labels, per_class=3, val_per_class=1, seed=0)
 
 
 def test_subset_files_are_named_by_their_data_set():
     subset = {"draw": "seeded", "per_class": 5, "val_per_class": 1, "seed": 0}
-    assert data.subset_file(subset, "cifar10").name == "cifar10_seeded_n5_val1_seed0.json"
-    assert data.subset_file(subset, "cifar100").name == "cifar100_seeded_n5_val1_seed0.json"
+    assert subsets.subset_file(subset, "cifar10").name == "cifar10_seeded_n5_val1_seed0.json"
+    assert subsets.subset_file(subset, "cifar100").name == "cifar100_seeded_n5_val1_seed0.json"
 
 
 # --- a 100-class network, and runs of two data sets ----------------------------------------------
 
 
-def _hundred_class_data(per_class: int = 1) -> data.StudyData:
+def _hundred_class_data(per_class: int = 1) -> subsets.StudyData:
     rng = np.random.default_rng(0)
     y_train = np.repeat(np.arange(100), per_class).astype(np.int64)
     y_test = np.arange(100).astype(np.int64)
     info = {"dataset": "cifar100", "num_classes": 100, "class_names": [str(k) for k in range(100)],
             "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
-    return data.StudyData(_images(rng, len(y_train)), y_train, _images(rng, 0), y_train[:0], _images(rng, 100), y_test,
+    return subsets.StudyData(_images(rng, len(y_train)), y_train, _images(rng, 0), y_train[:0], _images(rng, 100), y_test,
                           subset_sha256="1" * 64, info=info)
 
 
@@ -461,9 +464,9 @@ def test_aggregation_never_averages_runs_of_two_data_sets(tmp_path):
 
 def test_full_data_draw_trains_on_every_image_not_drawn_for_validation():
     labels = np.repeat(np.arange(10), SVHN_TRAIN_COUNTS)
-    subset = data.full_subset(labels, per_class=1, val_per_class=2, seed=0)
+    subset = subsets.full_subset(labels, per_class=1, val_per_class=2, seed=0)
     assert np.bincount(labels[subset.val_indices]).tolist() == [2] * 10
     assert sorted([*subset.train_indices, *subset.val_indices]) == list(range(len(labels)))
-    assert data.subset_file({"draw": "all", "per_class": 50, "val_per_class": 0, "seed": 0}, "svhn").name == "svhn_all_val0_seed0.json"
+    assert subsets.subset_file({"draw": "all", "per_class": 50, "val_per_class": 0, "seed": 0}, "svhn").name == "svhn_all_val0_seed0.json"
     with pytest.raises(DataError, match="smallest class"):
-        data.full_subset(labels, per_class=1, val_per_class=3, seed=0)  # would leave digit 0 without a training image
+        subsets.full_subset(labels, per_class=1, val_per_class=3, seed=0)  # would leave digit 0 without a training image

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mixstudy.config import deep_merge, read_yaml
+from mixstudy.core.config import deep_merge, read_yaml
 from pipeline_helpers import copy_project, run, training_jobs
 
 pytestmark = pytest.mark.slow

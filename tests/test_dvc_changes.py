@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mixstudy.config import deep_merge, load_params, read_yaml
+from mixstudy.core.config import deep_merge, load_params, read_yaml
 from pipeline_helpers import copy_project, env, run
 from test_changes import TINY, check_every_run_is_what_is_asked
 

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import yaml
 
-from mixstudy import data
+from mixstudy.data import datasets as data
+from mixstudy.data import subsets
 from mixstudy.cli import main
-from mixstudy.config import deep_merge, load_params, read_yaml
+from mixstudy.core.config import deep_merge, load_params, read_yaml
 
 dvc_repo = pytest.importorskip("dvc.repo")
 
@@ -118,7 +119,7 @@ def test_dvc_paths_are_the_paths_the_commands_write(tmp_path, monkeypatch, files
     assert path_problems(stages, written) == []
     params = load_params([ROOT / "params.yaml", *(ROOT / f for f in files)])  # the project's own path functions
     prepared = params["data"]["out"]
-    subset = str(data.subset_file(params["subset"], params["data"]["name"]))
+    subset = str(subsets.subset_file(params["subset"], params["data"]["name"]))
     assert written == {prepared, str(data.manifest_path_for(Path(prepared))), subset}
     assert prepared in stages["subset"]["deps"] and prepared in stages["figures"]["deps"]
     assert subset in stages["runs"]["deps"] and subset in stages["figures"]["deps"]

@@ -1,9 +1,9 @@
-"""Evaluation (mixstudy.evaluation) on networks small enough to check by hand: each split's
+"""Evaluation (mixstudy.train.evaluation) on networks small enough to check by hand: each split's
 metrics, the after-scaling test metrics, FGSM accuracy, the best-by-validation weights and their
 test metrics, and the columns an epoch's row gets during training.
 
 Expected values come from torch's own functions (``F.cross_entropy``, autograd) or scipy, never
-from mixstudy.metrics. The logits here are computed in the evaluation's batches, by the same
+from mixstudy.model.metrics. The logits here are computed in the evaluation's batches, by the same
 kernels on the same shapes, so they are the same bytes on any CPU and whatever only passes them on
 is compared exactly; numbers computed another way (a float64 NLL, scipy's temperature fit) get a
 tolerance derived beside them.
@@ -20,8 +20,10 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 
-from mixstudy import engine, evaluation
-from mixstudy.errors import ConfigError
+from mixstudy.data import engine
+
+from mixstudy.train import evaluation
+from mixstudy.core.errors import ConfigError
 
 from conftest import CIFAR10_MEAN, CIFAR10_STD, make_study_data
 

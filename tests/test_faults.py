@@ -16,10 +16,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mixstudy import cli, study
-from mixstudy.analysis import analyse
-from mixstudy.config import load_params
-from mixstudy.report import write_report
+from mixstudy import cli
+
+from mixstudy.runs import run_folder, study
+from mixstudy.results.analysis import analyse
+from mixstudy.core.config import load_params
+from mixstudy.report.document import write_report
 from test_aggregate import ACCURACY, REPO, SMALL_GRIDS, small_params, write_all_runs
 
 TAMPERED = "sweep/baseline/seed1"
@@ -33,7 +35,7 @@ def _sign(folder: Path, model: bytes | None = None) -> dict:
     if model is not None:
         (folder / "model.pt").write_bytes(model)
         record["files"]["model.pt"] = hashlib.sha256(model).hexdigest()
-    (folder / "metrics.json").write_text(json.dumps(study.with_record_digest(record), indent=2))
+    (folder / "metrics.json").write_text(json.dumps(run_folder.with_record_digest(record), indent=2))
     return record
 
 
@@ -104,32 +106,32 @@ def test_a_report_without_damaged_runs_has_no_warning(signed_root, tmp_path):
 
 
 def test_a_hand_edited_record_is_not_finished_and_training_replaces_it(tmp_path, tiny_config, tiny_data, caplog):
-    from mixstudy.training import train_runs
+    from mixstudy.train.training import train_runs
 
     folder, config = tmp_path / "run", tiny_config()
     [record] = train_runs([config], tiny_data, [folder], progress="lines")
-    assert record[study.RECORD_DIGEST] == json.loads((folder / "metrics.json").read_text())[study.RECORD_DIGEST]
+    assert record[run_folder.RECORD_DIGEST] == json.loads((folder / "metrics.json").read_text())[run_folder.RECORD_DIGEST]
     expected = study.training_hash(config, tiny_data.subset_sha256)
-    assert study.unfinished_reason(folder, expected) is None
+    assert run_folder.unfinished_reason(folder, expected) is None
     acc = record["metrics"]["test"]["acc"]
     _set_test_acc(folder, 0.986)
-    assert study.unfinished_reason(folder, expected) == (
+    assert run_folder.unfinished_reason(folder, expected) == (
         "metrics.json was changed after training (its content does not match its record_sha256)"
     )
     [again] = train_runs([config], tiny_data, [folder], progress="lines")  # no --replace: its own run, damaged
     assert f"{folder}: replacing its damaged run" in caplog.messages
     assert again["metrics"]["test"]["acc"] == acc
-    assert study.unfinished_reason(folder, expected) is None
+    assert run_folder.unfinished_reason(folder, expected) is None
 
 
 def test_the_digest_is_of_the_content_not_of_its_layout():
     record = {"status": "ok", "config": {"b": 1, "a": [0.1, 2]}, "metrics": {"test": {"acc": 0.5}}}
-    signed = study.with_record_digest(dict(record))
+    signed = run_folder.with_record_digest(dict(record))
     relaid = json.loads(json.dumps(signed, indent=None, sort_keys=True))  # another layout, same content
-    assert study.record_tampering(relaid) is None
-    assert study.record_tampering(record) is None  # no digest: a record written before digests
+    assert run_folder.record_tampering(relaid) is None
+    assert run_folder.record_tampering(record) is None  # no digest: a record written before digests
     relaid["metrics"]["test"]["acc"] = 0.51
-    assert study.record_tampering(relaid) is not None
+    assert run_folder.record_tampering(relaid) is not None
 
 
 @pytest.mark.parametrize(
@@ -146,12 +148,12 @@ def test_the_committed_runs_have_no_digest_and_stay_finished(params_files, runs)
     assert analysis.problems.empty
     assert analysis.counts()["finished"] == analysis.counts()["expected"]
     for spec in study.all_runs(params):
-        assert study.RECORD_DIGEST not in study.read_run_record(spec.folder(REPO / runs))
+        assert run_folder.RECORD_DIGEST not in run_folder.read_run_record(spec.folder(REPO / runs))
 
 
 def test_select_refuses_a_hand_edited_tuning_record_naming_it(signed_root):
-    from mixstudy.errors import MixstudyError
-    from mixstudy.selection import select_best
+    from mixstudy.core.errors import MixstudyError
+    from mixstudy.results.selection import select_best
 
     root, params = signed_root
     folder = study.find_run(params, "tuning/step_mom0.9_wd0.001/seed0").folder(root)
@@ -238,8 +240,8 @@ def test_aggregate_figures_and_report_refuse_a_runs_root_without_the_grids_runs(
 
 
 def test_replace_trains_into_a_folder_of_ones_own_and_leaves_its_other_files(tmp_path, tiny_config, tiny_data):
-    from mixstudy.errors import MixstudyError
-    from mixstudy.training import train_runs
+    from mixstudy.core.errors import MixstudyError
+    from mixstudy.train.training import train_runs
 
     folder = tmp_path / "U"
     folder.mkdir()
@@ -249,15 +251,15 @@ def test_replace_trains_into_a_folder_of_ones_own_and_leaves_its_other_files(tmp
         train_runs([tiny_config()], tiny_data, [folder], progress="lines")
     assert sorted(path.name for path in folder.iterdir()) == ["metrics.json", "notes.txt"]
     [record] = train_runs([tiny_config()], tiny_data, [folder], progress="lines", replace=True)
-    assert study.read_run_record(folder) == json.loads(json.dumps(record))
+    assert run_folder.read_run_record(folder) == json.loads(json.dumps(record))
     assert (folder / "notes.txt").read_text() == "mine\n"
 
 
 @pytest.mark.parametrize("files", [(), ("progress.json",), ("resume.pt", "train.log"), ("history.tsv", "model.pt", "train.log"),
                                    (".model.pt.k2j3.tmp",), ("metrics.json", "train.log", "failure.json"),
-                                   ("metrics.json", "history.tsv", "train.log", study.WEIGHTS_LEFT_OUT_FILE)])
+                                   ("metrics.json", "history.tsv", "train.log", run_folder.WEIGHTS_LEFT_OUT_FILE)])
 def test_a_folder_a_run_began_in_is_a_run_folder(tmp_path, files):
-    from mixstudy.runfolder import foreign_content
+    from mixstudy.train.run_writer import foreign_content
 
     for name in files:
         (tmp_path / name).write_text("damaged")
@@ -285,7 +287,7 @@ def test_a_training_killed_at_a_rename_leaves_no_temporary_once_run_again(tmp_pa
     import subprocess
     import sys
 
-    from mixstudy.data import make_subset
+    from mixstudy.data.subsets import make_subset
 
     from conftest import TINY_OVERRIDES
 
@@ -302,11 +304,11 @@ def test_a_training_killed_at_a_rename_leaves_no_temporary_once_run_again(tmp_pa
     assert cli.main(argv) == 0
     names = sorted(path.name for path in (tmp_path / "run").iterdir())
     assert names == ["history.tsv", "metrics.json", "model.pt", "train.log"]
-    assert study.unfinished_reason(tmp_path / "run", None) is None
+    assert run_folder.unfinished_reason(tmp_path / "run", None) is None
 
 
 def test_evaluate_out_removes_what_a_killed_evaluate_left_beside_it(tmp_path, monkeypatch, capsys):
-    from mixstudy import run_evaluation
+    from mixstudy.train import run_evaluation
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(run_evaluation, "evaluate_run_files", lambda *args: {"metrics": {}})
@@ -328,8 +330,8 @@ def _main_under_ctrl_c(argv: list[str]) -> int:
 
 
 def test_ctrl_c_in_training_is_one_line_saying_where_and_how_to_resume_exit_130(tmp_path, prepared_npz, monkeypatch, capsys):
-    from mixstudy import training
-    from mixstudy.data import make_subset
+    from mixstudy.train import training
+    from mixstudy.data.subsets import make_subset
 
     from conftest import TINY_OVERRIDES
 
@@ -360,12 +362,12 @@ def test_ctrl_c_in_training_is_one_line_saying_where_and_how_to_resume_exit_130(
     import shlex
 
     assert cli.main(shlex.split(resume)[1:]) == 0
-    assert study.unfinished_reason(run, None) is None
-    assert study.read_run_record(run)["epochs_completed"] == 5
+    assert run_folder.unfinished_reason(run, None) is None
+    assert run_folder.read_run_record(run)["epochs_completed"] == 5
 
 
 def test_ctrl_c_before_the_first_resume_point_says_the_run_starts_again(tmp_path):
-    from mixstudy.training import stopped_where
+    from mixstudy.train.training import stopped_where
 
     assert stopped_where([tmp_path / "a", tmp_path / "b"], 0, 400, 0) == (
         f"stopped by Ctrl-C in epoch 1 of 400 of {tmp_path / 'a'}, {tmp_path / 'b'} (0 done; it has no resume point yet "
@@ -390,7 +392,7 @@ def _disk_full(*args, **kwargs):
 
 
 def test_a_write_on_a_full_disk_names_its_path_and_leaves_nothing(tmp_path, monkeypatch):
-    from mixstudy import fileio
+    from mixstudy.core import fileio
 
     monkeypatch.setattr(Path, "write_text", _disk_full)
     with pytest.raises(OSError) as failed:
@@ -415,7 +417,7 @@ def test_the_cli_names_the_path_a_full_disk_stopped(tmp_path, monkeypatch, capsy
 def test_a_folder_one_cannot_write_is_named_not_its_temporary(tmp_path, monkeypatch):
     import tempfile
 
-    from mixstudy import fileio
+    from mixstudy.core import fileio
 
     def refused(prefix, suffix, dir):
         raise PermissionError(13, "Permission denied", str(Path(dir) / f"{prefix}k2j3{suffix}"))
@@ -445,7 +447,7 @@ def _refusing(monkeypatch, path: Path) -> None:
 
 
 def test_a_summary_that_cannot_be_written_leaves_the_tables_as_they_were(signed_root, tmp_path, monkeypatch, capsys):
-    from mixstudy.aggregation import aggregate
+    from mixstudy.results.aggregation import aggregate
 
     root, params = signed_root
     tables, summary = tmp_path / "results" / "tables", tmp_path / "metrics" / "summary.json"
@@ -472,8 +474,8 @@ def test_a_report_whose_html_cannot_be_written_keeps_the_markdown_it_had(signed_
 
 
 def test_figures_that_cannot_all_be_written_leave_the_earlier_ones(signed_root, tmp_path, monkeypatch):
-    from mixstudy import figure_base
-    from mixstudy.figures import make_figures
+    from mixstudy.figures import base as figure_base
+    from mixstudy.figures.registry import make_figures
 
     from test_figures_report import tiny_examples
 
@@ -522,8 +524,8 @@ IMPOSSIBLE_SUBSETS = {
 
 @pytest.mark.parametrize("case", list(IMPOSSIBLE_SUBSETS))
 def test_mixstudy_subset_and_the_package_check_give_the_same_line(case, tmp_path, prepared_npz, capsys, monkeypatch):
-    from mixstudy.data import check_subset_fits
-    from mixstudy.errors import DataError
+    from mixstudy.data.subsets import check_subset_fits
+    from mixstudy.core.errors import DataError
 
     text, line = IMPOSSIBLE_SUBSETS[case]
     monkeypatch.chdir(tmp_path)
@@ -537,7 +539,7 @@ def test_mixstudy_subset_and_the_package_check_give_the_same_line(case, tmp_path
 
 
 def test_a_subset_that_fits_passes_the_check():
-    from mixstudy.data import check_subset_fits
+    from mixstudy.data.subsets import check_subset_fits
 
     for overrides in ([], ["subset.per_class=4950"], ["subset.draw=all", "subset.val_per_class=4999"]):
         check_subset_fits(load_params([REPO / "params.yaml"], overrides))

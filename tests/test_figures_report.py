@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from mixstudy import cli
-from mixstudy.figure_base import MissingFigureData
-from mixstudy.figure_examples import mix_pairs, mixing_examples_figure, study_examples
-from mixstudy.figure_runs import pool_reliability
-from mixstudy.figures import FIGURES, make_figures
+from mixstudy.figures.base import MissingFigureData
+from mixstudy.figures.examples import mix_pairs, mixing_examples_figure, study_examples
+from mixstudy.figures.run_files import pool_reliability
+from mixstudy.figures.registry import FIGURES, make_figures
 from test_aggregate import REPO, SMALL_GRIDS, small_params, write_all_runs, write_run
 from test_theory_tables import write_evaluations
 

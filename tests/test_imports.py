@@ -8,8 +8,9 @@ import sys
 
 from conftest import PARAMS_FILE, ROOT
 
-TORCH_FREE = ["config", "study", "selection", "tables", "figure_base", "figure_examples", "figure_grids", "figure_runs",
-              "figures", "report_comparison", "report_results", "report_setting", "report", "cli", "networks", "fileio"]
+TORCH_FREE = ["core.config", "runs.study", "results.selection", "results.tables", "figures.base", "figures.examples",
+              "figures.grids", "figures.run_files", "figures.registry", "report.comparison", "report.results",
+              "report.setting", "report.document", "cli", "core.networks", "core.fileio"]
 
 
 def _run_without_torch(code: str, cwd) -> subprocess.CompletedProcess:

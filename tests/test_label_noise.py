@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mixstudy import data, study
-from mixstudy.errors import DataError
+from mixstudy.data import datasets as data
+from mixstudy.data import subsets
+
+from mixstudy.runs import study
+from mixstudy.core.errors import DataError
 
 SUBSET = {"draw": "seeded", "per_class": 4, "val_per_class": 2, "seed": 0}
 OLD_KEYS = {"params", "train_indices", "val_indices", "train_sha256", "val_sha256", "data_sha256"}
@@ -19,19 +22,19 @@ OLD_KEYS = {"params", "train_indices", "val_indices", "train_sha256", "val_sha25
 
 def test_the_stated_share_is_corrupted_each_to_another_class_and_the_seed_fixes_which():
     labels = np.repeat(np.arange(10), 50).astype(np.uint8)
-    positions, noisy = data.corrupt_labels(labels, 0.2, seed=0, num_classes=10)
+    positions, noisy = subsets.corrupt_labels(labels, 0.2, seed=0, num_classes=10)
     assert len(positions) == 100 and np.array_equal(positions, np.flatnonzero(noisy != labels))
     assert noisy.dtype == labels.dtype and noisy.max() < 10
-    again_positions, again = data.corrupt_labels(labels, 0.2, seed=0, num_classes=10)
+    again_positions, again = subsets.corrupt_labels(labels, 0.2, seed=0, num_classes=10)
     assert np.array_equal(again_positions, positions) and np.array_equal(again, noisy)
-    other_positions, _ = data.corrupt_labels(labels, 0.2, seed=1, num_classes=10)
+    other_positions, _ = subsets.corrupt_labels(labels, 0.2, seed=1, num_classes=10)
     assert not np.array_equal(other_positions, positions)
-    assert len(data.corrupt_labels(labels, 0.5, 0, 10)[0]) == 250 and len(data.corrupt_labels(labels, 0.0, 0, 10)[0]) == 0
+    assert len(subsets.corrupt_labels(labels, 0.5, 0, 10)[0]) == 250 and len(subsets.corrupt_labels(labels, 0.0, 0, 10)[0]) == 0
 
 
 def test_a_corrupted_label_is_any_other_class_alike():
     labels = np.zeros(9000, dtype=np.uint8)
-    _, noisy = data.corrupt_labels(labels, 0.9, seed=3, num_classes=10)
+    _, noisy = subsets.corrupt_labels(labels, 0.9, seed=3, num_classes=10)
     counts = np.bincount(noisy, minlength=10)
     assert counts[0] == 900  # the 10% left alone; never "corrupted" to its own class
     assert np.all(np.abs(counts[1:] - 900) < 4 * np.sqrt(900))  # 8100 draws, 1/9 each
@@ -40,26 +43,26 @@ def test_a_corrupted_label_is_any_other_class_alike():
 @pytest.mark.parametrize("share", [1.0, -0.1])
 def test_a_share_outside_0_1_is_refused(share):
     with pytest.raises(DataError, match="data.label_noise"):
-        data.corrupt_labels(np.zeros(10, dtype=np.uint8), share, 0, 10)
+        subsets.corrupt_labels(np.zeros(10, dtype=np.uint8), share, 0, 10)
 
 
 def test_without_noise_the_subset_file_and_its_name_are_what_they_always_were(tmp_path, prepared_npz):
-    plain = data.make_subset(prepared_npz, SUBSET, tmp_path / "plain.json")
-    off = data.make_subset(prepared_npz, SUBSET, tmp_path / "off.json", label_noise=0.0)
+    plain = subsets.make_subset(prepared_npz, SUBSET, tmp_path / "plain.json")
+    off = subsets.make_subset(prepared_npz, SUBSET, tmp_path / "off.json", label_noise=0.0)
     assert (tmp_path / "plain.json").read_bytes() == (tmp_path / "off.json").read_bytes()
     assert set(off) == OLD_KEYS
     arrays = data.load_prepared(prepared_npz)
-    assert plain["train_sha256"] == data.subset_content_hash(arrays, np.asarray(plain["train_indices"]))
-    assert data.subset_file(SUBSET, "cifar10", label_noise=0.0).name == "cifar10_seeded_n4_val2_seed0.json"
-    assert data.subset_file(SUBSET, "cifar10", label_noise=0.2).name == "cifar10_seeded_n4_val2_seed0_noise0.2.json"
+    assert plain["train_sha256"] == subsets.subset_content_hash(arrays, np.asarray(plain["train_indices"]))
+    assert subsets.subset_file(SUBSET, "cifar10", label_noise=0.0).name == "cifar10_seeded_n4_val2_seed0.json"
+    assert subsets.subset_file(SUBSET, "cifar10", label_noise=0.2).name == "cifar10_seeded_n4_val2_seed0_noise0.2.json"
 
 
 @pytest.fixture(scope="module")
 def noisy_and_plain(tmp_path_factory, prepared_npz):
     folder = tmp_path_factory.mktemp("noisy")
-    data.make_subset(prepared_npz, SUBSET, folder / "plain.json")
-    data.make_subset(prepared_npz, SUBSET, folder / "noisy.json", label_noise=0.5)
-    return folder / "noisy.json", data.load_study_data(prepared_npz, folder / "noisy.json"), data.load_study_data(prepared_npz, folder / "plain.json")
+    subsets.make_subset(prepared_npz, SUBSET, folder / "plain.json")
+    subsets.make_subset(prepared_npz, SUBSET, folder / "noisy.json", label_noise=0.5)
+    return folder / "noisy.json", subsets.load_study_data(prepared_npz, folder / "noisy.json"), subsets.load_study_data(prepared_npz, folder / "plain.json")
 
 
 def test_a_noisy_subset_changes_only_training_labels_and_the_runs_identity(noisy_and_plain):
@@ -84,14 +87,14 @@ def test_changed_corrupted_labels_are_refused(tmp_path, noisy_and_plain, prepare
     record["label_noise"]["train_labels"][0] = (record["label_noise"]["train_labels"][0] + 1) % 10
     (tmp_path / "changed.json").write_text(json.dumps(record))
     with pytest.raises(DataError, match="content hash"):
-        data.load_study_data(prepared_npz, tmp_path / "changed.json")
+        subsets.load_study_data(prepared_npz, tmp_path / "changed.json")
 
 
 def test_training_records_the_fit_to_corrupted_and_to_true_labels(tmp_path, tiny_data, tiny_config):
-    from mixstudy.training import train_runs
+    from mixstudy.train.training import train_runs
 
     true = tiny_data.y_train
-    positions, noisy = data.corrupt_labels(true, 0.25, seed=0, num_classes=10)
+    positions, noisy = subsets.corrupt_labels(true, 0.25, seed=0, num_classes=10)
     corrupted = dataclasses.replace(
         tiny_data, y_train=noisy, y_train_true=true, subset_sha256="1" * 64,
         label_noise={"share": 0.25, "seed": 0, "corrupted": len(positions), "images": len(true), "corrupted_positions": positions},
@@ -111,7 +114,7 @@ def test_training_records_the_fit_to_corrupted_and_to_true_labels(tmp_path, tiny
 
 
 def test_the_report_says_which_share_was_corrupted_and_that_test_labels_are_true(params):
-    from mixstudy.report_setting import setting_lines
+    from mixstudy.report.setting import setting_lines
 
     noisy = {**params, "data": {**params["data"], "label_noise": 0.2}}
     assert "Corrupted labels: 20% of the training labels (100 of 500)" in setting_lines(noisy)

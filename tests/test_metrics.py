@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from mixstudy import metrics
+from mixstudy.model import metrics
 
 # Six samples over four classes. Logits are log-probabilities, so the softmax is the row itself.
 PROBS = [
@@ -165,7 +165,7 @@ def _hand_checkable_linear_model() -> nn.Module:
 
 @pytest.mark.parametrize("epsilon", sorted(FGSM_EXPECTED))
 def test_fgsm_accuracy_of_a_linear_model_is_what_the_attack_computes(epsilon):
-    from mixstudy.evaluation import fgsm_accuracy
+    from mixstudy.train.evaluation import fgsm_accuracy
 
     model = _hand_checkable_linear_model()
     images = torch.tensor(FGSM_VALUES, dtype=torch.float64)[:, None, None, None].expand(-1, 3, 2, 2).contiguous()

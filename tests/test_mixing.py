@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import CutMix, MixUp
 
-from mixstudy import mixing
-from mixstudy.errors import ConfigError
-from mixstudy.mixing import MixDraw, Mixer
+from mixstudy.model import mixing
+from mixstudy.core.errors import ConfigError
+from mixstudy.model.mixing import MixDraw, Mixer
 
 NUM_CLASSES = 10  # a CIFAR-10-sized label space
 
@@ -337,7 +337,7 @@ def test_unmixed_soft_ce_is_plain_cross_entropy():
 
 def test_negative_alpha_is_refused_by_the_parameters_schema():
     """One check, where every parameter is validated (the schema); Mixer trusts validated settings."""
-    from mixstudy.config import load_params
+    from mixstudy.core.config import load_params
 
     from conftest import PARAMS_FILE
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mixstudy import models, networks
-from mixstudy.config import _schema, load_params
-from mixstudy.errors import ConfigError
-from mixstudy.trainer import check_run_config
+from mixstudy.model import models
+
+from mixstudy.core import networks
+from mixstudy.core.config import _schema, load_params
+from mixstudy.core.errors import ConfigError
+from mixstudy.train.trainer import check_run_config
 
 from conftest import PARAMS_FILE, TINY_OVERRIDES
 

@@ -18,14 +18,15 @@ import pytest
 
 import torch
 
-from mixstudy import evaluation, study, training
-from mixstudy.checkpoint import load_checkpoint
-from mixstudy.config import _schema, load_params
-from mixstudy.errors import Interrupted, MixstudyError
-from mixstudy.fileio import RESUME_FILE
-from mixstudy.figures import make_figures
-from mixstudy.report import write_report
-from mixstudy.aggregation import aggregate
+from mixstudy.runs import study
+from mixstudy.train import evaluation, training
+from mixstudy.train.checkpoint import load_checkpoint
+from mixstudy.core.config import _schema, load_params
+from mixstudy.core.errors import Interrupted, MixstudyError
+from mixstudy.runs.run_folder import RESUME_FILE
+from mixstudy.figures.registry import make_figures
+from mixstudy.report.document import write_report
+from mixstudy.results.aggregation import aggregate
 
 from conftest import PARAMS_FILE, make_study_data
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mixstudy import study
-from mixstudy.config import load_params
-from mixstudy.fileio import atomic_path, write_json
+from mixstudy.runs import study
+from mixstudy.core.config import load_params
+from mixstudy.core.fileio import atomic_path, write_json
 
 
 def test_failed_write_leaves_neither_file_nor_temporary(tmp_path):

@@ -7,11 +7,13 @@ import json
 import pytest
 import torch
 
-from mixstudy import study, training
-from mixstudy.errors import ConfigError, DivergedError
-from mixstudy.fileio import RESUME_FILE
-from mixstudy.models import build_model
-from mixstudy.packing import check_packable, pack_modules
+from mixstudy.runs import study
+
+from mixstudy.train import training
+from mixstudy.core.errors import ConfigError, DivergedError
+from mixstudy.runs.run_folder import RESUME_FILE
+from mixstudy.model.models import build_model
+from mixstudy.model.packing import check_packable, pack_modules
 
 from test_training import _history, _train, _weights
 
@@ -73,7 +75,7 @@ def member_configs(request, tiny_config):
 @pytest.fixture
 def float64(monkeypatch):
     """Train in float64, where packed and solo runs agree to far below anything training amplifies."""
-    from mixstudy import engine
+    from mixstudy.data import engine
 
     to_float = engine.to_float
     monkeypatch.setattr(engine, "to_float", lambda images, channels_last: to_float(images, channels_last).double())
@@ -250,7 +252,7 @@ def test_packs_never_mix_training_settings(params):
 
 
 def test_pack_size_is_not_part_of_a_runs_configuration(params):
-    from mixstudy.config import deep_merge
+    from mixstudy.core.config import deep_merge
 
     packed_params = deep_merge(params, {"compute": {"pack_size": 4}})
     spec = study.sweep_runs(params)[0]

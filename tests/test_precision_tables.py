@@ -7,10 +7,10 @@ import json
 
 from test_aggregate import small_params, write_all_runs
 
-from mixstudy import study
-from mixstudy.analysis import analyse
-from mixstudy.report_results import runs_section
-from mixstudy.tables import MIXED_PRECISION, study_tables
+from mixstudy.runs import run_folder
+from mixstudy.results.analysis import analyse
+from mixstudy.report.results import runs_section
+from mixstudy.results.tables import MIXED_PRECISION, study_tables
 
 
 def _trained_in(root, run_id: str, precision: str) -> None:
@@ -26,10 +26,10 @@ def _table(analysis, name):
 
 def test_runs_before_the_record_of_precision_are_read_as_what_their_amp_resolved_to():
     cpu = {"config": {"compute": {"amp": "auto"}}, "provenance": {"device": "cpu"}}
-    assert study.recorded_precision(cpu) == "float32"
-    assert study.recorded_precision({"config": {"compute": {"amp": "auto"}}, "provenance": {"device": "cuda:0"}}) == "bfloat16"
-    assert study.recorded_precision({"config": {"compute": {"amp": "on"}}, "provenance": {"device": "cpu"}}) == "bfloat16"
-    assert study.recorded_precision({**cpu, "provenance": {"device": "cpu", "precision": "bfloat16"}}) == "bfloat16"
+    assert run_folder.recorded_precision(cpu) == "float32"
+    assert run_folder.recorded_precision({"config": {"compute": {"amp": "auto"}}, "provenance": {"device": "cuda:0"}}) == "bfloat16"
+    assert run_folder.recorded_precision({"config": {"compute": {"amp": "on"}}, "provenance": {"device": "cpu"}}) == "bfloat16"
+    assert run_folder.recorded_precision({**cpu, "provenance": {"device": "cpu", "precision": "bfloat16"}}) == "bfloat16"
 
 
 def test_one_precision_is_stated_and_nothing_is_flagged(tmp_path):

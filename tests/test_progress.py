@@ -8,10 +8,11 @@ import time
 
 import pytest
 
-from mixstudy import training
+from mixstudy.train import training
 from mixstudy.cli import main
-from mixstudy.config import load_params
-from mixstudy.progress import PACE_WINDOW_S, PROGRESS_FILE, observed_pace, progress_lines, watch
+from mixstudy.core.config import load_params
+from mixstudy.runs.progress import PACE_WINDOW_S, observed_pace, progress_lines, watch
+from mixstudy.runs.run_folder import PROGRESS_FILE
 
 from conftest import PARAMS_FILE, TINY_OVERRIDES
 

@@ -4,7 +4,7 @@ import platform
 
 import torch
 
-from mixstudy.provenance import cpu_bf16_unit, cpu_model, provenance
+from mixstudy.core.provenance import cpu_bf16_unit, cpu_model, provenance
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD

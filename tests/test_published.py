@@ -11,11 +11,11 @@ from importlib import resources
 import pandas as pd
 import pytest
 
-from mixstudy import published
-from mixstudy.report import render_report
-from mixstudy.report_comparison import headline_section
-from mixstudy.aggregation import aggregate
-from mixstudy.analysis import analyse, mixing_differences
+from mixstudy.results import published
+from mixstudy.report.document import render_report
+from mixstudy.report.comparison import headline_section
+from mixstudy.results.aggregation import aggregate
+from mixstudy.results.analysis import analyse, mixing_differences
 
 from test_aggregate import ACCURACY, small_params, write_all_runs, write_run
 
@@ -28,9 +28,9 @@ PROVENANCE_SHA256 = {  # as the README beside the files states
 
 @pytest.mark.parametrize("name", sorted(PROVENANCE_SHA256))
 def test_published_files_are_the_ones_the_readme_names(name):
-    data = (resources.files("mixstudy") / "published" / name).read_bytes()
+    data = (resources.files("mixstudy.results") / "published" / name).read_bytes()
     assert hashlib.sha256(data).hexdigest() == PROVENANCE_SHA256[name]
-    readme = (resources.files("mixstudy") / "published" / "README.md").read_text()
+    readme = (resources.files("mixstudy.results") / "published" / "README.md").read_text()
     assert PROVENANCE_SHA256[name] in readme
 
 

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from scipy import stats
 
-from mixstudy.figures import FIGURES
-from mixstudy.report import write_report
-from mixstudy.report_comparison import compare_in_words
+from mixstudy.figures.registry import FIGURES
+from mixstudy.report.document import write_report
+from mixstudy.report.comparison import compare_in_words
 from test_aggregate import small_params, write_all_runs, write_run
 from test_theory_tables import write_evaluations
 
@@ -76,8 +76,8 @@ def test_report_without_figures_says_so(tmp_path, params, runs_root):
 
 
 def test_report_flags_departures_from_the_study_setting():
-    from mixstudy.config import load_params
-    from mixstudy.report_comparison import departures_from_study
+    from mixstudy.core.config import load_params
+    from mixstudy.report.comparison import departures_from_study
 
     assert departures_from_study(load_params(["params.yaml"])) == []
     small = load_params(["params.yaml", "config/smoke.yaml"])
@@ -100,7 +100,7 @@ def test_every_published_and_ours_number_comes_from_its_table(tmp_path, params, 
     aggregated tables (summary.json), and the difference ours minus published."""
     import json
 
-    from mixstudy.aggregation import aggregate
+    from mixstudy.results.aggregation import aggregate
 
     aggregate(params, runs_root, tmp_path / "tables", tmp_path / "summary.json")
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -134,7 +134,7 @@ def test_every_published_and_ours_number_comes_from_its_table(tmp_path, params, 
 
 
 def test_report_states_the_selection_rule_once(tmp_path, params, runs_root):
-    from mixstudy.selection import SELECTION_RULE
+    from mixstudy.results.selection import SELECTION_RULE
 
     markdown_path, _ = write_report(params, runs_root, tmp_path / "report.md", tmp_path / "figures")
     assert markdown_path.read_text().count(SELECTION_RULE) == 1
@@ -371,7 +371,7 @@ def test_the_gain_is_optimistic_when_two_or_more_cells_ran(tmp_path, params, see
 
 
 def test_the_gain_sentence_gives_the_interval_of_the_differences_table(tmp_path, params, runs_root):
-    from mixstudy.analysis import analyse, best_mixing, mixing_differences
+    from mixstudy.results.analysis import analyse, best_mixing, mixing_differences
 
     analysis = analyse(params, runs_root)
     row = mixing_differences(analysis).set_index("name").loc[best_mixing(analysis)["name"]]
@@ -408,7 +408,7 @@ def sections_of(text: str) -> dict[str, str]:
 
 
 def test_every_figure_is_linked_once_with_its_caption_under_its_section(tmp_path, params, runs_root):
-    from mixstudy.report_results import FIGURE_CAPTIONS
+    from mixstudy.report.results import FIGURE_CAPTIONS
 
     figures = tmp_path / "results" / "figures"
     figures.mkdir(parents=True)
@@ -451,7 +451,7 @@ SELECTION = {"scheduler": "cosine", "momentum": 0.9, "weight_decay": 0.001}
 
 
 def test_the_sweeps_tuning_choice_is_stated_with_how_it_was_chosen(tmp_path, params, runs_root):
-    from mixstudy.selection import SELECTION_RULE
+    from mixstudy.results.selection import SELECTION_RULE
 
     selection = tmp_path / "selection.yaml"
     selection.write_text(yaml.safe_dump({**SELECTION, "selected_by": "mean validation accuracy", "mean_acc": 0.4712}))
@@ -477,7 +477,7 @@ def yaml_blocks(section: str) -> list[tuple[str, dict]]:
 def test_the_configuration_section_reads_back_as_the_settings_used(tmp_path, params, runs_root):
     """Every YAML block parses back to the parameters (keys in params.yaml's order), and the sweep's
     training settings are the ones with the tuning choice applied."""
-    from mixstudy import study
+    from mixstudy.runs import study
 
     selection = tmp_path / "selection.yaml"
     selection.write_text(yaml.safe_dump({**SELECTION, "weight_decay": 0.0001}))
@@ -526,8 +526,8 @@ def test_runs_without_a_validation_split_get_no_calibration_or_epoch_section(tmp
 
 
 def test_a_study_setting_that_names_no_parameter_is_a_departure():
-    from mixstudy.config import load_params
-    from mixstudy.report_comparison import departures_from_study
+    from mixstudy.core.config import load_params
+    from mixstudy.report.comparison import departures_from_study
 
     params = load_params(["params.yaml"])
     params["report"]["published"]["setting"]["train.epochs.per_cycle"] = 10  # train.epochs is a number
@@ -611,7 +611,7 @@ def test_the_report_opens_with_its_title_and_the_size_of_the_training_set(tmp_pa
 
 
 def test_the_report_of_another_network_on_a_seeded_draw_says_so(tmp_path, runs_root, params):
-    from mixstudy.report_setting import setting_lines
+    from mixstudy.report.setting import setting_lines
 
     cheap_params = {**params, "model": {**params["model"], "name": "convnet"}, "subset": {**params["subset"], "draw": "seeded"}}
     lines = setting_lines(cheap_params)
@@ -620,8 +620,8 @@ def test_the_report_of_another_network_on_a_seeded_draw_says_so(tmp_path, runs_r
 
 
 def test_the_published_section_counts_the_cells_we_ran_and_states_each_claims_verdict(tmp_path, params, runs_root):
-    from mixstudy import published
-    from mixstudy.analysis import analyse
+    from mixstudy.results import published
+    from mixstudy.results.analysis import analyse
 
     section = sections_of(report_text(tmp_path, params, runs_root))["The published cells beside ours"]
     assert section.startswith("\nEach of the study's 49 Table 3 cells (mean of its five runs) beside ours, where we "

@@ -1,4 +1,4 @@
-"""What the workflow makes again, decided from the run folders (mixstudy.reruns): finished runs,
+"""What the workflow makes again, decided from the run folders (mixstudy.runs.reruns): finished runs,
 stale runs and their rebuild requests named by the training hash asked, evaluations after a retrain,
 and the run spec a training job gets."""
 
@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mixstudy import reruns, runfolder, study
-from mixstudy.config import apply_override, load_params
+from mixstudy.runs import reruns, run_folder, study
+
+from mixstudy.train import run_writer
+from mixstudy.core.config import apply_override, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSET = "a" * 64
@@ -30,7 +32,7 @@ def _finish(root: Path, params: dict, spec: study.RunSpec, selection=SELECTION) 
     folder.mkdir(parents=True, exist_ok=True)
     config = study.spec_config(params, spec, selection)
     record = {"status": "ok", "config": config, "provenance": {"subset_sha256": SUBSET}, "metrics": {"test": {"acc": 0.5}}}
-    runfolder.write_finished_run(folder, record, [{"epoch": 1, "train_loss": 2.0}], {"config": config, "model": {}})
+    run_writer.write_finished_run(folder, record, [{"epoch": 1, "train_loss": 2.0}], {"config": config, "model": {}})
     return folder
 
 
@@ -137,7 +139,7 @@ def test_sweep_runs_wait_for_the_tuning_choice_unless_stale_in_anything_else(tmp
 
 def _evaluate(folder: Path, theory: dict) -> None:
     model_sha256 = json.loads((folder / "metrics.json").read_text())["files"]["model.pt"]
-    (folder / study.EVALUATION_FILE).write_text(json.dumps({"provenance": {"model_sha256": model_sha256, "theory": theory}}))
+    (folder / run_folder.EVALUATION_FILE).write_text(json.dumps({"provenance": {"model_sha256": model_sha256, "theory": theory}}))
 
 
 def test_a_run_trained_again_is_evaluated_again_though_its_evaluation_matches_its_old_model(tmp_path):

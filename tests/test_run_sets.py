@@ -7,9 +7,9 @@ import pytest
 
 from test_aggregate import ACCURACY, small_params, welch_by_hand, write_run
 
-from mixstudy.analysis import analyse
+from mixstudy.results.analysis import analyse
 from mixstudy.cli import main
-from mixstudy.run_sets import compare_run_sets, verdict
+from mixstudy.results.run_sets import compare_run_sets, verdict
 
 RUNS = ["sweep/baseline/seed{}", "sweep/manifold_S0-2_alpha4/seed{}"]
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from mixstudy import study
-from mixstudy.errors import MixstudyError
-from mixstudy.report_comparison import comparison_section
-from mixstudy.selection import SELECTION_RULE, select_best
-from mixstudy.analysis import analyse, mixing_differences
-from mixstudy.selection import best_tuning
-from mixstudy.summary import summary_metrics
+from mixstudy.runs import study
+from mixstudy.core.errors import MixstudyError
+from mixstudy.report.comparison import comparison_section
+from mixstudy.results.selection import SELECTION_RULE, select_best
+from mixstudy.results.analysis import analyse, mixing_differences
+from mixstudy.results.selection import best_tuning
+from mixstudy.results.summary import summary_metrics
 
 from test_aggregate import small_params
 
@@ -186,7 +186,7 @@ def test_stale_runs_are_named_in_the_log(tmp_path, params, caplog):
 def test_the_selection_file_is_plain_yaml_read_back_unchanged(tmp_path, params):
     import yaml
 
-    from mixstudy.selection import write_selection
+    from mixstudy.results.selection import write_selection
 
     write_tuning(tmp_path, params)
     selection = select_best(params, tmp_path)

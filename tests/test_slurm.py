@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mixstudy.study import RECORD_DIGEST, record_tampering
+from mixstudy.runs.run_folder import RECORD_DIGEST, record_tampering
 from pipeline_helpers import copy_project, env, jobs_by_rule, snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]

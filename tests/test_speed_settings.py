@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from mixstudy import training
+from mixstudy.train import training
 
 MANIFOLD = {"method": "manifold", "alpha": 1.0, "layers": [0, 1, 2]}
 

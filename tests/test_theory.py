@@ -1,4 +1,4 @@
-"""Carratino et al.'s two measures (mixstudy.theory, mixstudy.run_evaluation), each checked against an
+"""Carratino et al.'s two measures (mixstudy.model.theory, mixstudy.train.run_evaluation), each checked against an
 independent computation: torch.func's Jacobian, scipy's integral, a hand calculation in numpy."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import torch
 from scipy import integrate, stats
 
 from conftest import CIFAR10_MEAN as MEAN, CIFAR10_STD as STD, make_study_data
-from mixstudy import engine
-from mixstudy.run_evaluation import evaluate_checkpoint, mixing_transformation_scope, shrinkage, training_mean_image
-from mixstudy.theory import (
+from mixstudy.data import engine
+from mixstudy.train.run_evaluation import evaluate_checkpoint, mixing_transformation_scope, shrinkage, training_mean_image
+from mixstudy.model.theory import (
     BETWEEN_LAMBDAS, between_measures, between_pairs, input_jacobians, jacobian_norms, miss_rate, shrink_towards_mean, theta_bar,
 )
 
@@ -183,8 +183,8 @@ def test_only_runs_that_mix_get_the_transformation(mixing, claimed):
 
 
 def saved_checkpoint(path, tiny_config, **sections):
-    from mixstudy.checkpoint import torch_bytes
-    from mixstudy.models import build_model
+    from mixstudy.train.checkpoint import torch_bytes
+    from mixstudy.model.models import build_model
 
     config = tiny_config(**sections)
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""The theory section's tables and claims (theory_tables, report_theory) from fabricated run folders
+"""The theory section's tables and claims (results.theory_tables, report.theory) from fabricated run folders
 with evaluation.json files, checked against statistics computed by hand (scipy's t, the formulas)."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import statistics
 import pytest
 from scipy import stats
 
-from mixstudy import study
-from mixstudy.analysis import analyse
-from mixstudy.report_theory import between_claims, smoothness_claims, transformation_claims, theory_section
-from mixstudy.theory import theta_bar
-from mixstudy.theory_tables import between_table, smoothness_table, transformation_table
+from mixstudy.runs import run_folder, study
+from mixstudy.results.analysis import analyse
+from mixstudy.report.theory import between_claims, smoothness_claims, transformation_claims, theory_section
+from mixstudy.model.theory import theta_bar
+from mixstudy.results.theory_tables import between_table, smoothness_table, transformation_table
 from test_aggregate import small_params, welch_by_hand, write_all_runs
 
 # Input-Jacobian norms per configuration, seeds 0, 1, 2: every mixing cell below the baseline.
@@ -59,7 +59,7 @@ def write_evaluation(folder, jacobian: float, gain: float | None, alpha: float, 
         both = {"acc": plain["acc"] + gain, "nll": plain["nll"] - gain, "ece": plain["ece"] - gain / 2}
         evaluation["shrinkage"] = {"theta_bar": theta_bar(alpha), "plain": plain, "inputs_shrunk": both,
                                    "logits_rescaled": plain, "both": both}
-    (folder / study.EVALUATION_FILE).write_text(json.dumps(evaluation))
+    (folder / run_folder.EVALUATION_FILE).write_text(json.dumps(evaluation))
 
 
 def write_evaluations(root, params) -> None:
@@ -107,7 +107,7 @@ def test_a_stale_or_missing_evaluation_is_left_out(evaluated):
     params, root = evaluated
     folder = study.find_run(params, "sweep/baseline/seed2").folder(root)
     write_evaluation(folder, 99.0, None, 0.0, model_sha256="cd" * 32)  # computed from another model.pt
-    (study.find_run(params, "sweep/cutout_16/seed0").folder(root) / study.EVALUATION_FILE).unlink()
+    (study.find_run(params, "sweep/cutout_16/seed0").folder(root) / run_folder.EVALUATION_FILE).unlink()
     data = smoothness_table(analyse(params, root)).data.set_index("name")
     assert data.loc["baseline", "n"] == 2 and data.loc["baseline", "jacobian_logits_mean"] == pytest.approx(10.5)
     assert data.loc["cutout_16", "n"] == 2
@@ -180,11 +180,11 @@ def evaluated_between(tmp_path):
 def test_an_evaluation_predating_between_pairs_is_current_while_they_are_off_and_stale_once_asked(evaluated, evaluated_between):
     params, root = evaluated  # recorded with {"jacobian_images": 1000}, no between_pairs
     folder = study.find_run(params, "sweep/baseline/seed0").folder(root)
-    assert params["theory"] == {**THEORY, "between_pairs": 0} and study.evaluation_is_current(folder, params["theory"])
-    assert not study.evaluation_is_current(folder, {**params["theory"], "between_pairs": BETWEEN_PAIRS})
+    assert params["theory"] == {**THEORY, "between_pairs": 0} and run_folder.evaluation_is_current(folder, params["theory"])
+    assert not run_folder.evaluation_is_current(folder, {**params["theory"], "between_pairs": BETWEEN_PAIRS})
     assert between_table(analyse(params, root)) is None
     params, root = evaluated_between
-    assert study.evaluation_is_current(study.find_run(params, "sweep/baseline/seed0").folder(root), params["theory"])
+    assert run_folder.evaluation_is_current(study.find_run(params, "sweep/baseline/seed0").folder(root), params["theory"])
 
 
 def test_the_between_table_holds_each_lambdas_miss_rate_and_gradient_norm_and_their_welch_differences(evaluated_between):

@@ -1,4 +1,4 @@
-"""The trainer (mixstudy.trainer): one epoch against an epoch written out with torch's SGD, a
+"""The trainer (mixstudy.train.trainer): one epoch against an epoch written out with torch's SGD, a
 failed member of a pack left out, a pack built from and synced back to its members, a run's
 streams (and where a resume point keeps dropout's, on the CPU and on a GPU), the schedulers
 against SGDR's closed forms, the amp setting and the configuration checks."""
@@ -18,10 +18,11 @@ import torch._dynamo  # noqa: F401  (the first optimizer imports it, seconds; mu
 import torch.nn.functional as F
 
 from conftest import CIFAR10_MEAN, CIFAR10_STD
-from mixstudy import engine, trainer
-from mixstudy.errors import ConfigError
-from mixstudy.mixing import member_mixes
-from mixstudy.models import build_model
+from mixstudy.data import engine
+from mixstudy.train import trainer
+from mixstudy.core.errors import ConfigError
+from mixstudy.model.mixing import member_mixes
+from mixstudy.model.models import build_model
 
 CPU = torch.device("cpu")
 
@@ -387,4 +388,4 @@ def test_mixing_points_the_network_lacks_are_refused_naming_them_and_the_valid_o
     config = tiny_config(mixing={"method": "manifold", "alpha": 1.0, "layers": [5, 0, 4]})
     with pytest.raises(ConfigError) as refused:
         trainer.check_run_config(config)
-    assert str(refused.value) == "mixing.layers: point(s) [4, 5] do not exist in convnet; valid points are [0, 1, 2]"
+    assert str(refused.value) == "mixing.layers: mixing point(s) [4, 5] do not exist in convnet; valid points are [0, 1, 2] (0 = input)"

@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from mixstudy import training
-from mixstudy.checkpoint import load_checkpoint
-from mixstudy.evaluation import predict, split_logits
-from mixstudy.fileio import RESUME_FILE
-from mixstudy.runfolder import LOCK_FILE
-from mixstudy.trainer import build_scheduler
-from mixstudy.errors import ConfigError, DataError, DivergedError
-from mixstudy.metrics import summarise
+from mixstudy.train import training
+from mixstudy.train.checkpoint import load_checkpoint
+from mixstudy.train.evaluation import predict, split_logits
+from mixstudy.runs.run_folder import LOCK_FILE, RESUME_FILE
+from mixstudy.train.trainer import build_scheduler
+from mixstudy.core.errors import ConfigError, DataError, DivergedError
+from mixstudy.model.metrics import summarise
 
 from conftest import CIFAR10_MEAN, CIFAR10_STD, make_study_data
 
@@ -199,7 +198,7 @@ def test_load_checkpoint_round_trips(tmp_path, tiny_config, tiny_data):
     model, saved_config = load_checkpoint(out / "model.pt")
     assert saved_config == config
     assert _same_weights(model.state_dict(), _weights(out))
-    from mixstudy import engine
+    from mixstudy.data import engine
 
     images = engine.to_device_images(tiny_data.x_test, torch.device("cpu"))
     logits = predict(model, images, engine.Normalise(CIFAR10_MEAN, CIFAR10_STD), 64)
@@ -329,7 +328,7 @@ def test_resume_point_of_another_configuration_is_ignored(tmp_path, tiny_config,
 
 @pytest.mark.parametrize("n, expected", [(41, [8, 8, 8, 8, 8]), (42, [8, 8, 8, 8, 8, 2]), (40, [8] * 5), (1, [1])])
 def test_batches_drop_only_a_trailing_batch_of_one(n, expected):
-    from mixstudy import engine
+    from mixstudy.data import engine
 
     order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
     chunks = engine.batches(order, 8)
@@ -350,7 +349,7 @@ EVALUATION = {
 
 
 def test_every_evaluation_setting_is_observed_in_the_written_metrics(tmp_path, tiny_config):
-    from mixstudy import engine
+    from mixstudy.data import engine
 
     data = make_study_data(n_val_per_class=2, n_test=20)
     config = tiny_config(train={"epochs": 3}, evaluation=EVALUATION)
@@ -393,7 +392,7 @@ def test_a_second_writer_is_refused_while_the_folder_is_locked(tmp_path, tiny_co
     import subprocess
     import sys
 
-    from mixstudy.errors import MixstudyError
+    from mixstudy.core.errors import MixstudyError
 
     out = tmp_path / "run"
     out.mkdir()
@@ -415,7 +414,7 @@ def test_a_second_writer_is_refused_while_the_folder_is_locked(tmp_path, tiny_co
 
 
 def test_finished_run_is_kept_and_another_configuration_needs_replace(tmp_path, tiny_config, tiny_data):
-    from mixstudy.errors import MixstudyError
+    from mixstudy.core.errors import MixstudyError
 
     out = tmp_path / "run"
     _train(tiny_config(seed=0), tiny_data, out)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mixstudy.tables import welch_difference
+from mixstudy.results.tables import welch_difference
 
 ARMS = {"baseline": "baseline", "mixup": "manifold_S0-2_alpha4"}
 

@@ -13,8 +13,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from mixstudy.errors import Interrupted, MixstudyError
-from mixstudy.study import RUNS_ROOT as DEFAULT_RUNS_ROOT
+from mixstudy.core.errors import Interrupted, MixstudyError
+from mixstudy.runs.study import RUNS_ROOT as DEFAULT_RUNS_ROOT
 
 log = logging.getLogger("mixstudy")
 
@@ -59,7 +59,7 @@ def _runs_root(args) -> Path:
 def _grid_runs_root(args, params: dict, expectation=None) -> Path:
     """The --runs-root of a command that writes results from the runs (aggregate, figures, report):
     it must hold runs of these parameters' grids, else the results it would replace are kept."""
-    from mixstudy.analysis import Expectation, absent_grid_runs
+    from mixstudy.results.analysis import Expectation, absent_grid_runs
 
     root = _runs_root(args)
     reason = absent_grid_runs(params, root, expectation or Expectation())
@@ -73,14 +73,14 @@ def _grid_runs_root(args, params: dict, expectation=None) -> Path:
 
 
 def _params(args) -> dict:
-    from mixstudy.config import layered_on_defaults, load_params, parse_json_params
+    from mixstudy.core.config import layered_on_defaults, load_params, parse_json_params
 
     extra = [parse_json_params(args.params_json)] if args.params_json else []
     return load_params([*layered_on_defaults(args.params or []), *extra], args.overrides)
 
 
 def cmd_data(args) -> None:
-    from mixstudy.data import prepare_data
+    from mixstudy.data.datasets import prepare_data
 
     params = _params(args)
     manifest = prepare_data(params["data"])
@@ -88,7 +88,7 @@ def cmd_data(args) -> None:
 
 
 def cmd_subset(args) -> None:
-    from mixstudy.data import make_subset, params_subset_file
+    from mixstudy.data.subsets import make_subset, params_subset_file
 
     params = _params(args)
     out = args.out or params_subset_file(params)
@@ -97,8 +97,8 @@ def cmd_subset(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from mixstudy.data import load_study_data, params_subset_file
-    from mixstudy.training import train_runs
+    from mixstudy.data.subsets import load_study_data, params_subset_file
+    from mixstudy.train.training import train_runs
 
     if args.run_spec:
         configs, outs = _spec_targets(args)
@@ -122,7 +122,7 @@ def cmd_train(args) -> None:
 
 def _train_targets(params: dict, args) -> tuple[list[dict], list[Path]]:
     """The configurations and run folders to train: runs of the grids (several make a pack) or one --out run."""
-    from mixstudy import study
+    from mixstudy.runs import study
 
     if args.run:
         if args.out and len(args.run) > 1:
@@ -142,8 +142,8 @@ def _train_targets(params: dict, args) -> tuple[list[dict], list[Path]]:
 def _spec_targets(args) -> tuple[list[dict], list[Path]]:
     """Runs given by the workflow as JSON specs (run id, run sections, seed, overrides): the
     configuration reaches the job through its own command line, never through a shared file."""
-    from mixstudy import study
-    from mixstudy.config import parse_json_params
+    from mixstudy.runs import study
+    from mixstudy.core.config import parse_json_params
 
     if not (args.data and args.subset):
         raise MixstudyError("--run-spec needs --data and --subset")
@@ -159,7 +159,7 @@ def _spec_targets(args) -> tuple[list[dict], list[Path]]:
 
 def _compute_overrides(assignments: list[str]) -> dict:
     """--set compute.KEY=VALUE with --run-spec (the workflow's threads per job)."""
-    from mixstudy.config import apply_override
+    from mixstudy.core.config import apply_override
 
     compute = {}
     for assignment in assignments:
@@ -170,10 +170,10 @@ def _compute_overrides(assignments: list[str]) -> dict:
 
 
 def cmd_evaluate(args) -> None:
-    from mixstudy.data import params_subset_file
-    from mixstudy.fileio import remove_temporaries, write_json
-    from mixstudy.run_evaluation import evaluate_run_files, evaluate_stale_runs
-    from mixstudy.study import EVALUATION_FILE
+    from mixstudy.data.subsets import params_subset_file
+    from mixstudy.core.fileio import remove_temporaries, write_json
+    from mixstudy.train.run_evaluation import evaluate_run_files, evaluate_stale_runs
+    from mixstudy.runs.run_folder import EVALUATION_FILE
 
     params = _params(args)
     data_npz, subset = args.data or params["data"]["out"], args.subset or params_subset_file(params)
@@ -194,7 +194,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_leave_out_weights(args) -> None:
-    from mixstudy.study import WEIGHTS_LEFT_OUT_FILE, leave_out_weights
+    from mixstudy.runs.run_folder import WEIGHTS_LEFT_OUT_FILE, leave_out_weights
 
     params = _params(args)
     for folder in args.folders:
@@ -204,7 +204,7 @@ def cmd_leave_out_weights(args) -> None:
 
 
 def cmd_select(args) -> None:
-    from mixstudy.selection import select_best, write_selection
+    from mixstudy.results.selection import select_best, write_selection
 
     params = _params(args)
     selection = select_best(params, _runs_root(args))
@@ -216,7 +216,7 @@ def cmd_select(args) -> None:
 
 
 def cmd_runs(args) -> None:
-    from mixstudy import study
+    from mixstudy.runs import study
 
     params = _params(args)
     specs = study.tuning_runs(params) if args.stage == "tuning" else study.sweep_runs(params) if args.stage == "sweep" else study.all_runs(params)
@@ -229,7 +229,7 @@ def cmd_runs(args) -> None:
 
 
 def cmd_progress(args) -> None:
-    from mixstudy.progress import progress_lines, watch
+    from mixstudy.runs.progress import progress_lines, watch
 
     params = _params(args)
     if args.watch:
@@ -242,9 +242,9 @@ def cmd_check_config(args) -> None:
     """What Snakemake's --configfile will read, checked first: each file's YAML (file, line and
     column of an error), the files layered on params.yaml as Snakemake layers them, validated, and
     the subset they ask for against the data set's classes."""
-    from mixstudy import study
-    from mixstudy.config import layered_on_defaults, load_params
-    from mixstudy.data import check_subset_fits
+    from mixstudy.runs import study
+    from mixstudy.core.config import layered_on_defaults, load_params
+    from mixstudy.data.subsets import check_subset_fits
 
     files = layered_on_defaults(args.files)
     params = load_params(files)
@@ -253,8 +253,8 @@ def cmd_check_config(args) -> None:
 
 
 def cmd_aggregate(args) -> None:
-    from mixstudy.aggregation import aggregate
-    from mixstudy.summary import HEADLINE_FILE
+    from mixstudy.results.aggregation import aggregate
+    from mixstudy.results.summary import HEADLINE_FILE
 
     params = _params(args)
     headline = args.headline or Path(args.summary).with_name(HEADLINE_FILE)
@@ -270,9 +270,9 @@ def cmd_aggregate(args) -> None:
 
 def _expectation(params: dict, args):
     """What runs are checked against: the tuning's choice and the subset, where they exist."""
-    from mixstudy import study
-    from mixstudy.data import params_subset_file
-    from mixstudy.analysis import Expectation
+    from mixstudy.runs import study
+    from mixstudy.data.subsets import params_subset_file
+    from mixstudy.results.analysis import Expectation
 
     selection = study.read_selection(args.selection) if Path(args.selection).is_file() else None
     subset = Path(args.subset or params_subset_file(params))
@@ -288,9 +288,9 @@ def _subset_sha256(path: Path) -> str:
 
 
 def cmd_compare(args) -> None:
-    from mixstudy.analysis import analyse
-    from mixstudy.config import layered_on_defaults, load_params
-    from mixstudy.run_sets import compare_run_sets
+    from mixstudy.results.analysis import analyse
+    from mixstudy.core.config import layered_on_defaults, load_params
+    from mixstudy.results.run_sets import compare_run_sets
 
     params = _params(args)
     against_params = load_params(layered_on_defaults(args.against_params)) if args.against_params else params
@@ -303,7 +303,7 @@ def cmd_compare(args) -> None:
 
 
 def cmd_figures(args) -> None:
-    from mixstudy.figures import make_figures
+    from mixstudy.figures.registry import make_figures
 
     params = _params(args)
     result = make_figures(params, _grid_runs_root(args, params), args.out_dir)
@@ -313,7 +313,7 @@ def cmd_figures(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from mixstudy.report import write_report
+    from mixstudy.report.document import write_report
 
     params = _params(args)
     markdown_path, html_path = write_report(params, _grid_runs_root(args, params), args.out, args.figures_dir, args.selection)

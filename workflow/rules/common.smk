@@ -1,4 +1,4 @@
-# Shared helpers. The grids are expanded by mixstudy.study (never here), so the workflow,
+# Shared helpers. The grids are expanded by mixstudy.runs.study (never here), so the workflow,
 # DVC and the CLI agree on every run and its folder.
 #
 # Nothing is written while the rules are read: every job gets its settings through its own
@@ -13,9 +13,9 @@ import re
 import shlex
 from pathlib import Path
 
-from mixstudy import reruns, study
-from mixstudy.config import validate_params, with_data_paths
-from mixstudy.data import check_subset_fits, params_subset_file
+from mixstudy.runs import reruns, run_folder, study
+from mixstudy.core.config import validate_params, with_data_paths
+from mixstudy.data.subsets import check_subset_fits, params_subset_file
 
 config.update(with_data_paths(config))  # data.npz_path and data.out of data.name ({name} replaced)
 validate_params(config)  # schema + mixing points: a bad parameter stops here, before any job
@@ -55,7 +55,7 @@ def run_spec_arguments(specs):
     return " ".join(f"--run-spec {shlex.quote(text)}" for text in specs_json)
 
 
-# --- what is finished, by content (read only; decided in mixstudy.reruns) ----------------------
+# --- what is finished, by content (read only; decided in mixstudy.runs.reruns) ----------------------
 
 PLAN = reruns.plan_runs(
     config, TUNING_RUNS, SWEEP_RUNS, RUNS, reruns.subset_sha256(SUBSET), reruns.current_selection(SELECTION)
@@ -86,23 +86,23 @@ def run_inputs(specs):
     return inputs
 
 
-def run_files(specs, name="metrics.json"):
+def run_files(specs, name=run_folder.METRICS_FILE):
     return [str(spec.folder(RUNS) / name) for spec in specs]
 
 
 def run_outputs(specs):
     """A run's results; `update`: Snakemake leaves them in place for the training command, which
     keeps a finished run of the same configuration (and restores them if the job fails)."""
-    return [update(path) for name in study.WORKFLOW_OUTPUTS for path in run_files(specs, name)]
+    return [update(path) for name in run_folder.WORKFLOW_OUTPUTS for path in run_files(specs, name)]
 
 
 def run_outputs_of(run_id_pattern):
     """The outputs of the run (or the `{run_id}` wildcard) under RUNS, as `run_outputs` gives them."""
-    return [update(f"{RUNS}/{run_id_pattern}/{name}") for name in study.WORKFLOW_OUTPUTS]
+    return [update(f"{RUNS}/{run_id_pattern}/{name}") for name in run_folder.WORKFLOW_OUTPUTS]
 
 
 def every_run_file(specs):
-    return [path for name in study.WORKFLOW_OUTPUTS for path in run_files(specs, name)]
+    return [path for name in run_folder.WORKFLOW_OUTPUTS for path in run_files(specs, name)]
 
 
 # The training command of every training job: `runs` is one `--run-spec`, or several (a pack).
@@ -125,7 +125,7 @@ def one_run(run_id):
 
 
 def evaluation_files(specs):
-    return run_files(specs, study.EVALUATION_FILE)
+    return run_files(specs, run_folder.EVALUATION_FILE)
 
 
 def evaluation_inputs(spec):
@@ -134,7 +134,7 @@ def evaluation_inputs(spec):
     this invocation and its evaluation.json is current by content (computed from this model.pt with
     these settings), so a clone or a checkout measures nothing again, and a retrained run is always
     measured again."""
-    inputs = {"record": str(spec.folder(RUNS) / "metrics.json"), "data": DATA, "subset": SUBSET}
+    inputs = {"record": str(spec.folder(RUNS) / run_folder.METRICS_FILE), "data": DATA, "subset": SUBSET}
     if reruns.evaluation_settled(PLAN, spec, config["theory"]):
         inputs = {key: ancient(path) for key, path in inputs.items()}
     return inputs

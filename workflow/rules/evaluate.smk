@@ -9,9 +9,9 @@ rule evaluate_run:
     input:
         unpack(lambda wildcards: evaluation_inputs(RUN_BY_ID[wildcards.run_id])),
     output:
-        f"{RUNS}/{{run_id}}/{study.EVALUATION_FILE}",
+        f"{RUNS}/{{run_id}}/{run_folder.EVALUATION_FILE}",
     params:
-        model=lambda wildcards: RUN_BY_ID[wildcards.run_id].folder(RUNS) / study.WEIGHTS,
+        model=lambda wildcards: RUN_BY_ID[wildcards.run_id].folder(RUNS) / run_folder.WEIGHTS,
         params=params_json("evaluation", "theory", "compute"),
     wildcard_constraints:
         run_id=SWEEP_RUN_ID_PATTERN,

@@ -23,7 +23,7 @@ rule aggregate:
 rule figures:
     input:
         rules.aggregate.output,
-        run_files(TUNING_RUNS + SWEEP_RUNS, "history.tsv"),
+        run_files(TUNING_RUNS + SWEEP_RUNS, run_folder.HISTORY_FILE),
         subset=SUBSET,
     output:
         directory("results/figures"),

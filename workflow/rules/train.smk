@@ -39,7 +39,7 @@ rule train_all:
 
 # A run with outputs that are not what is asked (another configuration, damaged files): a request
 # file named by the training hash asked (results/rebuild/<run id>/<key>.txt), made by a job, that its
-# training job waits for and the target rules ask for (mixstudy.reruns). Writing it removes the run's
+# training job waits for and the target rules ask for (mixstudy.runs.reruns). Writing it removes the run's
 # requests of other keys, so no later change finds one already made.
 # It only writes one line, so it runs where Snakemake runs, never as a cluster job.
 localrules:

@@ -4,7 +4,7 @@
 # already finished with their configuration are kept; the rest train as a smaller pack. The
 # pack's benchmark goes to results/packs/<stage>/pack<NNN>/. `mixstudy runs --packs` lists the packs.
 #
-# Packs are formed in grid order (mixstudy.study.packs); a changed grid can regroup them. A
+# Packs are formed in grid order (mixstudy.runs.study.packs); a changed grid can regroup them. A
 # regrouped pack keeps its finished runs (their configuration did not change).
 
 

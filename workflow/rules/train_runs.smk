@@ -1,5 +1,5 @@
 # One job per run (compute.pack_size 1): the rule `train_run` over the run ids of the grids
-# (mixstudy.study names them: tuning/<name>/seed<k>, sweep/<name>/seed<k>). Each run's folder
+# (mixstudy.runs.study names them: tuning/<name>/seed<k>, sweep/<name>/seed<k>). Each run's folder
 # (results/runs/<run id>) holds metrics.json, history.tsv, model.pt and train.log; Snakemake's log
 # and benchmark of the job go to logs/runs/ and results/benchmarks/.
 # Jobs ask for gpu=1, so `--resources gpu=1` runs one training job at a time.

@@ -1,0 +1,1 @@
+"""The figures, one module per family, and their registry (`mixstudy figures`)."""
