@@ -54,7 +54,14 @@ def _source_tree(commit: str, into: Path) -> Path:
 
 
 def _mixstudy(src: Path, cwd: Path, *args: str) -> None:
-    code = "import sys; from mixstudy.cli import main; sys.exit(main(sys.argv[1:]))"
+    # mixstudy from `src` alone: the checkout's editable install puts its own src on sys.path too,
+    # and its regular package would win over an older commit's namespace package (no __init__.py)
+    code = (
+        "import os, sys; src = os.environ['PYTHONPATH']; "
+        "sys.path = [src] + [p for p in sys.path if not os.path.isdir(os.path.join(p or '.', 'mixstudy'))]; "
+        "import mixstudy; assert list(mixstudy.__path__) == [os.path.join(src, 'mixstudy')], mixstudy.__path__; "
+        "from mixstudy.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     env = {**os.environ, "PYTHONPATH": str(src)}
     result = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
